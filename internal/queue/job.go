@@ -1,0 +1,154 @@
+// Package queue is the durable request queue behind the fal queue API: it
+// stores jobs, their status, logs and results in a Store (bbolt by default),
+// runs them on a bounded pool of workers, tracks queue positions, cancels
+// queued and running jobs, requeues jobs interrupted by a crash or shutdown,
+// expires old results, delivers webhooks and lets callers watch for changes.
+//
+// The queue knows nothing about images or the engine: a job's payload is
+// opaque bytes handed to a Processor, and failures are described by a
+// function the API supplies, so the same status codes are used everywhere.
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. The API maps them to HTTP status codes.
+var (
+	// ErrNotFound: no job has this id (never existed or expired).
+	ErrNotFound = errors.New("request not found")
+	// ErrQueueFull: the bounded queue has no room; retry later.
+	ErrQueueFull = errors.New("queue is full")
+	// ErrCanceled is the failure of a job canceled by its client.
+	ErrCanceled = errors.New("request cancelled")
+	// ErrStartTimeout is the failure of a job that did not start before the
+	// deadline its client set (x-fal-request-timeout).
+	ErrStartTimeout = errors.New("request did not start before its deadline")
+	// ErrAlreadyCompleted: cancel of a job that has finished.
+	ErrAlreadyCompleted = errors.New("request already completed")
+	// ErrClosed: the queue is shutting down or closed.
+	ErrClosed = errors.New("queue is shutting down")
+	// ErrInterrupted is the failure of an ephemeral job (a synchronous run
+	// or stream) whose server stopped: nobody is left to receive it.
+	ErrInterrupted = errors.New("request interrupted by a server restart")
+	// ErrDuplicateID: Submit with an id that is already stored.
+	ErrDuplicateID = errors.New("request id already exists")
+)
+
+// Status is a job's lifecycle state, using fal's names.
+type Status string
+
+// Job states. Failed and cancelled jobs are Completed with a Failure.
+const (
+	StatusQueued    Status = "IN_QUEUE"
+	StatusRunning   Status = "IN_PROGRESS"
+	StatusCompleted Status = "COMPLETED"
+)
+
+// Priority orders the queue: every normal job runs before any low one.
+type Priority uint8
+
+// Priorities (fal's x-fal-queue-priority).
+const (
+	PriorityNormal Priority = 0
+	PriorityLow    Priority = 1
+)
+
+// LogEntry is one line of a job's log.
+type LogEntry struct {
+	Time    time.Time `json:"time"`
+	Level   string    `json:"level"`
+	Message string    `json:"message"`
+}
+
+// Failure is how a failed job answers its result request, its status and
+// its webhook. It is produced by Options.Describe from an error.
+type Failure struct {
+	// HTTPStatus and Body are the result endpoint's response.
+	HTTPStatus int             `json:"http_status"`
+	Body       json.RawMessage `json:"body"`
+	// Headers are extra response headers (e.g. x-fal-request-timeout-type).
+	Headers map[string]string `json:"headers,omitempty"`
+	// Message and Type are the status body's error and error_type.
+	Message string `json:"message"`
+	Type    string `json:"type"`
+}
+
+// Webhook is the delivery state of a job's fal_webhook.
+type Webhook struct {
+	URL         string    `json:"url"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	Delivered   bool      `json:"delivered,omitempty"`
+	GaveUp      bool      `json:"gave_up,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// Pending reports whether the webhook still has to be delivered.
+func (w *Webhook) Pending() bool { return w != nil && w.URL != "" && !w.Delivered && !w.GaveUp }
+
+// Job is the durable record of one request.
+type Job struct {
+	ID       string          `json:"id"`
+	Endpoint string          `json:"endpoint"`
+	Payload  json.RawMessage `json:"payload"`
+	Priority Priority        `json:"priority"`
+	// Ephemeral jobs (synchronous runs and streams) have a client waiting
+	// on an open connection. After a restart nobody waits for them, so
+	// they fail instead of being requeued.
+	Ephemeral bool   `json:"ephemeral,omitempty"`
+	Status    Status `json:"status"`
+	// QueueKey orders queued jobs (priority, then submit sequence). A
+	// requeued job keeps its key, so it goes back to the front.
+	QueueKey      []byte    `json:"queue_key"`
+	SubmittedAt   time.Time `json:"submitted_at"`
+	StartedAt     time.Time `json:"started_at,omitzero"`
+	FinishedAt    time.Time `json:"finished_at,omitzero"`
+	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	StartDeadline time.Time `json:"start_deadline,omitzero"`
+	// CancelRequested survives a crash: a job canceled while running is not
+	// requeued at the next start.
+	CancelRequested bool            `json:"cancel_requested,omitempty"`
+	Attempts        int             `json:"attempts"`
+	Logs            []LogEntry      `json:"logs,omitempty"`
+	Result          json.RawMessage `json:"result,omitempty"`
+	Failure         *Failure        `json:"failure,omitempty"`
+	Webhook         *Webhook        `json:"webhook,omitempty"`
+
+	// Position is the 0-based queue position of a queued job, computed
+	// when the job is read; it is not stored.
+	Position int `json:"-"`
+}
+
+// Store is the persistence backend of a Queue. Implementations must make
+// every successful write durable before returning (the submit response is
+// sent only after Add returns) and keep their indexes consistent with the
+// job records. Queue serialises nothing itself, so methods must be safe for
+// concurrent use.
+type Store interface {
+	// Add stores a new queued job, assigning QueueKey and Position. It
+	// fails with ErrQueueFull when maxQueued > 0 jobs are already queued
+	// and with ErrDuplicateID when the id exists.
+	Add(job *Job, maxQueued int) error
+	// Get returns a job (with Position when queued) or ErrNotFound.
+	Get(id string) (*Job, error)
+	// Update applies fn to a job atomically and stores the result; an error
+	// from fn aborts without writing. Status changes move the job between
+	// the queued/running/expiry/webhook indexes.
+	Update(id string, fn func(*Job) error) (*Job, error)
+	// ClaimNext marks the first queued job running (StartedAt = now,
+	// Attempts+1) and returns it; nil when the queue is empty.
+	ClaimNext(now time.Time) (*Job, error)
+	// QueuedCount is the number of queued jobs.
+	QueuedCount() (int, error)
+	// List returns the jobs in a state (queued ones in queue order).
+	List(status Status) ([]*Job, error)
+	// PendingWebhooks returns finished jobs whose webhook is undelivered.
+	PendingWebhooks() ([]*Job, error)
+	// DeleteExpired removes completed jobs whose ExpiresAt is not after now
+	// and returns how many it removed.
+	DeleteExpired(now time.Time) (int, error)
+	Close() error
+}
