@@ -1,0 +1,267 @@
+// Package config reads the server's typed configuration once, from flags
+// with environment-variable equivalents (KLEINSERVE_<FLAG>, dashes as
+// underscores; a flag on the command line wins), validates it and renders it
+// for the start-up log with secrets redacted.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvPrefix prefixes every environment variable.
+const EnvPrefix = "KLEINSERVE_"
+
+// DefaultORTLib is where scripts/install_ort.sh puts ONNX Runtime.
+const DefaultORTLib = ".ort/lib/libonnxruntime.so"
+
+// Config is the whole server configuration.
+type Config struct {
+	// Addr is the listen address (host:port).
+	Addr string `json:"addr"`
+	// ModelDir is the model directory to load (model.json and graphs).
+	ModelDir string `json:"model_dir"`
+	// DataDir holds the queue database and stored files.
+	DataDir string `json:"data_dir"`
+	// Provider is the ONNX Runtime execution provider: cpu or cuda.
+	Provider string `json:"provider"`
+	// DeviceID is the CUDA device ordinal.
+	DeviceID int `json:"device_id"`
+	// Threads is the intra-op thread count for CPU (0: runtime default).
+	Threads int `json:"threads"`
+	// Keys are the accepted API keys; empty means no authentication.
+	Keys []string `json:"-"`
+	// PublicURL is the external base URL used in every returned URL.
+	PublicURL string `json:"public_url"`
+	// Workers is the number of requests generated at once.
+	Workers int `json:"workers"`
+	// MaxQueue bounds waiting requests (0: unbounded).
+	MaxQueue int `json:"max_queue"`
+	// Retention is how long results and files are kept.
+	Retention time.Duration `json:"-"`
+	// ORTLib is the path of libonnxruntime.so ("" lets the loader search
+	// the system paths).
+	ORTLib string `json:"ort_lib"`
+	// ShutdownGrace is how long running requests may finish at shutdown
+	// before they are interrupted and requeued.
+	ShutdownGrace time.Duration `json:"-"`
+	// MaxBodyBytes bounds JSON request bodies.
+	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// MaxUploadBytes bounds one uploaded file.
+	MaxUploadBytes int64 `json:"max_upload_bytes"`
+	// PreviewEvery is the step interval of previews on /stream (0: none).
+	PreviewEvery int `json:"preview_every"`
+	// LogLevel is the zerolog level: debug, info, warn, error.
+	LogLevel string `json:"log_level"`
+}
+
+// Redacted returns the config as a flat map for the start-up log line:
+// durations as strings, keys replaced by their count.
+func (c Config) Redacted() map[string]any {
+	return map[string]any{
+		"addr": c.Addr, "model_dir": c.ModelDir, "data_dir": c.DataDir, "provider": c.Provider,
+		"device_id": c.DeviceID, "threads": c.Threads, "api_keys": fmt.Sprintf("%d configured (redacted)", len(c.Keys)),
+		"public_url": c.PublicURL, "workers": c.Workers, "max_queue": c.MaxQueue,
+		"retention": c.Retention.String(), "ort_lib": c.ORTLib, "shutdown_grace": c.ShutdownGrace.String(),
+		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
+		"preview_every": c.PreviewEvery, "log_level": c.LogLevel,
+	}
+}
+
+// Load parses args (without the program name) with environment fallbacks
+// from getenv, fills derived defaults and validates. fileExists decides the
+// ORT library default; pass nil to use the file system.
+func Load(args []string, getenv func(string) string, fileExists func(string) bool) (Config, error) {
+	if fileExists == nil {
+		fileExists = func(p string) bool { _, err := os.Stat(p); return err == nil }
+	}
+	var c Config
+	var keys, retention, grace string
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&c.ModelDir, "models", "models/tiny", "model directory to load")
+	fs.StringVar(&c.DataDir, "data", "./data", "directory for the queue database and files")
+	fs.StringVar(&c.Provider, "provider", "cpu", "execution provider: cpu or cuda")
+	fs.IntVar(&c.DeviceID, "device-id", 0, "CUDA device id")
+	fs.IntVar(&c.Threads, "threads", 0, "CPU intra-op threads (0: runtime default)")
+	fs.StringVar(&keys, "keys", "", "comma-separated API keys (none: open server)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "external base URL (default http://<addr>)")
+	fs.IntVar(&c.Workers, "workers", 1, "requests generated at once")
+	fs.IntVar(&c.MaxQueue, "max-queue", 1000, "maximum waiting requests (0: unbounded)")
+	fs.StringVar(&retention, "retention", "24h", "how long results and files are kept")
+	fs.StringVar(&c.ORTLib, "ort-lib", "", "path of libonnxruntime.so (default "+DefaultORTLib+" if present, else system)")
+	fs.StringVar(&grace, "shutdown-grace", "30s", "time running requests get to finish at shutdown")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body", 16<<20, "maximum JSON request body in bytes")
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 100<<20, "maximum uploaded file in bytes")
+	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	// Environment first, so that flags given on the command line override it.
+	var envErrs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if err := errors.Join(envErrs...); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("config: %w\n%s", err, Usage(fs))
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("config: unexpected arguments %q", fs.Args())
+	}
+
+	var err error
+	if c.Retention, err = parseDuration("retention", retention); err != nil {
+		return c, err
+	}
+	if c.ShutdownGrace, err = parseDuration("shutdown-grace", grace); err != nil {
+		return c, err
+	}
+	for _, k := range strings.Split(keys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.Keys = append(c.Keys, k)
+		}
+	}
+	if c.ORTLib == "" && fileExists(DefaultORTLib) {
+		c.ORTLib = DefaultORTLib
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = defaultPublicURL(c.Addr)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c, c.Validate()
+}
+
+// Usage renders the flag list.
+func Usage(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return b.String()
+}
+
+// HelpText is the usage of `server serve`.
+func HelpText() string {
+	_, err := Load([]string{"-h"}, func(string) string { return "" }, func(string) bool { return false })
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "\n"); i >= 0 {
+		return msg[i+1:]
+	}
+	return msg
+}
+
+func parseDuration(name, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("config: -%s %q: %w", name, v, err)
+	}
+	return d, nil
+}
+
+// defaultPublicURL derives http://host:port from the listen address; an
+// unspecified host (":8080", "0.0.0.0") becomes 127.0.0.1.
+func defaultPublicURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Validate checks every field and reports all problems at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("-addr %q: %v", c.Addr, err)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		bad("-addr %q: bad port", c.Addr)
+	}
+	if c.ModelDir == "" {
+		bad("-models must not be empty")
+	}
+	if c.DataDir == "" {
+		bad("-data must not be empty")
+	}
+	if c.Provider != "cpu" && c.Provider != "cuda" {
+		bad("-provider %q: want cpu or cuda", c.Provider)
+	}
+	if c.DeviceID < 0 {
+		bad("-device-id %d: must be >= 0", c.DeviceID)
+	}
+	if c.Threads < 0 {
+		bad("-threads %d: must be >= 0", c.Threads)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("-public-url %q: want an absolute http(s) URL", c.PublicURL)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		bad("-public-url %q: must not have a query or fragment", c.PublicURL)
+	}
+	if c.Workers < 1 || c.Workers > 64 {
+		bad("-workers %d: want 1..64", c.Workers)
+	}
+	if c.MaxQueue < 0 {
+		bad("-max-queue %d: must be >= 0", c.MaxQueue)
+	}
+	if c.Retention < time.Minute {
+		bad("-retention %v: must be at least 1m", c.Retention)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("-shutdown-grace %v: must be >= 0", c.ShutdownGrace)
+	}
+	// The body limit must stay well above the 1 MB prompt case, so that an
+	// over-long prompt is a 422 about the prompt rather than a 413.
+	if c.MaxBodyBytes < 2<<20 {
+		bad("-max-body %d: must be at least 2 MiB", c.MaxBodyBytes)
+	}
+	if c.MaxUploadBytes < 1 {
+		bad("-max-upload %d: must be positive", c.MaxUploadBytes)
+	}
+	if c.PreviewEvery < 0 {
+		bad("-preview-every %d: must be >= 0", c.PreviewEvery)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("-log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	for _, k := range c.Keys {
+		if strings.ContainsAny(k, " \t") {
+			bad("-keys: keys must not contain spaces")
+			break
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// QueuePath is the queue database file.
+func (c Config) QueuePath() string { return filepath.Join(c.DataDir, "queue.db") }
+
+// FilesDir is the root of the file store.
+func (c Config) FilesDir() string { return filepath.Join(c.DataDir, "storage") }

@@ -1,0 +1,105 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func noFiles(string) bool { return false }
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.ModelDir != "models/tiny" || c.DataDir != "./data" || c.Provider != "cpu" ||
+		c.PublicURL != "http://127.0.0.1:8080" || c.Workers != 1 || c.Retention != 24*time.Hour ||
+		c.ORTLib != "" || len(c.Keys) != 0 || c.ShutdownGrace != 30*time.Second || c.MaxBodyBytes != 16<<20 {
+		t.Fatalf("defaults %+v", c)
+	}
+	c, _ = Load(nil, env(nil), func(p string) bool { return p == DefaultORTLib })
+	if c.ORTLib != DefaultORTLib {
+		t.Fatalf("ORT default %q", c.ORTLib)
+	}
+}
+
+func TestEnvAndFlagPrecedence(t *testing.T) {
+	e := env(map[string]string{
+		"KLEINSERVE_ADDR": "0.0.0.0:9000", "KLEINSERVE_KEYS": "a, b,,c", "KLEINSERVE_WORKERS": "3",
+		"KLEINSERVE_PROVIDER": "cuda", "KLEINSERVE_RETENTION": "2h", "KLEINSERVE_ORT_LIB": "/opt/ort.so",
+		"KLEINSERVE_DEVICE_ID": "1", "KLEINSERVE_MAX_QUEUE": "7",
+	})
+	c, err := Load([]string{"-workers", "2", "-public-url", "https://gpu.example.com/"}, e, noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "0.0.0.0:9000" || c.Workers != 2 || c.Provider != "cuda" || c.Retention != 2*time.Hour ||
+		c.ORTLib != "/opt/ort.so" || c.DeviceID != 1 || c.MaxQueue != 7 || c.PublicURL != "https://gpu.example.com" {
+		t.Fatalf("config %+v", c)
+	}
+	if strings.Join(c.Keys, "|") != "a|b|c" {
+		t.Fatalf("keys %q", c.Keys)
+	}
+	c, _ = Load([]string{"-addr", ":8081"}, env(nil), noFiles)
+	if c.PublicURL != "http://127.0.0.1:8081" {
+		t.Fatalf("public url for :8081 = %q", c.PublicURL)
+	}
+}
+
+func TestRedactedHidesKeys(t *testing.T) {
+	c, err := Load([]string{"-keys", "secret-key-1,secret-key-2"}, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(c.Redacted())
+	if strings.Contains(string(raw), "secret") || !strings.Contains(string(raw), "2 configured") {
+		t.Fatalf("redacted: %s", raw)
+	}
+	raw, _ = json.Marshal(c)
+	if strings.Contains(string(raw), "secret") {
+		t.Fatalf("json of config leaks keys: %s", raw)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	cases := map[string][]string{
+		"-addr":          {"-addr", "nonsense"},
+		"-provider":      {"-provider", "tpu"},
+		"-workers":       {"-workers", "0"},
+		"-public-url":    {"-public-url", "ftp://x"},
+		"-retention":     {"-retention", "1s"},
+		"-max-body":      {"-max-body", "1000"},
+		"-log-level":     {"-log-level", "loud"},
+		"-max-queue":     {"-max-queue", "-1"},
+		"retention":      {"-retention", "forever"},
+		"unexpected":     {"stray"},
+		"-threads":       {"-threads", "-2"},
+		"-preview-every": {"-preview-every", "-1"},
+	}
+	for want, args := range cases {
+		_, err := Load(args, env(nil), noFiles)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: error %v does not mention %q", args, err, want)
+		}
+	}
+	_, err := Load(nil, env(map[string]string{"KLEINSERVE_WORKERS": "many"}), noFiles)
+	if err == nil || !strings.Contains(err.Error(), "KLEINSERVE_WORKERS") {
+		t.Errorf("bad env: %v", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	_, err := Load([]string{"-h"}, env(nil), noFiles)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("want ErrHelp, got %v", err)
+	}
+	if h := HelpText(); !strings.Contains(h, "-public-url") || !strings.Contains(h, "-ort-lib") {
+		t.Fatalf("help text %q", h)
+	}
+}
