@@ -62,7 +62,7 @@ type Sampler struct {
 	fresh    []float32 // per step
 	gamma    []float64 // F, scratch
 	amp      []float64 // F, scratch
-	gain     []float64 // H·W, scratch
+	gainT    []float64 // W×H (transposed), scratch
 	xi       []float32 // B·S·128, noise of the current step
 	workers  []*noiseWorker
 	fellBack []bool // per step: the filter had no energy, white noise used
@@ -134,7 +134,7 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	}
 	f := cfg.Params.NumFreqBins
 	s.gamma, s.amp = make([]float64, f), make([]float64, f)
-	s.gain = make([]float64, s.H*s.W)
+	s.gainT = make([]float64, s.H*s.W)
 	s.xi = make([]float32, len(cfg.Seeds)*s.h*s.w*sampler.PackedChannels)
 	s.fellBack = make([]bool, n)
 	nw := min(max(cfg.Workers, 1), len(cfg.Seeds)*sampler.VAEChannels/2)
@@ -289,7 +289,8 @@ func (s *Sampler) prepare(i int) noiseMode {
 	}
 	scale := s.prm.EnergyScale / (z * float64(s.H*s.W))
 	for k, b := range s.bands.Band {
-		s.gain[k] = s.amp[b] * scale
+		y, x := k/s.W, k%s.W
+		s.gainT[x*s.H+y] = s.amp[b] * scale
 	}
 	return modeColored
 }
@@ -353,7 +354,7 @@ func (s *Sampler) noiseJob(wk *noiseWorker, mode noiseMode, step, j int, dst []f
 	for k := range wk.buf {
 		wk.buf[k] = complex(float64(wk.white[k]), float64(wk.white[hw+k]))
 	}
-	wk.fft.filter(wk.buf, s.gain)
+	wk.fft.filter(wk.buf, s.gainT)
 	for k, z := range wk.buf {
 		wk.white[k] = float32(real(z))
 		wk.white[hw+k] = float32(imag(z))
