@@ -36,18 +36,28 @@ func (e *ValidationError) Error() string {
 	return "validation failed: " + strings.Join(parts, "; ")
 }
 
-// Fields returns the top-level body field of every entry (for tests and
-// logs); entries about the whole body yield "body".
+// Fields returns the top-level field of every entry (for tests and logs);
+// entries about the whole body yield "body".
 func (e *ValidationError) Fields() []string {
 	out := make([]string, 0, len(e.Detail))
 	for _, d := range e.Detail {
-		if len(d.Loc) > 1 {
-			out = append(out, fmt.Sprint(d.Loc[1]))
+		if name, ok := fieldName(d.Loc); ok {
+			out = append(out, name)
 		} else {
 			out = append(out, "body")
 		}
 	}
 	return out
+}
+
+// fieldName is the field a location names: its second element when that
+// is a string (a byte offset of a JSON syntax error is not a field).
+func fieldName(loc []any) (string, bool) {
+	if len(loc) < 2 {
+		return "", false
+	}
+	name, ok := loc[1].(string)
+	return name, ok
 }
 
 // NewValidationError builds a single-entry validation error.

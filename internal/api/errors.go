@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/storage"
+	"github.com/kleinserve/kleinserve/internal/wire"
+)
+
+// Errors of the HTTP layer itself; everything else comes from the queue,
+// the engine, the storage or the wire decoder.
+var (
+	errUnauthorized     = errors.New("invalid or missing API key")
+	errInProgress       = errors.New("request is still in progress")
+	errRouteNotFound    = errors.New("no such route")
+	errMethodNotAllowed = errors.New("method not allowed")
+	errNotReady         = errors.New("model is not loaded yet")
+)
+
+// retryAfterSeconds is what a 429 asks clients to wait.
+const retryAfterSeconds = 5
+
+// errorBody is every non-validation error body: fal's {"detail","error_type"},
+// plus "status" on the answers where fal's cancel uses it (404, 400
+// ALREADY_COMPLETED), which other clients ignore.
+type errorBody struct {
+	Detail    string `json:"detail"`
+	ErrorType string `json:"error_type,omitempty"`
+	Status    string `json:"status,omitempty"`
+}
+
+// apiError is a fully resolved HTTP error answer.
+type apiError struct {
+	status int
+	body   any
+	header map[string]string
+	// message and typ are the short forms used in status bodies, stream
+	// error events and logs.
+	message, typ string
+}
+
+// classify is THE mapping from errors to HTTP answers. Handlers, the stream
+// writer and the queue's stored failures (DescribeFailure) all go through it,
+// so a given error always yields the same status code and body.
+func classify(err error) apiError {
+	simple := func(status int, detail, typ string) apiError {
+		return apiError{status: status, body: errorBody{Detail: detail, ErrorType: typ},
+			header: map[string]string{"X-Fal-Error-Type": typ}, message: detail, typ: typ}
+	}
+	var verr *wire.ValidationError
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &verr):
+		return apiError{status: http.StatusUnprocessableEntity, body: verr, message: verr.Error(),
+			typ: wire.ErrorTypeValidation}
+	case errors.Is(err, engine.ErrInvalidRequest):
+		v := wire.NewValidationError([]any{"body"}, err.Error(), "value_error")
+		return apiError{status: http.StatusUnprocessableEntity, body: v, message: err.Error(),
+			typ: wire.ErrorTypeValidation}
+	case errors.Is(err, errUnauthorized):
+		e := simple(http.StatusUnauthorized, "Invalid or missing API key; send 'Authorization: Key <key>'",
+			wire.ErrorTypeUnauthorized)
+		e.header["WWW-Authenticate"] = "Key"
+		return e
+	case errors.Is(err, queue.ErrNotFound):
+		e := simple(http.StatusNotFound, "Request not found", wire.ErrorTypeNotFound)
+		e.body = errorBody{Detail: e.message, ErrorType: e.typ, Status: wire.CancelNotFound}
+		return e
+	case errors.Is(err, storage.ErrNotFound):
+		return simple(http.StatusNotFound, "File not found", wire.ErrorTypeNotFound)
+	case errors.Is(err, errRouteNotFound):
+		return simple(http.StatusNotFound, "Not found", wire.ErrorTypeNotFound)
+	case errors.Is(err, errMethodNotAllowed):
+		return simple(http.StatusMethodNotAllowed, "Method not allowed", wire.ErrorTypeMethodNotAllowed)
+	case errors.Is(err, queue.ErrAlreadyCompleted):
+		e := simple(http.StatusBadRequest, "Request already completed", "already_completed")
+		e.body = errorBody{Detail: e.message, ErrorType: e.typ, Status: wire.AlreadyCompleted}
+		return e
+	case errors.Is(err, errInProgress):
+		return simple(http.StatusBadRequest, "Request is still in progress", wire.ErrorTypeInProgress)
+	case errors.Is(err, queue.ErrQueueFull):
+		e := simple(http.StatusTooManyRequests, "The queue is full; retry later", wire.ErrorTypeQueueFull)
+		e.header["Retry-After"] = strconv.Itoa(retryAfterSeconds)
+		return e
+	case errors.Is(err, queue.ErrStartTimeout):
+		e := simple(http.StatusGatewayTimeout, "Request timed out before processing started",
+			wire.ErrorTypeRequestTimeout)
+		e.header["X-Fal-Request-Timeout-Type"] = wire.TimeoutTypeUser
+		return e
+	case errors.Is(err, queue.ErrCanceled), errors.Is(err, engine.ErrCanceled), errors.Is(err, context.Canceled):
+		return simple(http.StatusBadRequest, "Request cancelled", wire.ErrorTypeRequestCancelled)
+	case errors.Is(err, queue.ErrInterrupted):
+		// Permanent for this request (its client is gone), so not a 503
+		// that clients would retry.
+		return simple(http.StatusInternalServerError, "Request interrupted by a server restart", "runner_disconnected")
+	case errors.Is(err, queue.ErrClosed), errors.Is(err, engine.ErrClosed), errors.Is(err, errNotReady):
+		return simple(http.StatusServiceUnavailable, "Server is not accepting work right now; retry later",
+			wire.ErrorTypeUnavailable)
+	case errors.As(err, &maxBytes):
+		return simple(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes.Limit), wire.ErrorTypeBodyTooLarge)
+	case errors.Is(err, storage.ErrTooLarge):
+		return simple(http.StatusRequestEntityTooLarge, "File too large", wire.ErrorTypeBodyTooLarge)
+	case errors.Is(err, context.DeadlineExceeded):
+		return simple(http.StatusGatewayTimeout, "Request timed out", wire.ErrorTypeRequestTimeout)
+	}
+	return simple(http.StatusInternalServerError, "Internal server error: "+err.Error(), wire.ErrorTypeInternal)
+}
+
+// DescribeFailure is the queue's DescribeFunc: a job's stored failure is
+// the same answer classify gives for its error.
+func DescribeFailure(err error) queue.Failure {
+	e := classify(err)
+	body, mErr := json.Marshal(e.body)
+	if mErr != nil {
+		body = []byte(`{"detail":"Internal server error","error_type":"internal_server_error"}`)
+	}
+	return queue.Failure{HTTPStatus: e.status, Body: body, Headers: e.header, Message: e.message, Type: e.typ}
+}

@@ -1,0 +1,146 @@
+package api
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/wire"
+)
+
+// handleRun: POST /fal-ai/flux-2/klein/4b/base, the synchronous run. The
+// request waits in the same queue as everything else; if the client goes
+// away the job is canceled.
+func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.decodeSubmission(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id := uuid.NewString()
+	w.Header().Set(headerRequestID, id)
+	if _, err := s.enqueue(r, id, sub, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	job, err := s.waitCompleted(r.Context(), id)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.writeError(w, r, err)
+		}
+		return
+	}
+	s.writeOutcome(w, job)
+}
+
+// handleStream: POST /fal-ai/flux-2/klein/4b/base/stream. Errors before the
+// job is queued are ordinary JSON errors; after that the answer is an SSE
+// stream of progress events (with JPEG previews every PreviewEvery steps)
+// whose last event is the exact output, or {"error":…} on failure.
+func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.decodeSubmission(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sub.payload.PreviewEvery = s.opts.PreviewEvery
+	id := uuid.NewString()
+	w.Header().Set(headerRequestID, id)
+	progress, unsubscribe := s.live.subscribe(id)
+	defer unsubscribe()
+	if _, err := s.enqueue(r, id, sub, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sse, err := startSSE(w, id)
+	if err != nil {
+		s.cancelAbandoned(id)
+		return
+	}
+	keepAlive := time.NewTicker(s.opts.KeepAlive)
+	defer keepAlive.Stop()
+	for {
+		changed := s.queue.Changed()
+		job, err := s.queue.Get(r.Context(), id)
+		if err != nil {
+			if r.Context().Err() != nil {
+				s.cancelAbandoned(id)
+				return
+			}
+			e := classify(err)
+			_ = sse.event(wire.StreamError{Error: e.message, ErrorType: e.typ})
+			return
+		}
+		if job.Status == queue.StatusCompleted {
+			s.drainProgress(sse, progress)
+			if f := job.Failure; f != nil {
+				_ = sse.event(wire.StreamError{Error: f.Message, ErrorType: f.Type, Detail: jsonDetail(f.Body)})
+				return
+			}
+			_ = sse.rawEvent(job.Result)
+			return
+		}
+		select {
+		case p := <-progress:
+			if err := sse.event(progressEvent(p)); err != nil {
+				s.cancelAbandoned(id)
+				return
+			}
+		case <-changed:
+		case <-keepAlive.C:
+			if err := sse.keepAlive(); err != nil {
+				s.cancelAbandoned(id)
+				return
+			}
+		case <-r.Context().Done():
+			s.cancelAbandoned(id)
+			return
+		}
+	}
+}
+
+// drainProgress sends progress events still buffered when the job ended,
+// so the final output is always the last event.
+func (s *Server) drainProgress(sse *sseWriter, progress <-chan engine.Progress) {
+	for {
+		select {
+		case p := <-progress:
+			if sse.event(progressEvent(p)) != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// progressEvent is fal-api.md §5's recommended partial event.
+func progressEvent(p engine.Progress) wire.StreamProgress {
+	ev := wire.StreamProgress{
+		Step:              p.Step,
+		NumInferenceSteps: p.TotalSteps,
+		Message:           fmt.Sprintf("Step %d/%d", p.Step, p.TotalSteps),
+		Partial:           true,
+	}
+	if p.TotalSteps > 0 {
+		ev.Progress = float64(p.Step) / float64(p.TotalSteps)
+	}
+	if img := p.Preview; img != nil && len(img.Data) > 0 {
+		ct := img.ContentType
+		if ct == "" {
+			ct = "image/jpeg"
+		}
+		ev.Images = []wire.Image{{
+			URL:         "data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(img.Data),
+			ContentType: ct,
+			Width:       img.Width,
+			Height:      img.Height,
+		}}
+	}
+	return ev
+}
