@@ -20,8 +20,10 @@
 //   - the SDE-exact step x = (1−σ')·x̂0 + σ'·(keep·ε̂ + fresh·ξ) with
 //     keep = (σ'/σ)^c, fresh = sqrt(1 − keep²) (§2.7).
 //
-// The package is pure Go math on flat float32 buffers (gonum's FFT); the
-// pipeline calls Sampler.Step after it has the CFG-combined velocity of a
-// step. ComputeGammaMatrix measures a model-specific γ matrix offline from
-// deterministic runs of any velocity function (§2.8).
+// The package is pure Go math on flat float32 buffers with its own batched
+// mixed-radix FFT (checked against gonum's in the tests); the pipeline calls
+// Sampler.Step after it has the CFG-combined velocity of a step.
+// GammaAccumulator / ComputeGammaMatrix measure a model-specific γ matrix
+// offline from deterministic runs of any velocity function (§2.8);
+// GaussianModel is an analytic velocity function for tests.
 package cns
