@@ -301,3 +301,20 @@ func TestBF16Latents(t *testing.T) {
 		}
 	}
 }
+
+// Step and Noise do not allocate (single worker; with several workers the
+// goroutines of a Noise call cost a few small allocations).
+func TestStepDoesNotAllocate(t *testing.T) {
+	const h, w = 6, 8
+	s := mustSampler(t, Config{Params: activeParams(), Sigmas: mustSigmas(t, h*w, 10), Height: h, Width: w, Seeds: []int64{1, 2}})
+	x, v := sinPattern(2*h*w*128), sinPattern(2*h*w*128)
+	i := 0
+	if a := testing.AllocsPerRun(20, func() {
+		if err := s.Step(i%10, x, v); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}); a != 0 {
+		t.Errorf("Step allocates %v times per call", a)
+	}
+}

@@ -147,3 +147,17 @@ func TestEulerFinalStepIsCleanEstimate(t *testing.T) {
 		}
 	}
 }
+
+func TestStepHelpersDoNotAllocate(t *testing.T) {
+	x, v, d := ramp(4096, 7919, 2001, 1000, 337), ramp(4096, 104729, 1999, 999, 411), make([]float32, 4096)
+	st := EulerStepper{Sigmas: []float32{1, 0.5, 0}, BF16: true}
+	if a := testing.AllocsPerRun(10, func() {
+		_ = CFG(d, x, v, 4)
+		_ = CFGBF16(d, x, v, 4)
+		_ = Euler(x, v, 0.5, 0.4)
+		_ = st.Step(0, x, v)
+		InitialNoise(3, d)
+	}); a != 0 {
+		t.Errorf("%v allocations per call", a)
+	}
+}
