@@ -1,0 +1,178 @@
+// Drives the real npm @fal-ai/client (1.10.1) against a kleinserve server.
+//
+//   KLEINSERVE_URL=http://127.0.0.1:8080 KLEINSERVE_KEY=secret node js_client.mjs
+//
+// The client is redirected with requestMiddleware as in fal-api.md §3.2(a).
+// Every check throws on failure; the last stdout line is a JSON summary.
+import assert from "node:assert/strict";
+import { ApiError, ValidationError, createFalClient } from "@fal-ai/client";
+
+const BASE = (process.env.KLEINSERVE_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
+const KEY = process.env.KLEINSERVE_KEY || "anything";
+const ENDPOINT = "fal-ai/flux-2/klein/4b/base";
+// Small, quick inputs; SLOW keeps a job running long enough to cancel it.
+const FAST = { num_inference_steps: Number(process.env.KLEINSERVE_FAST_STEPS || 4), image_size: { width: 64, height: 64 } };
+const SLOW = { num_inference_steps: 50, image_size: { width: 512, height: 512 } };
+
+const rewrite = (u) =>
+  u
+    .replace(/^https:\/\/queue\.fal\.run(?=[/?]|$)/, `${BASE}/queue`)
+    .replace(/^https:\/\/fal\.run(?=[/?]|$)/, BASE)
+    .replace(/^https:\/\/rest\.(alpha\.)?fal\.ai(?=[/?]|$)/, BASE);
+
+const fal = createFalClient({
+  credentials: KEY,
+  suppressLocalCredentialsWarning: true,
+  requestMiddleware: async (req) => ({ ...req, url: rewrite(req.url) }),
+});
+
+const checks = [];
+async function check(name, fn) {
+  const started = Date.now();
+  await fn();
+  checks.push({ name, ms: Date.now() - started });
+  console.log(`ok   ${name} (${Date.now() - started} ms)`);
+}
+
+async function fetchImage(url, type = "image/png") {
+  assert.ok(url.startsWith(`${BASE}/files/`), `image url ${url}`);
+  const res = await fetch(url);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), type);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  assert.ok(bytes.length > 0);
+  return bytes;
+}
+
+function assertOutput(data, prompt) {
+  assert.ok(Array.isArray(data.images) && data.images.length === 1, JSON.stringify(data));
+  assert.equal(data.prompt, prompt);
+  assert.equal(typeof data.seed, "number");
+  assert.deepEqual(data.has_nsfw_concepts, [false]);
+  assert.equal(typeof data.timings.inference, "number");
+  const img = data.images[0];
+  assert.equal(img.width, 64);
+  assert.equal(img.height, 64);
+  assert.equal(img.content_type, "image/png");
+}
+
+async function waitCompleted(requestId) {
+  for (;;) {
+    const st = await fal.queue.status(ENDPOINT, { requestId, logs: true });
+    if (st.status === "COMPLETED") return st;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+await check("subscribe (polling, logs, onQueueUpdate)", async () => {
+  const updates = [];
+  let enqueued;
+  const prompt = "a red fox in the snow";
+  const result = await fal.subscribe(ENDPOINT, {
+    input: { prompt, seed: 42, ...FAST },
+    logs: true,
+    pollInterval: 50,
+    onEnqueue: (id) => (enqueued = id),
+    onQueueUpdate: (u) => updates.push(u),
+  });
+  assert.equal(result.requestId, enqueued);
+  assertOutput(result.data, prompt);
+  assert.equal(result.data.seed, 42);
+  await fetchImage(result.data.images[0].url);
+  const last = updates[updates.length - 1];
+  assert.equal(last.status, "COMPLETED");
+  const messages = last.logs.map((l) => l.message);
+  assert.ok(messages.some((m) => m.startsWith("Step ")), JSON.stringify(messages));
+  for (const l of last.logs) {
+    assert.equal(l.source, "USER");
+    assert.ok(!Number.isNaN(Date.parse(l.timestamp)));
+  }
+});
+
+await check("subscribe (status stream)", async () => {
+  const updates = [];
+  const prompt = "a lighthouse at dusk";
+  const result = await fal.subscribe(ENDPOINT, {
+    input: { prompt, ...FAST },
+    logs: true,
+    mode: "streaming",
+    onQueueUpdate: (u) => updates.push(u),
+  });
+  assertOutput(result.data, prompt);
+  assert.equal(updates[updates.length - 1].status, "COMPLETED");
+  // Stream events carry only new lines; the client accumulates them.
+  const messages = updates[updates.length - 1].logs.map((l) => l.message);
+  assert.equal(new Set(messages).size, messages.length, JSON.stringify(messages));
+});
+
+await check("queue submit / status / result", async () => {
+  const prompt = "zen garden";
+  const { request_id } = await fal.queue.submit(ENDPOINT, { input: { prompt, ...FAST } });
+  assert.match(request_id, /^[0-9a-f-]{36}$/);
+  const st = await waitCompleted(request_id);
+  assert.ok(Array.isArray(st.logs));
+  assert.equal(typeof st.metrics.inference_time, "number");
+  const result = await fal.queue.result(ENDPOINT, { requestId: request_id });
+  assert.equal(result.requestId, request_id);
+  assertOutput(result.data, prompt);
+});
+
+await check("queue cancel (queued and running)", async () => {
+  const running = await fal.queue.submit(ENDPOINT, { input: { prompt: "slow", ...SLOW } });
+  const queued = await fal.queue.submit(ENDPOINT, { input: { prompt: "waiting", ...FAST } });
+  const st = await fal.queue.status(ENDPOINT, { requestId: queued.request_id });
+  assert.equal(st.status, "IN_QUEUE");
+  assert.equal(typeof st.queue_position, "number");
+  await fal.queue.cancel(ENDPOINT, { requestId: queued.request_id });
+  await fal.queue.cancel(ENDPOINT, { requestId: running.request_id });
+  for (const id of [queued.request_id, running.request_id]) {
+    const done = await waitCompleted(id);
+    assert.equal(done.error, "Request cancelled");
+    await assert.rejects(fal.queue.result(ENDPOINT, { requestId: id }), (e) => e instanceof ApiError && e.status === 400);
+  }
+});
+
+await check("stream", async () => {
+  const prompt = "日本の庭 🌸";
+  const stream = await fal.stream(ENDPOINT, { input: { prompt, ...FAST } });
+  const events = [];
+  for await (const ev of stream) events.push(ev);
+  const done = await stream.done();
+  assert.ok(events.length >= 2, `events ${events.length}`);
+  assert.ok(events.slice(0, -1).every((e) => e.partial === true));
+  assert.deepEqual(done, events[events.length - 1]);
+  assertOutput(done, prompt);
+  assert.ok(stream.requestId, "stream requestId");
+});
+
+await check("run", async () => {
+  const prompt = "a bowl of ramen";
+  const result = await fal.run(ENDPOINT, { input: { prompt, ...FAST } });
+  assertOutput(result.data, prompt);
+  assert.ok(result.requestId);
+  await fetchImage(result.data.images[0].url);
+});
+
+await check("run with sync_mode (data URI)", async () => {
+  const result = await fal.run(ENDPOINT, { input: { prompt: "inline", sync_mode: true, ...FAST } });
+  assert.ok(result.data.images[0].url.startsWith("data:image/png;base64,"));
+});
+
+await check("validation error (422)", async () => {
+  await assert.rejects(fal.run(ENDPOINT, { input: { prompt: "x", num_images: 1000 } }), (e) => {
+    assert.ok(e instanceof ValidationError, String(e));
+    assert.equal(e.status, 422);
+    assert.deepEqual(e.fieldErrors[0].loc, ["body", "num_images"]);
+    return true;
+  });
+});
+
+await check("storage.upload", async () => {
+  const url = await fal.storage.upload(new Blob(["Hello, World!"], { type: "text/plain" }));
+  const res = await fetch(url);
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), "Hello, World!");
+  assert.equal(res.headers.get("content-type"), "text/plain");
+});
+
+console.log(JSON.stringify({ ok: true, client: "@fal-ai/client@1.10.1", checks }));
