@@ -44,6 +44,10 @@ func (s *Server) Process(ctx context.Context, job *queue.Job, logf queue.LogFunc
 		}
 		return nil, fmt.Errorf("generate: %w", err)
 	}
+	if res == nil || len(res.Images) != req.NumImages {
+		s.metrics.FinishRequest(metrics.OutcomeError)
+		return nil, fmt.Errorf("generate: engine returned %s for %d requested image(s)", describeResult(res), req.NumImages)
+	}
 	out, err := s.buildOutput(ctx, p.Input, res)
 	if err != nil {
 		s.metrics.FinishRequest(metrics.OutcomeError)
@@ -99,6 +103,13 @@ func (s *Server) buildOutput(ctx context.Context, in wire.Params, res *engine.Re
 		out.HasNSFWConcepts = append(out.HasNSFWConcepts, img.NSFW)
 	}
 	return out, nil
+}
+
+func describeResult(res *engine.Result) string {
+	if res == nil {
+		return "no result"
+	}
+	return fmt.Sprintf("%d image(s)", len(res.Images))
 }
 
 func dataURI(contentType string, data []byte) string {

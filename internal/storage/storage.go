@@ -180,6 +180,12 @@ func writeAtomic(name string, fill func(*os.File) error) error {
 		tmp.Close()
 		return err
 	}
+	// Results that reference this file are committed durably; the file must
+	// be on disk before the rename makes it visible.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("storage: sync: %w", err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("storage: close temp file: %w", err)
 	}

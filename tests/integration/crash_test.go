@@ -36,20 +36,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	// Wait until the first job has finished at least one denoising step.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		_, st := srv.call("GET", statusURLs[0]+"?logs=1", "")
-		if st["status"] == "IN_PROGRESS" && strings.Contains(fmt.Sprint(st["logs"]), "Step ") {
-			break
-		}
-		if st["status"] == "COMPLETED" {
-			t.Fatalf("the long job finished before it could be interrupted: %v", st)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first job never started: %v\n%s", st, srv.logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitRunningStep(t, srv, statusURLs[0])
 	for i, want := range []float64{0, 1, 2} {
 		_, st := srv.call("GET", statusURLs[i+1], "")
 		if st["status"] != "IN_QUEUE" || st["queue_position"] != want {
@@ -91,5 +78,73 @@ func TestCrashRecovery(t *testing.T) {
 	_, st := srv2.call("GET", statusURLs[0]+"?logs=true", "")
 	if !strings.Contains(fmt.Sprint(st["logs"]), "Server restarted while this request was running; requeued") {
 		t.Fatalf("no requeue line in the log: %v", st["logs"])
+	}
+}
+
+// TestGracefulShutdown sends SIGTERM while a job runs: with a grace period
+// the job finishes before the process exits; without one it is interrupted,
+// stays durable, and completes after the restart.
+func TestGracefulShutdown(t *testing.T) {
+	root := repoRoot(t)
+	bin := serverBinary(t, root)
+	slow := `{"prompt":"a slow lighthouse","num_inference_steps":50,"image_size":{"width":512,"height":512}}`
+
+	for _, tc := range []struct {
+		grace       string
+		interrupted bool
+	}{{"2m", false}, {"0s", true}} {
+		t.Run("grace="+tc.grace, func(t *testing.T) {
+			dataDir, port := t.TempDir(), freePort(t)
+			srv := startServer(t, bin, root, dataDir, port, "-shutdown-grace", tc.grace)
+			code, sub := srv.call("POST", "/queue/fal-ai/flux-2/klein/4b/base", slow)
+			if code != 200 {
+				t.Fatalf("submit: %d %v", code, sub)
+			}
+			statusURL := sub["status_url"].(string)
+			waitRunningStep(t, srv, statusURL)
+			srv.stop() // SIGTERM, waits for the exit
+			if st := srv.cmd.ProcessState; st == nil || !st.Success() {
+				t.Fatalf("unclean exit %v:\n%s", st, srv.logs.String())
+			}
+			if got := strings.Contains(srv.logs.String(), "interrupting running jobs"); got != tc.interrupted {
+				t.Fatalf("interrupted=%v, want %v:\n%s", got, tc.interrupted, srv.logs.String())
+			}
+
+			srv2 := startServer(t, bin, root, dataDir, port)
+			deadline := time.Now().Add(3 * time.Minute)
+			for {
+				_, st := srv2.call("GET", statusURL+"?logs=1", "")
+				if st["status"] == "COMPLETED" {
+					if st["error"] != nil {
+						t.Fatalf("job failed: %v", st)
+					}
+					requeued := strings.Contains(fmt.Sprint(st["logs"]), "Interrupted by server shutdown; requeued")
+					if requeued != tc.interrupted {
+						t.Fatalf("requeue line present=%v, want %v: %v", requeued, tc.interrupted, st["logs"])
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("job not completed after restart: %v\n%s", st, srv2.logs.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// waitRunningStep waits until a job reports its first denoising step.
+func waitRunningStep(t *testing.T, srv *server, statusURL string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, st := srv.call("GET", statusURL+"?logs=1", "")
+		if st["status"] == "IN_PROGRESS" && strings.Contains(fmt.Sprint(st["logs"]), "Step ") {
+			return
+		}
+		if st["status"] == "COMPLETED" || time.Now().After(deadline) {
+			t.Fatalf("job did not start or finished too early: %v\n%s", st, srv.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
