@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -534,8 +533,6 @@ func TestWebhookDelivery(t *testing.T) {
 	}))
 	defer hook.Close()
 	env := newEnv(t, envOptions{})
-	id := env.submit(`{"prompt":"x","num_inference_steps":1}` + "")
-	_ = id
 	r := env.do("POST", submitPath+"?fal_webhook="+hook.URL+"/hook%3Fa%3D1", `{"prompt":"hooked","num_inference_steps":1}`, nil)
 	hookID := r.json(t)["request_id"].(string)
 	var body wire.WebhookBody
@@ -672,5 +669,3 @@ func TestClassifyCoversSentinels(t *testing.T) {
 		}
 	}
 }
-
-var _ = atomic.Int32{}

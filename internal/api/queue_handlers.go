@@ -114,7 +114,7 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 			if err := sse.event(body); err != nil {
 				return
 			}
-			sentLogs = len(job.Logs)
+			sentLogs = max(sentLogs, len(job.Logs))
 			last = &body
 		}
 		if job.Status == queue.StatusCompleted {

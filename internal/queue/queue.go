@@ -75,6 +75,10 @@ type Queue struct {
 	opts  Options
 	log   zerolog.Logger
 
+	// submitMu orders Submit against Shutdown: no job is added once
+	// draining is set, so Shutdown sees every ephemeral job it must fail.
+	submitMu sync.RWMutex
+
 	mu       sync.Mutex
 	running  map[string]*runningJob
 	pending  map[string]bool // cancels that arrived before the worker registered
@@ -217,10 +221,9 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	q.mu.Lock()
-	draining := q.draining
-	q.mu.Unlock()
-	if draining {
+	q.submitMu.RLock()
+	defer q.submitMu.RUnlock()
+	if q.isDraining() {
 		return nil, ErrClosed
 	}
 	if req.ID == "" {
@@ -258,18 +261,27 @@ func (q *Queue) Get(ctx context.Context, id string) (*Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	j, err := q.store.Get(id)
-	if err != nil {
-		return nil, err
-	}
-	if j.Status == StatusRunning {
+	for attempt := 0; ; attempt++ {
+		j, err := q.store.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		if j.Status != StatusRunning {
+			return j, nil
+		}
 		q.mu.Lock()
-		if r := q.running[id]; r != nil {
+		r := q.running[id]
+		if r != nil {
 			j.Logs = append(j.Logs, r.logs...)
 		}
 		q.mu.Unlock()
+		// Running in the store but unknown in memory: either the worker has
+		// not registered it yet (no live lines exist) or it finished between
+		// the two reads; one re-read tells which, so lines never go missing.
+		if r != nil || attempt > 0 {
+			return j, nil
+		}
 	}
-	return j, nil
 }
 
 // Cancel cancels a queued job at once, or asks a running one to stop (its
@@ -356,9 +368,11 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 }
 
 func (q *Queue) shutdown(ctx context.Context) error {
+	q.submitMu.Lock()
 	q.mu.Lock()
 	q.draining = true
 	q.mu.Unlock()
+	q.submitMu.Unlock()
 	close(q.stopWorkers)
 
 	queued, err := q.store.List(StatusQueued)
@@ -494,9 +508,15 @@ func (q *Queue) run(p Processor, job *Job) {
 	result, err := p(ctx, job, logf)
 
 	q.mu.Lock()
-	delete(q.running, job.ID)
 	logs := r.logs
 	q.mu.Unlock()
+	// The live entry stays until the outcome is stored, so readers always
+	// see the log lines either live or persisted.
+	defer func() {
+		q.mu.Lock()
+		delete(q.running, job.ID)
+		q.mu.Unlock()
+	}()
 
 	cause := context.Cause(ctx)
 	switch {
