@@ -478,6 +478,48 @@ func TestUploadFlow(t *testing.T) {
 	}
 }
 
+func TestMultipartUploadFlow(t *testing.T) {
+	env := newEnv(t, envOptions{keys: []string{"k"}})
+	r := env.do("POST", "/storage/upload/initiate-multipart?storage_type=fal-cdn-v3",
+		`{"content_type":"application/pdf","file_name":"doc.pdf"}`, map[string]string{"Authorization": "Key k"})
+	if r.status != 200 {
+		t.Fatalf("initiate: %d %s", r.status, r.body)
+	}
+	var up wire.UploadInitiateResponse
+	json.Unmarshal(r.body, &up)
+	// As the JS client does: PUT {upload_url}/{n}, then POST {upload_url}/complete, no credentials.
+	var parts []map[string]any
+	for i, chunk := range []string{"%PDF-", "1.7"} {
+		p := env.do("PUT", fmt.Sprintf("%s/%d", up.UploadURL, i+1), chunk, nil)
+		if p.status != 200 || p.header.Get("Content-Type") != "application/json" {
+			t.Fatalf("part %d: %d %s", i+1, p.status, p.body)
+		}
+		parts = append(parts, p.json(t))
+	}
+	if parts[0]["partNumber"].(float64) != 1 || parts[0]["etag"] == "" {
+		t.Fatalf("part answer %v", parts[0])
+	}
+	body, _ := json.Marshal(map[string]any{"parts": parts})
+	c := env.do("POST", up.UploadURL+"/complete", string(body), map[string]string{"Content-Type": "application/json"})
+	if c.status != 200 {
+		t.Fatalf("complete: %d %s", c.status, c.body)
+	}
+	f := env.do("GET", up.FileURL, "", nil)
+	if string(f.body) != "%PDF-1.7" || f.header.Get("Content-Type") != "application/pdf" {
+		t.Fatalf("file %q %q", f.body, f.header.Get("Content-Type"))
+	}
+	for _, bad := range []struct{ method, path, body string }{
+		{"PUT", up.UploadURL + "/x", "a"},
+		{"PUT", up.UploadURL + "/1", "a"},
+		{"POST", up.UploadURL + "/complete", `{"parts":"no"}`},
+		{"POST", "/storage/upload/0123456789abcdef0123456789abcdef/complete", `{"parts":[]}`},
+	} {
+		if r := env.do(bad.method, bad.path, bad.body, nil); r.status < 400 || r.status >= 500 {
+			t.Fatalf("%s %s: %d %s", bad.method, bad.path, r.status, r.body)
+		}
+	}
+}
+
 func TestQueueFullIs429(t *testing.T) {
 	env := newEnv(t, envOptions{maxQueued: 1})
 	env.engine.hold = make(chan struct{})

@@ -106,6 +106,8 @@ func classify(err error) apiError {
 	case errors.As(err, &maxBytes):
 		return simple(http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes.Limit), wire.ErrorTypeBodyTooLarge)
+	case errors.Is(err, storage.ErrBadPart):
+		return simple(http.StatusBadRequest, err.Error(), "bad_request")
 	case errors.Is(err, storage.ErrTooLarge):
 		return simple(http.StatusRequestEntityTooLarge, "File too large", wire.ErrorTypeBodyTooLarge)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -127,10 +127,13 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/files/{key}", s.handleFile)
 	r.Head("/files/{key}", s.handleFile)
 	r.Put("/storage/upload/{uploadID}", s.handleUploadPut)
+	r.Put("/storage/upload/{uploadID}/{partNumber}", s.handlePartPut)
+	r.Post("/storage/upload/{uploadID}/complete", s.handleMultipartComplete)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.auth)
 		r.Post("/storage/upload/initiate", s.handleUploadInitiate)
+		r.Post("/storage/upload/initiate-multipart", s.handleMultipartInitiate)
 		r.Post("/"+wire.EndpointID, s.handleRun)
 		r.Post("/"+wire.EndpointID+"/stream", s.handleStream)
 		r.Post("/queue/"+wire.EndpointID, s.handleSubmit)

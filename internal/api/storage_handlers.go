@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -14,6 +16,16 @@ import (
 // .../initiate?storage_type=fal-cdn-v3). Body {content_type, file_name},
 // both optional; the answer says where to PUT the bytes.
 func (s *Server) handleUploadInitiate(w http.ResponseWriter, r *http.Request) {
+	s.initiateUpload(w, r, false)
+}
+
+// handleMultipartInitiate: POST /storage/upload/initiate-multipart, used by
+// the JS client for files over 90 MB.
+func (s *Server) handleMultipartInitiate(w http.ResponseWriter, r *http.Request) {
+	s.initiateUpload(w, r, true)
+}
+
+func (s *Server) initiateUpload(w http.ResponseWriter, r *http.Request, multipart bool) {
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -27,7 +39,11 @@ func (s *Server) handleUploadInitiate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	up, err := s.store.InitiateUpload(req.ContentType, req.FileName)
+	initiate := s.store.InitiateUpload
+	if multipart {
+		initiate = s.store.InitiateMultipartUpload
+	}
+	up, err := initiate(req.ContentType, req.FileName)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -51,4 +67,45 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.Serve(w, r, chi.URLParam(r, "key")); err != nil {
 		s.writeError(w, r, err)
 	}
+}
+
+// handlePartPut: PUT /storage/upload/{uploadID}/{partNumber}; answers the
+// {partNumber, etag} the client lists when completing.
+func (s *Server) handlePartPut(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(chi.URLParam(r, "partNumber"))
+	if err != nil {
+		s.writeError(w, r, wire.NewValidationError([]any{"path", "partNumber"}, "Input should be a valid integer", "int_parsing"))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.store.MaxUploadBytes())
+	part, err := s.store.PutPart(r.Context(), chi.URLParam(r, "uploadID"), n, body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, s.log, http.StatusOK, part)
+}
+
+// handleMultipartComplete: POST /storage/upload/{uploadID}/complete with
+// {"parts":[{"partNumber":1,"etag":"…"},…]}.
+func (s *Server) handleMultipartComplete(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req struct {
+		Parts []storage.Part `json:"parts"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.writeError(w, r, wire.NewValidationError([]any{"body", "parts"},
+			"Input should be a list of {partNumber, etag} objects", "list_type"))
+		return
+	}
+	f, err := s.store.CompleteMultipart(r.Context(), chi.URLParam(r, "uploadID"), req.Parts)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, s.log, http.StatusOK, map[string]any{"file_url": f.URL, "file_size": f.Size, "content_type": f.ContentType})
 }

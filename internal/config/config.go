@@ -102,7 +102,7 @@ func Load(args []string, getenv func(string) string, fileExists func(string) boo
 	fs.StringVar(&c.ORTLib, "ort-lib", "", "path of libonnxruntime.so (default "+DefaultORTLib+" if present, else system)")
 	fs.StringVar(&grace, "shutdown-grace", "30s", "time running requests get to finish at shutdown")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", 16<<20, "maximum JSON request body in bytes")
-	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 100<<20, "maximum uploaded file in bytes")
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 256<<20, "maximum uploaded file in bytes")
 	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 

@@ -8,6 +8,7 @@
 //	files/<key>        the bytes (key = random id + extension)
 //	meta/<key>.json    content type and original name
 //	uploads/<id>.json  initiated, not yet PUT uploads
+//	uploads/<id>.<n>   received parts of a multipart upload
 //
 // Keys and upload ids are 128-bit random values, so URLs cannot be guessed;
 // the upload PUT needs no credentials (fal clients send none) for that reason.
@@ -64,6 +65,7 @@ type meta struct {
 	ContentType string    `json:"content_type"`
 	FileName    string    `json:"file_name"`
 	Key         string    `json:"key,omitempty"` // uploads only: the key the bytes go to
+	Multipart   bool      `json:"multipart,omitempty"`
 	Created     time.Time `json:"created"`
 }
 
@@ -78,7 +80,7 @@ type Store struct {
 type Options struct {
 	// PublicURL is the server's external base URL, e.g. http://127.0.0.1:8080.
 	PublicURL string
-	// MaxUploadBytes bounds one uploaded file (default 100 MiB).
+	// MaxUploadBytes bounds one uploaded file (default 256 MiB).
 	MaxUploadBytes int64
 }
 
@@ -90,7 +92,7 @@ func Open(root string, opts Options) (*Store, error) {
 		}
 	}
 	if opts.MaxUploadBytes <= 0 {
-		opts.MaxUploadBytes = 100 << 20
+		opts.MaxUploadBytes = 256 << 20
 	}
 	return &Store{root: root, publicURL: strings.TrimRight(opts.PublicURL, "/"), maxUpload: opts.MaxUploadBytes}, nil
 }
@@ -216,6 +218,10 @@ func (s *Store) Save(ctx context.Context, data []byte, contentType, ext string) 
 
 // InitiateUpload reserves an upload id and the key its bytes will get.
 func (s *Store) InitiateUpload(contentType, fileName string) (Upload, error) {
+	return s.initiate(contentType, fileName, false)
+}
+
+func (s *Store) initiate(contentType, fileName string, multipart bool) (Upload, error) {
 	id, err := randomHex()
 	if err != nil {
 		return Upload{}, err
@@ -225,7 +231,7 @@ func (s *Store) InitiateUpload(contentType, fileName string) (Upload, error) {
 		return Upload{}, err
 	}
 	key := keyID + "." + extension(fileName, contentType)
-	m := meta{ContentType: contentType, FileName: path.Base(fileName), Key: key, Created: time.Now()}
+	m := meta{ContentType: contentType, FileName: path.Base(fileName), Key: key, Multipart: multipart, Created: time.Now()}
 	if err := s.writeMeta("uploads", id, m); err != nil {
 		return Upload{}, err
 	}
@@ -241,6 +247,9 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, body io.Reader, c
 	m, err := s.readMeta("uploads", id)
 	if err != nil {
 		return File{}, err
+	}
+	if m.Multipart {
+		return File{}, ErrNotFound // its bytes come in parts
 	}
 	if contentType != "" && contentType != "application/octet-stream" {
 		m.ContentType = contentType
@@ -263,6 +272,12 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, body io.Reader, c
 	if err != nil {
 		return File{}, err
 	}
+	return s.publishUpload(id, m, size)
+}
+
+// publishUpload records the metadata of a finished upload's file and
+// retires the upload id.
+func (s *Store) publishUpload(id string, m meta, size int64) (File, error) {
 	if err := s.writeMeta("meta", m.Key, meta{ContentType: m.ContentType, FileName: m.FileName, Created: time.Now()}); err != nil {
 		return File{}, err
 	}

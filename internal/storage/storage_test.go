@@ -133,3 +133,49 @@ func TestDeleteOlderThan(t *testing.T) {
 	}
 	serve(t, s, fresh.Key)
 }
+
+func TestMultipartUpload(t *testing.T) {
+	s := open(t)
+	up, err := s.InitiateMultipartUpload("application/octet-stream", "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A multipart upload cannot be completed with a single PUT.
+	if _, err := s.CompleteUpload(context.Background(), up.ID, strings.NewReader("x"), ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("simple PUT to a multipart upload: %v", err)
+	}
+	p1, err := s.PutPart(context.Background(), up.ID, 1, strings.NewReader("hello, "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutPart(context.Background(), up.ID, 2, strings.NewReader("wrong")); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := s.PutPart(context.Background(), up.ID, 2, strings.NewReader("world")) // a retried part
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutPart(context.Background(), up.ID, 0, strings.NewReader("x")); !errors.Is(err, ErrBadPart) {
+		t.Fatalf("part 0: %v", err)
+	}
+	if _, err := s.CompleteMultipart(context.Background(), up.ID, []Part{p2, p1}); !errors.Is(err, ErrBadPart) {
+		t.Fatalf("out of order: %v", err)
+	}
+	if _, err := s.CompleteMultipart(context.Background(), up.ID, []Part{p1, {PartNumber: 2, ETag: "00"}}); !errors.Is(err, ErrBadPart) {
+		t.Fatalf("bad etag: %v", err)
+	}
+	f, err := s.CompleteMultipart(context.Background(), up.ID, []Part{p1, p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.URL != up.FileURL || f.Size != 12 {
+		t.Fatalf("file %+v", f)
+	}
+	body, _ := io.ReadAll(serve(t, s, f.Key).Body)
+	if string(body) != "hello, world" {
+		t.Fatalf("assembled %q", body)
+	}
+	if _, err := s.PutPart(context.Background(), up.ID, 3, strings.NewReader("late")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("part after complete: %v", err)
+	}
+}

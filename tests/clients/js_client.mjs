@@ -175,4 +175,16 @@ await check("storage.upload", async () => {
   assert.equal(res.headers.get("content-type"), "text/plain");
 });
 
+await check("storage.upload over 90 MB (multipart)", async () => {
+  const size = 91 * 1024 * 1024; // the client switches to multipart above 90 MB
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i += 4096) bytes[i] = (i / 4096) % 251;
+  const url = await fal.storage.upload(new Blob([bytes], { type: "application/octet-stream" }));
+  const res = await fetch(url);
+  assert.equal(res.status, 200);
+  const got = new Uint8Array(await res.arrayBuffer());
+  assert.equal(got.length, size);
+  for (let i = 0; i < size; i += 4096) assert.equal(got[i], (i / 4096) % 251);
+});
+
 console.log(JSON.stringify({ ok: true, client: "@fal-ai/client@1.10.1", checks }));

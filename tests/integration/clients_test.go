@@ -11,8 +11,8 @@ import (
 
 // TestRealClients drives the official clients against one server: the npm
 // @fal-ai/client@1.10.1 (subscribe with logs and onQueueUpdate, status
-// stream, submit/status/result, cancel, stream, run, storage.upload,
-// validation errors) and the PyPI fal-client==1.0.3 (submit/status/result,
+// stream, submit/status/result, cancel, stream, run, storage.upload simple
+// and multipart, validation errors) and the PyPI fal-client==1.0.3 (submit/status/result,
 // subscribe, cancel, run, stream, validation errors).
 func TestRealClients(t *testing.T) {
 	root := repoRoot(t)
@@ -33,7 +33,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("js client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 9 {
+		if summary["ok"] != true || len(checks) != 10 {
 			t.Fatalf("js summary %v", summary)
 		}
 	})
