@@ -1,0 +1,213 @@
+// Package tokenizer implements the Qwen2/Qwen3 byte-level BPE tokenizer
+// exactly as Hugging Face tokenizers runs it for Qwen2TokenizerFast, and the
+// FLUX.2 [klein] prompt encoding built on it (chat template, right padding and
+// truncation to a fixed length; see PromptEncoder).
+//
+// The pipeline, per input string:
+//
+//  1. Added tokens (<|im_start|>, <think>, …) are found in the raw text,
+//     leftmost-longest, before anything else (split_special_tokens=false).
+//  2. Each stretch between them is NFC-normalized.
+//  3. The Qwen2 pre-tokenizer regex cuts it into words (a hand-written
+//     matcher; Go's regexp has no lookahead).
+//  4. Each word's UTF-8 bytes are merged with the BPE merge ranks.
+//
+// Unicode data (letter/number/space classes of the regex engine and the NFC
+// tables) is matched to what tokenizers itself uses, not to the Unicode
+// version of the Go toolchain; see unicode_tables.go and
+// scripts/gen_tokenizer_corpus.py.
+//
+// Invalid UTF-8 input is first made valid by replacing each bad byte with
+// U+FFFD (what encoding/json does to request bodies).
+package tokenizer
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Tokenizer encodes text to token ids and back. It is immutable after Load
+// and safe for concurrent use.
+type Tokenizer struct {
+	bpe *bpeModel
+	// nfc is false only for a tokenizer.json without a normalizer.
+	nfc bool
+	// rawTokens matches the added tokens with normalized=false in the input
+	// text; normalizedTokens matches the others in each normalized stretch.
+	rawTokens, normalizedTokens *tokenMatcher
+	added                       []*AddedToken
+	addedByContent              map[string]*AddedToken
+	// idBytes is the decoding table: raw bytes of every base-vocabulary
+	// token, and the content of every added token; nil for unused ids.
+	idBytes [][]byte
+}
+
+// tokenizerSpec is the content of a tokenizer folder, independent of its file
+// layout.
+type tokenizerSpec struct {
+	vocab        map[string]int     // byte-level spelled token → id
+	merges       []mergeSpelledPair // byte-level spelled pairs, by rank
+	added        []AddedToken
+	nfc          bool
+	ignoreMerges bool
+}
+
+type mergeSpelledPair struct{ left, right string }
+
+// newTokenizer builds the lookup tables from a spec and checks its
+// consistency (ids unique, every byte present, merge results in the vocab).
+func newTokenizer(spec tokenizerSpec) (*Tokenizer, error) {
+	dec := newByteLevelDecoder()
+	maxID := -1
+	for _, id := range spec.vocab {
+		maxID = max(maxID, id)
+	}
+	for _, a := range spec.added {
+		maxID = max(maxID, int(a.ID))
+	}
+	if maxID < 0 {
+		return nil, fmt.Errorf("empty vocabulary")
+	}
+	if maxID >= 1<<31-1 {
+		return nil, fmt.Errorf("token id %d out of range", maxID)
+	}
+
+	t := &Tokenizer{
+		nfc:            spec.nfc,
+		idBytes:        make([][]byte, maxID+1),
+		addedByContent: make(map[string]*AddedToken, len(spec.added)),
+	}
+	bpe := &bpeModel{
+		vocab:        make(map[string]int32, len(spec.vocab)),
+		merges:       make(map[uint64]mergeRule, len(spec.merges)),
+		ignoreMerges: spec.ignoreMerges,
+		cache:        newWordCache(),
+	}
+	t.bpe = bpe
+
+	for spelled, id := range spec.vocab {
+		if id < 0 {
+			return nil, fmt.Errorf("vocabulary token %q has negative id %d", spelled, id)
+		}
+		raw, err := dec.decode(spelled)
+		if err != nil {
+			return nil, fmt.Errorf("vocabulary: %w", err)
+		}
+		if t.idBytes[id] != nil {
+			return nil, fmt.Errorf("vocabulary id %d is used twice", id)
+		}
+		t.idBytes[id] = raw
+		bpe.vocab[string(raw)] = int32(id)
+	}
+	for b := 0; b < 256; b++ {
+		id, ok := bpe.vocab[string([]byte{byte(b)})]
+		if !ok {
+			return nil, fmt.Errorf("vocabulary lacks the single-byte token for byte 0x%02X", b)
+		}
+		bpe.byteIDs[b] = id
+	}
+
+	for rank, pair := range spec.merges {
+		left, okLeft := spec.vocab[pair.left]
+		right, okRight := spec.vocab[pair.right]
+		result, okResult := spec.vocab[pair.left+pair.right]
+		if !okLeft || !okRight || !okResult {
+			return nil, fmt.Errorf("merge %d (%q %q): token not in vocabulary", rank, pair.left, pair.right)
+		}
+		// A pair listed twice keeps its last rank, as in tokenizers (the
+		// merge list is collected into a hash map in order).
+		bpe.merges[pairKey(int32(left), int32(right))] = mergeRule{rank: int32(rank), result: int32(result)}
+	}
+
+	var rawPatterns, normalizedPatterns []tokenPattern
+	for i := range spec.added {
+		a := spec.added[i]
+		if a.Content == "" {
+			return nil, fmt.Errorf("added token %d has empty content", a.ID)
+		}
+		if a.ID < 0 {
+			return nil, fmt.Errorf("added token %q has negative id %d", a.Content, a.ID)
+		}
+		if _, dup := t.addedByContent[a.Content]; dup {
+			return nil, fmt.Errorf("added token %q is listed twice", a.Content)
+		}
+		tok := &a
+		t.added = append(t.added, tok)
+		t.addedByContent[a.Content] = tok
+		// An added token may reuse a base-vocabulary id; decoding then gives
+		// its content, which is the same text.
+		t.idBytes[a.ID] = []byte(a.Content)
+		if a.Normalized {
+			pattern := a.Content
+			if t.nfc {
+				pattern = nfcLikeTokenizers(pattern)
+			}
+			normalizedPatterns = append(normalizedPatterns, tokenPattern{text: pattern, token: tok})
+		} else {
+			rawPatterns = append(rawPatterns, tokenPattern{text: a.Content, token: tok})
+		}
+	}
+	t.rawTokens = newTokenMatcher(rawPatterns)
+	t.normalizedTokens = newTokenMatcher(normalizedPatterns)
+	return t, nil
+}
+
+// VocabSize is the number of token ids (largest id + 1, added tokens
+// included): 151669 for Qwen3. Every id Encode returns is below it.
+func (t *Tokenizer) VocabSize() int { return len(t.idBytes) }
+
+// AddedTokens returns the added (special and control) tokens, in file order.
+func (t *Tokenizer) AddedTokens() []AddedToken {
+	out := make([]AddedToken, len(t.added))
+	for i, a := range t.added {
+		out[i] = *a
+	}
+	return out
+}
+
+// TokenID returns the id of an added token (by content, e.g. "<|endoftext|>")
+// or of a base-vocabulary token (by the text it stands for, e.g. " cat").
+func (t *Tokenizer) TokenID(token string) (int64, bool) {
+	if a, ok := t.addedByContent[token]; ok {
+		return a.ID, true
+	}
+	if id, ok := t.bpe.vocab[token]; ok {
+		return int64(id), true
+	}
+	return 0, false
+}
+
+// Encode returns the token ids of text, with no template, special tokens,
+// padding or truncation added: Hugging Face's
+// tokenizer(text, add_special_tokens=True)["input_ids"] for Qwen, whose
+// post-processor adds nothing.
+func (t *Tokenizer) Encode(text string) []int64 {
+	text = sanitizeUTF8(text)
+	ids := make([]int64, 0, len(text)/3+4)
+	scratch := &bpeScratch{}
+	appendToken := func(a *AddedToken) { ids = append(ids, a.ID) }
+	appendWord := func(word string) { ids = t.bpe.tokenize(word, ids, scratch) }
+	appendPretokenized := func(s string) { splitWords(s, appendWord) }
+	t.rawTokens.split(text, func(stretch string) {
+		if t.nfc {
+			stretch = nfcLikeTokenizers(stretch)
+		}
+		t.normalizedTokens.split(stretch, appendPretokenized, appendToken)
+	}, appendToken)
+	return ids
+}
+
+// Decode returns the text of ids: the bytes of every token concatenated, with
+// added tokens (special ones included) spelled out. A token sequence that cuts
+// a character in two decodes that character as U+FFFD. Meant for logs and
+// debugging; an id the vocabulary does not have is an error.
+func (t *Tokenizer) Decode(ids []int64) (string, error) {
+	var buf []byte
+	for i, id := range ids {
+		if id < 0 || id >= int64(len(t.idBytes)) || t.idBytes[id] == nil {
+			return "", fmt.Errorf("decode: token %d (position %d) is not in the vocabulary", id, i)
+		}
+		buf = append(buf, t.idBytes[id]...)
+	}
+	return strings.ToValidUTF8(string(buf), "\uFFFD"), nil
+}
