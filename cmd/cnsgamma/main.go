@@ -9,6 +9,8 @@
 //
 //	gaussian  the analytic Gaussian toy model (no weights; a self-check of
 //	          the tool: low bands must resolve before high bands)
+//	onnx      the model in -model, through the ONNX Runtime pipeline
+//	          (-provider, -ort-lib); the real measurement
 //
 // Usage:
 //
@@ -32,7 +34,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/kleinserve/kleinserve/internal/cns"
+	"github.com/kleinserve/kleinserve/internal/pipeline"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -55,13 +60,50 @@ type velocitySource interface {
 
 // openSource opens the named velocity source; model-backed sources load
 // their weights from modelDir.
-func openSource(name, modelDir string, bands int) (velocitySource, error) {
-	switch name {
+func openSource(ctx context.Context, o options) (velocitySource, error) {
+	switch o.source {
 	case "gaussian":
-		return &gaussianSource{bands: bands}, nil
+		return &gaussianSource{bands: o.bands}, nil
+	case "onnx":
+		e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: o.modelDir, LibraryPath: o.ortLib,
+			Provider: o.provider, Logger: zerolog.Nop()})
+		if err != nil {
+			return nil, err
+		}
+		return &onnxSource{e: e}, nil
 	default:
-		return nil, fmt.Errorf("unknown velocity source %q (available: gaussian)", name)
+		return nil, fmt.Errorf("unknown velocity source %q (available: gaussian, onnx)", o.source)
 	}
+}
+
+// onnxSource is the model's own denoiser. One prompt's velocity is held
+// (its embeddings and transformer tensors) until the next is asked for.
+type onnxSource struct {
+	e       *pipeline.Engine
+	release func()
+}
+
+func (s *onnxSource) Velocity(ctx context.Context, prompt string, guidance float64, h, w int) (cns.VelocityFunc, error) {
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
+	fn, release, err := s.e.Velocity(ctx, prompt, "", guidance, h, w)
+	if err != nil {
+		return nil, err
+	}
+	s.release = release
+	return cns.VelocityFunc(fn), nil
+}
+
+func (s *onnxSource) Model() string { return s.e.Info().Model }
+
+func (s *onnxSource) Close() error {
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
+	return s.e.Close()
 }
 
 // gaussianSource is cns.GaussianModel with power 10^(2−4f) over the
@@ -95,6 +137,7 @@ func (g *gaussianSource) Close() error  { return nil }
 
 type options struct {
 	modelDir, source, promptsFile, sizes, out string
+	provider, ortLib                          string
 	seeds, steps, bands                       int
 	seedBase                                  int64
 	guidance                                  float64
@@ -106,7 +149,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("cnsgamma", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.modelDir, "model", "", "model directory (required); the matrix is written there")
-	fs.StringVar(&o.source, "source", "gaussian", "velocity source")
+	fs.StringVar(&o.source, "source", "gaussian", "velocity source: gaussian or onnx")
+	fs.StringVar(&o.provider, "provider", "cpu", "onnx source: execution provider (cpu, cuda, tensorrt)")
+	fs.StringVar(&o.ortLib, "ort-lib", "", "onnx source: path of libonnxruntime.so")
 	fs.StringVar(&o.promptsFile, "prompts", "", "file with one prompt per line (# comments and blank lines skipped)")
 	fs.StringVar(&o.sizes, "sizes", "1024x1024,1152x896,896x1152", "comma-separated WxH image sizes, multiples of 16, used round-robin")
 	fs.StringVar(&o.out, "out", "", "output file (default MODEL/"+cns.GammaFileName+")")
@@ -197,7 +242,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if o.source != "gaussian" {
 		return errors.New("-prompts is required for a model velocity source")
 	}
-	src, err := openSource(o.source, o.modelDir, o.bands)
+	src, err := openSource(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,42 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
+)
+
+// BenchmarkGenerateTiny measures a whole request on the tiny model on CPU
+// and reports the share of its time spent outside ONNX Runtime Run calls:
+// tokenisation, noise, schedule, CFG and Euler arithmetic, tensor copies,
+// safety preprocessing and PNG encoding. The goal is <= 2%.
+func BenchmarkGenerateTiny(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		req  engine.Request
+	}{
+		{"512x512_28steps_cfg", engine.Request{Prompt: "a lighthouse at dusk", GuidanceScale: 5, Steps: 28,
+			Width: 512, Height: 512, NumImages: 1, EnableSafetyChecker: true, OutputFormat: engine.FormatPNG}},
+		{"1024x768_28steps_cfg", engine.Request{Prompt: "a lighthouse at dusk", GuidanceScale: 5, Steps: 28,
+			Width: 1024, Height: 768, NumImages: 1, EnableSafetyChecker: true, OutputFormat: engine.FormatPNG}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := openTiny(b)
+			var total, inORT time.Duration
+			for i := 0; i < b.N; i++ {
+				req := bc.req
+				req.Seed = int64(i)
+				start := time.Now()
+				if _, err := e.Generate(context.Background(), req, nil); err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				inORT += e.ortTime
+			}
+			b.ReportMetric(100*float64(total-inORT)/float64(total), "%outside-ort")
+			b.ReportMetric(float64(inORT.Milliseconds())/float64(b.N), "ms-in-ort/op")
+		})
+	}
+}

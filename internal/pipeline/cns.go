@@ -1,0 +1,57 @@
+package pipeline
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/kleinserve/kleinserve/internal/cns"
+	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/sampler"
+)
+
+// gammaSource is the model's CNS "matrix" γ table (its cns_gamma.json, or
+// the built-in fit) and the band maps shared between requests.
+type gammaSource struct {
+	table  cns.GammaTable
+	source string
+	bands  *cns.BandCache
+}
+
+func loadGammaSource(dir string) (*gammaSource, error) {
+	table, source, err := cns.ModelGamma(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cns gamma matrix: %w", err)
+	}
+	return &gammaSource{table: table, source: source, bands: &cns.BandCache{}}, nil
+}
+
+// checkCNS validates CNS parameters when CNS is active; inactive requests
+// ignore them, as the sampler does.
+func checkCNS(p engine.CNSParams) error {
+	if !p.Active() {
+		return nil
+	}
+	if err := cns.Validate(p); err != nil {
+		return fmt.Errorf("cns: %w", err)
+	}
+	return nil
+}
+
+// newCNSStepper builds the CNS sampler of one request: one seed per image,
+// the same seeds as the initial noise.
+func newCNSStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (sampler.Stepper, error) {
+	seeds := make([]int64, req.NumImages)
+	for k := range seeds {
+		seeds[k] = req.Seed + int64(k)
+	}
+	s, err := cns.NewSampler(cns.Config{
+		Params: req.CNS, Sigmas: sigmas, Height: h, Width: w, Seeds: seeds,
+		Gamma: e.gamma.table, Bands: e.gamma.bands,
+		LatentBF16: e.latentBF16(),
+		Workers:    runtime.GOMAXPROCS(0),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
+	}
+	return s, nil
+}

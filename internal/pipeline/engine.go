@@ -1,0 +1,284 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
+)
+
+// Config selects a model directory and how to run it.
+type Config struct {
+	ModelDir       string
+	LibraryPath    string // libonnxruntime.so; empty: DefaultLibraryPaths
+	Provider       string // cpu, cuda, tensorrt
+	DeviceID       int
+	IntraOpThreads int // 0: ONNX Runtime's default (all cores)
+	InterOpThreads int
+	// PromptCacheSize is how many prompt embeddings are kept (the empty
+	// negative prompt is always among them once used).
+	PromptCacheSize int
+	Logger          zerolog.Logger
+}
+
+// Size limits of generated images, in pixels.
+const (
+	MinSide   = 16
+	MaxSide   = 2048
+	MaxPixels = 2048 * 2048
+	// MaxImages bounds one request's batch.
+	MaxImages = 4
+)
+
+// Engine runs FLUX.2 [klein] graphs with ONNX Runtime. One generation runs
+// at a time (a single accelerator is saturated by one denoising loop);
+// concurrent callers wait their turn or give up when their context ends.
+type Engine struct {
+	cfg        Config
+	man        *Manifest
+	tok        promptTokenizer
+	text       *graphSession
+	dit        *graphSession
+	vae        *graphSession
+	safety     *graphSession
+	gamma      *gammaSource
+	cache      *embedCache
+	turn       chan struct{} // holds one token: the right to run
+	info       engine.Info
+	ortVersion string
+	// debugFinalLatents, when set (tests only), receives the packed
+	// latents after the last step.
+	debugFinalLatents func([]float32)
+	// ortTime is the time the last generation spent inside ONNX Runtime
+	// Run calls; guarded by turn.
+	ortTime time.Duration
+	log     zerolog.Logger
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Open loads, validates and prepares a model directory. Any mismatch
+// between the manifest, the ONNX files and this code fails here.
+func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
+	if cfg.PromptCacheSize <= 0 {
+		cfg.PromptCacheSize = 64
+	}
+	if cfg.Provider == "" {
+		cfg.Provider = ProviderCPU
+	}
+	lib, err := findLibrary(cfg.LibraryPath)
+	if err != nil {
+		return nil, err
+	}
+	man, err := LoadManifest(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	// Validate every graph before spending time and memory on sessions.
+	floatTypes := map[string]string{}
+	var verrs []error
+	for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphSafetyChecker} {
+		ft, err := validateGraph(cfg.ModelDir, name, man)
+		verrs = append(verrs, err)
+		floatTypes[name] = ft
+	}
+	if err := errors.Join(verrs...); err != nil {
+		return nil, fmt.Errorf("model %s does not match what kleinserve runs:\n%w", cfg.ModelDir, err)
+	}
+	tok, err := loadTokenizer(filepath.Join(cfg.ModelDir, "tokenizer"), man.Text)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	gamma, err := loadGammaSource(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	version, err := acquireORT(lib)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg: cfg, man: man, tok: tok, gamma: gamma, ortVersion: version,
+		cache: newEmbedCache(cfg.PromptCacheSize),
+		turn:  make(chan struct{}, 1),
+		log:   cfg.Logger,
+	}
+	defer func() {
+		if err != nil {
+			_ = e.Close()
+		}
+	}()
+	settings := sessionSettings{Provider: cfg.Provider, DeviceID: cfg.DeviceID,
+		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads}
+	for _, g := range []struct {
+		name string
+		dst  **graphSession
+	}{{GraphTextEncoder, &e.text}, {GraphTransformer, &e.dit}, {GraphVAEDecoder, &e.vae}, {GraphSafetyChecker, &e.safety}} {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("open model: %w", err)
+		}
+		start := time.Now()
+		if *g.dst, err = openGraph(cfg.ModelDir, g.name, man, floatTypes[g.name], settings); err != nil {
+			return nil, err
+		}
+		e.log.Info().Str("graph", g.name).Str("dtype", floatTypes[g.name]).
+			Dur("load_time", time.Since(start)).Msg("graph loaded")
+	}
+	e.info = engine.Info{
+		Model: man.Name, Variant: man.Variant, Provider: cfg.Provider, Precision: man.Precision,
+		MinSide: MinSide, MaxSide: MaxSide, MaxPixels: MaxPixels,
+	}
+	e.turn <- struct{}{}
+	return e, nil
+}
+
+// Info describes the loaded model.
+func (e *Engine) Info() engine.Info { return e.info }
+
+// ORTVersion is the version of the loaded ONNX Runtime library.
+func (e *Engine) ORTVersion() string { return e.ortVersion }
+
+// Close releases the sessions. It waits for a running generation.
+func (e *Engine) Close() error {
+	if e.turn != nil && cap(e.turn) == 1 && e.text != nil {
+		<-e.turn // wait for the running generation; never given back
+	}
+	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.safety.destroy())
+	e.text, e.dit, e.vae, e.safety = nil, nil, nil, nil
+	if e.ortVersion != "" {
+		err = errors.Join(err, releaseORT())
+		e.ortVersion = ""
+	}
+	return err
+}
+
+// checkRequest rejects what this model cannot run.
+func (e *Engine) checkRequest(req *engine.Request) error {
+	var errs []error
+	if req.Width%16 != 0 || req.Height%16 != 0 {
+		errs = append(errs, fmt.Errorf("width and height must be multiples of 16, got %dx%d", req.Width, req.Height))
+	}
+	if req.Width < MinSide || req.Height < MinSide || req.Width > MaxSide || req.Height > MaxSide {
+		errs = append(errs, fmt.Errorf("width and height must be in [%d, %d], got %dx%d", MinSide, MaxSide, req.Width, req.Height))
+	}
+	if req.Width*req.Height > MaxPixels {
+		errs = append(errs, fmt.Errorf("at most %d pixels, got %d", MaxPixels, req.Width*req.Height))
+	}
+	if req.Steps < 1 || req.Steps > 1000 {
+		errs = append(errs, fmt.Errorf("steps must be in [1, 1000], got %d", req.Steps))
+	}
+	if req.NumImages < 1 || req.NumImages > MaxImages {
+		errs = append(errs, fmt.Errorf("num_images must be in [1, %d], got %d", MaxImages, req.NumImages))
+	}
+	if req.GuidanceScale < 0 {
+		errs = append(errs, fmt.Errorf("guidance_scale must be >= 0, got %g", req.GuidanceScale))
+	}
+	if _, ok := map[string]bool{engine.FormatPNG: true, engine.FormatJPEG: true, engine.FormatWebP: true}[req.OutputFormat]; !ok {
+		errs = append(errs, fmt.Errorf("unknown output format %q", req.OutputFormat))
+	}
+	if req.InitialNoise != nil {
+		want := req.NumImages * 128 * (req.Height / 16) * (req.Width / 16)
+		if len(req.InitialNoise) != want {
+			errs = append(errs, fmt.Errorf("initial noise has %d values, want %d", len(req.InitialNoise), want))
+		}
+	}
+	if err := checkCNS(req.CNS); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
+	}
+	return nil
+}
+
+// Generate runs one request end to end.
+func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engine.ProgressFunc) (*engine.Result, error) {
+	if req.OutputFormat == "" {
+		req.OutputFormat = engine.FormatPNG
+	}
+	if err := e.checkRequest(&req); err != nil {
+		return nil, err
+	}
+	select {
+	case _, ok := <-e.turn:
+		if !ok {
+			return nil, engine.ErrClosed
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, ctx.Err())
+	}
+	defer func() { e.turn <- struct{}{} }()
+	if e.text == nil {
+		return nil, engine.ErrClosed
+	}
+	// ONNX Runtime's threads must not migrate the Go scheduler's work
+	// around the Run calls more than needed.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	r := &run{e: e, req: req, progress: progress}
+	e.ortTime = 0
+	res, err := r.generate(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, err)
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// boundRun is a graph call with its values resolved once, so the per-step
+// cost outside ONNX Runtime is one slice walk.
+type boundRun struct {
+	g       *graphSession
+	in, out []ort.Value
+	clock   *time.Duration // accumulates time spent inside ONNX Runtime
+}
+
+func (g *graphSession) bind(clock *time.Duration, inputs, outputs map[string]ort.Value) (*boundRun, error) {
+	b := &boundRun{g: g, clock: clock, in: make([]ort.Value, len(g.inputs)), out: make([]ort.Value, len(g.outputs))}
+	for i, n := range g.inputs {
+		v, ok := inputs[n]
+		if !ok {
+			return nil, fmt.Errorf("graph %s: input %q not provided", g.name, n)
+		}
+		b.in[i] = v
+	}
+	for i, n := range g.outputs {
+		v, ok := outputs[n]
+		if !ok {
+			return nil, fmt.Errorf("graph %s: output %q not provided", g.name, n)
+		}
+		b.out[i] = v
+	}
+	return b, nil
+}
+
+func (b *boundRun) run() error {
+	start := time.Now()
+	err := b.g.sess.Run(b.in, b.out)
+	*b.clock += time.Since(start)
+	if err != nil {
+		return fmt.Errorf("graph %s: %w", b.g.name, err)
+	}
+	return nil
+}
+
+// Architecture returns the model's dimensions from the manifest.
+func (e *Engine) Architecture() *Architecture { return &e.man.Architecture }
+
+// TextLayers is the number of text-encoder layers the graph runs (the
+// deepest tapped hidden state).
+func (e *Engine) TextLayers() int { return slices.Max(e.man.Text.HiddenLayers) }
+
+// TextLength is the fixed prompt length in tokens.
+func (e *Engine) TextLength() int { return e.man.Text.MaxLength }

@@ -1,0 +1,394 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/imagecodec"
+	"github.com/kleinserve/kleinserve/internal/sampler"
+)
+
+// run is one Generate call's state.
+type run struct {
+	e        *Engine
+	req      engine.Request
+	progress engine.ProgressFunc
+	timings  engine.Timings
+
+	h, w, seqLen int // packed latent grid and its token count
+	batch        int // images
+	cfg          bool
+}
+
+func (r *run) generate(ctx context.Context) (*engine.Result, error) {
+	start := time.Now()
+	req := r.req
+	r.h, r.w = req.Height/16, req.Width/16
+	r.seqLen = r.h * r.w
+	r.batch = req.NumImages
+	r.cfg = req.GuidanceScale > 1
+
+	t := time.Now()
+	pos, neg, err := r.encodePrompts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.timings.TextEncoding = time.Since(t)
+
+	t = time.Now()
+	latents, err := r.denoise(ctx, pos, neg)
+	if err != nil {
+		return nil, err
+	}
+	r.timings.Denoising = time.Since(t)
+	if r.e.debugFinalLatents != nil {
+		r.e.debugFinalLatents(latents)
+	}
+
+	images := make([]engine.Image, r.batch)
+	pixels := make([][]uint8, r.batch)
+	t = time.Now()
+	for k := 0; k < r.batch; k++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if pixels[k], err = r.decode(latents[k*r.seqLen*128 : (k+1)*r.seqLen*128]); err != nil {
+			return nil, err
+		}
+	}
+	r.timings.Decoding = time.Since(t)
+
+	t = time.Now()
+	flags := make([]bool, r.batch)
+	if req.EnableSafetyChecker {
+		if flags, err = r.e.checkSafety(pixels, req.Width, req.Height); err != nil {
+			return nil, err
+		}
+		for k, bad := range flags {
+			if bad { // fal and diffusers return a black image in its place
+				clear(pixels[k])
+			}
+		}
+	}
+	r.timings.Safety = time.Since(t)
+
+	t = time.Now()
+	for k := range images {
+		data, f, err := imagecodec.Encode(pixels[k], req.Width, req.Height, req.OutputFormat)
+		if err != nil {
+			return nil, err
+		}
+		images[k] = engine.Image{Data: data, ContentType: f.ContentType, Extension: f.Extension,
+			Width: req.Width, Height: req.Height, NSFW: flags[k]}
+	}
+	r.timings.Encoding = time.Since(t)
+	r.timings.Total = time.Since(start)
+	return &engine.Result{Images: images, Seed: req.Seed, Timings: r.timings}, nil
+}
+
+// encodePrompts returns the prompt embeddings and, with CFG, the negative
+// prompt's; both [512*J] float32, shared by every image of the batch.
+func (r *run) encodePrompts(ctx context.Context) (pos, neg []float32, err error) {
+	prompts := []string{r.req.Prompt}
+	if r.cfg {
+		prompts = append(prompts, r.req.NegativePrompt)
+	}
+	embeds, err := r.e.embed(ctx, prompts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.cfg {
+		return embeds[0], embeds[1], nil
+	}
+	return embeds[0], nil, nil
+}
+
+// embed returns embeddings for prompts, running the text encoder once, in
+// one batch, for those not cached.
+func (e *Engine) embed(ctx context.Context, prompts []string) ([][]float32, error) {
+	out := make([][]float32, len(prompts))
+	var missing []string
+	index := map[string][]int{}
+	for i, p := range prompts {
+		if v, ok := e.cache.get(p); ok {
+			out[i] = v
+			continue
+		}
+		if _, seen := index[p]; !seen {
+			missing = append(missing, p)
+		}
+		index[p] = append(index[p], i)
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	L, J := e.man.Text.MaxLength, e.man.Text.JointAttentionDim
+	b := int64(len(missing))
+	ids, err := ort.NewEmptyTensor[int64](ort.NewShape(b, int64(L)))
+	if err != nil {
+		return nil, fmt.Errorf("text encoder input: %w", err)
+	}
+	mask, err := ort.NewEmptyTensor[int64](ort.NewShape(b, int64(L)))
+	if err != nil {
+		return nil, fmt.Errorf("text encoder input: %w", err)
+	}
+	embeds, err := newFloatTensor(e.text.floatT, b, int64(L), int64(J))
+	if err != nil {
+		return nil, err
+	}
+	defer destroyAll(ids, mask, embeds)
+	for k, p := range missing {
+		pid, pmask := e.tok.EncodePrompt(p)
+		copy(ids.GetData()[k*L:(k+1)*L], pid)
+		copy(mask.GetData()[k*L:(k+1)*L], pmask)
+	}
+	call, err := e.text.bind(&e.ortTime, map[string]ort.Value{"input_ids": ids, "attention_mask": mask},
+		map[string]ort.Value{"prompt_embeds": embeds.value()})
+	if err != nil {
+		return nil, err
+	}
+	if err := call.run(); err != nil {
+		return nil, err
+	}
+	for k, p := range missing {
+		v := make([]float32, L*J)
+		embeds.read(k*L*J, v)
+		e.cache.put(p, v)
+		for _, i := range index[p] {
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
+// ditCall is the transformer call of one request: its tensors, allocated
+// once and reused every step. With CFG the conditional and unconditional
+// rows are batched in one call: rows [0,B) use the prompt, [B,2B) the
+// negative prompt.
+type ditCall struct {
+	r        *run
+	call     *boundRun
+	hidden   *floatTensor
+	ctxT     *floatTensor
+	pred     *floatTensor
+	timestep *ort.Tensor[float32]
+	imgIDs   *ort.Tensor[int64]
+	txtIDs   *ort.Tensor[int64]
+	vNeg     []float32 // scratch for non-fp32 graphs
+}
+
+func (r *run) newDiTCall(pos, neg []float32) (_ *ditCall, err error) {
+	e := r.e
+	L, J := e.man.Text.MaxLength, e.man.Text.JointAttentionDim
+	B, S := r.batch, r.seqLen
+	rows := B
+	if r.cfg {
+		rows = 2 * B
+	}
+	ft := e.dit.floatT
+	d := &ditCall{r: r}
+	defer func() {
+		if err != nil {
+			d.destroy()
+		}
+	}()
+	if d.hidden, err = newFloatTensor(ft, int64(rows), int64(S), 128); err != nil {
+		return nil, err
+	}
+	if d.ctxT, err = newFloatTensor(ft, int64(rows), int64(L), int64(J)); err != nil {
+		return nil, err
+	}
+	if d.pred, err = newFloatTensor(ft, int64(rows), int64(S), 128); err != nil {
+		return nil, err
+	}
+	if d.timestep, err = ort.NewEmptyTensor[float32](ort.NewShape(int64(rows))); err != nil {
+		return nil, fmt.Errorf("timestep tensor: %w", err)
+	}
+	if d.imgIDs, err = ort.NewTensor(ort.NewShape(int64(S), 4), sampler.ImageIDs(0, r.h, r.w)); err != nil {
+		return nil, fmt.Errorf("img_ids tensor: %w", err)
+	}
+	if d.txtIDs, err = ort.NewTensor(ort.NewShape(int64(L), 4), sampler.TextIDs(L)); err != nil {
+		return nil, fmt.Errorf("txt_ids tensor: %w", err)
+	}
+	for k := 0; k < B; k++ {
+		d.ctxT.write(k*L*J, pos)
+		if r.cfg {
+			d.ctxT.write((B+k)*L*J, neg)
+		}
+	}
+	if r.cfg && ft != "float32" {
+		d.vNeg = make([]float32, B*S*128)
+	}
+	d.call, err = e.dit.bind(&e.ortTime, map[string]ort.Value{
+		"hidden_states": d.hidden.value(), "encoder_hidden_states": d.ctxT.value(),
+		"timestep": d.timestep, "img_ids": d.imgIDs, "txt_ids": d.txtIDs,
+	}, map[string]ort.Value{"noise_pred": d.pred.value()})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *ditCall) destroy() {
+	for _, t := range []*floatTensor{d.hidden, d.ctxT, d.pred} {
+		if t != nil {
+			_ = t.Destroy()
+		}
+	}
+	for _, t := range []*ort.Tensor[int64]{d.imgIDs, d.txtIDs} {
+		if t != nil {
+			_ = t.Destroy()
+		}
+	}
+	if d.timestep != nil {
+		_ = d.timestep.Destroy()
+	}
+}
+
+// predict runs the transformer on x (B, S, 128) at noise level sigma and
+// writes the velocity (CFG-combined when guidance is on) into v.
+func (d *ditCall) predict(x, v []float32, sigma float32) error {
+	r := d.r
+	n := len(x)
+	d.hidden.write(0, x)
+	if r.cfg {
+		d.hidden.write(n, x)
+	}
+	ts := transformerTimestep(sigma, r.e.man.Scheduler.TimestepBF16)
+	data := d.timestep.GetData()
+	for j := range data {
+		data[j] = ts
+	}
+	if err := d.call.run(); err != nil {
+		return err
+	}
+	switch {
+	case !r.cfg:
+		d.pred.read(0, v)
+	case d.pred.F32 != nil:
+		combineCFG(v, d.pred.F32[n:], d.pred.F32[:n], r.req.GuidanceScale, false)
+	default:
+		d.pred.read(0, v)
+		d.pred.read(n, d.vNeg)
+		combineCFG(v, d.vNeg, v, r.req.GuidanceScale, r.e.latentBF16())
+	}
+	return nil
+}
+
+// denoise runs the sampler loop and returns the final packed latents,
+// [batch, seqLen, 128] float32.
+func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error) {
+	e, req := r.e, r.req
+	B, S := r.batch, r.seqLen
+	tokens := S * 128
+	dit, err := r.newDiTCall(pos, neg)
+	if err != nil {
+		return nil, err
+	}
+	defer dit.destroy()
+
+	noise := req.InitialNoise
+	if noise == nil {
+		noise = make([]float32, B*tokens)
+		for k := 0; k < B; k++ {
+			sampler.InitialNoise(req.Seed+int64(k), noise[k*tokens:(k+1)*tokens])
+		}
+	}
+	x := make([]float32, B*tokens)
+	if err := sampler.Pack(x, noise, B, 128, r.h, r.w); err != nil {
+		return nil, err
+	}
+	sigmas := schedule(S, req.Steps)
+	v := make([]float32, B*tokens)
+	stepper, err := newStepper(e, req, r.h, r.w, sigmas)
+	if err != nil {
+		return nil, err
+	}
+	plan := computePlan(req.Acceleration, req.Steps)
+	for i := 0; i < req.Steps; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		stepStart := time.Now()
+		if plan[i] {
+			if err := dit.predict(x, v, sigmas[i]); err != nil {
+				return nil, err
+			}
+		} // else: v still holds the last computed velocity (acceleration)
+		var preview *engine.Image
+		if r.progress != nil && req.PreviewEvery > 0 && (i+1)%req.PreviewEvery == 0 && i+1 < req.Steps {
+			// Preview the model's current estimate of the clean image,
+			// x0 = x - sigma*v, not the noisy latent.
+			x0 := make([]float32, tokens)
+			for j := range x0 {
+				x0[j] = x[j] - sigmas[i]*v[j]
+			}
+			preview = e.preview(x0, r.h, r.w)
+		}
+		if err := stepper.step(i, x, v); err != nil {
+			return nil, err
+		}
+		if r.progress != nil {
+			r.progress(engine.Progress{Step: i + 1, TotalSteps: req.Steps, StepTime: time.Since(stepStart), Preview: preview})
+		}
+	}
+	return x, nil
+}
+
+// decode turns one image's packed latents into 8-bit RGB, rounding as
+// diffusers does: round(clamp(x/2+0.5, 0, 1)*255), half to even.
+func (r *run) decode(packed []float32) ([]uint8, error) {
+	e := r.e
+	lat, err := newFloatTensor(e.vae.floatT, 1, 128, int64(r.h), int64(r.w))
+	if err != nil {
+		return nil, err
+	}
+	img, err := newFloatTensor(e.vae.floatT, 1, 3, int64(16*r.h), int64(16*r.w))
+	if err != nil {
+		return nil, err
+	}
+	defer destroyAll(lat, img)
+	chw := make([]float32, len(packed))
+	if err := sampler.Unpack(chw, packed, 1, 128, r.h, r.w); err != nil {
+		return nil, err
+	}
+	lat.write(0, chw)
+	call, err := e.vae.bind(&e.ortTime, map[string]ort.Value{"latents": lat.value()}, map[string]ort.Value{"image": img.value()})
+	if err != nil {
+		return nil, err
+	}
+	if err := call.run(); err != nil {
+		return nil, err
+	}
+	H, W := 16*r.h, 16*r.w
+	planes := make([]float32, 3*H*W)
+	img.read(0, planes)
+	return toRGB8(planes, W, H), nil
+}
+
+// toRGB8 converts CHW floats in [-1,1] to packed RGB bytes.
+func toRGB8(planes []float32, w, h int) []uint8 {
+	n := w * h
+	out := make([]uint8, 3*n)
+	for c := 0; c < 3; c++ {
+		src := planes[c*n : (c+1)*n]
+		for i, v := range src {
+			u := v*0.5 + 0.5
+			if u < 0 {
+				u = 0
+			} else if u > 1 {
+				u = 1
+			}
+			out[3*i+c] = uint8(math.RoundToEven(float64(u * 255)))
+		}
+	}
+	return out
+}
