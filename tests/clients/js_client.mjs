@@ -48,7 +48,8 @@ function assertOutput(data, prompt) {
   assert.ok(Array.isArray(data.images) && data.images.length === 1, JSON.stringify(data));
   assert.equal(data.prompt, prompt);
   assert.equal(typeof data.seed, "number");
-  assert.deepEqual(data.has_nsfw_concepts, [false]);
+  // The tiny model's safety checker has random weights, so only the shape is checked.
+  assert.ok(data.has_nsfw_concepts.length === 1 && typeof data.has_nsfw_concepts[0] === "boolean");
   assert.equal(typeof data.timings.inference, "number");
   const img = data.images[0];
   assert.equal(img.width, 64);

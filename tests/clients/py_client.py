@@ -40,7 +40,8 @@ def assert_output(data, prompt):
     assert isinstance(data["images"], list) and len(data["images"]) == 1, data
     assert data["prompt"] == prompt, data["prompt"]
     assert isinstance(data["seed"], int)
-    assert data["has_nsfw_concepts"] == [False]
+    # The tiny model's safety checker has random weights: check the shape only.
+    assert len(data["has_nsfw_concepts"]) == 1 and isinstance(data["has_nsfw_concepts"][0], bool)
     img = data["images"][0]
     assert (img["width"], img["height"], img["content_type"]) == (64, 64, "image/png"), img
     assert img["url"].startswith(BASE + "/files/"), img["url"]
