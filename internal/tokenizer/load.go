@@ -62,14 +62,14 @@ func readSpec(dir string) (tokenizerSpec, error) {
 // tokenizerConfig holds the fields of tokenizer_config.json this package
 // reads.
 type tokenizerConfig struct {
-	TokenizerClass      string                     `json:"tokenizer_class"`
-	AddBOSToken         bool                       `json:"add_bos_token"`
-	AddEOSToken         bool                       `json:"add_eos_token"`
-	AddPrefixSpace      bool                       `json:"add_prefix_space"`
-	SplitSpecialTokens  bool                       `json:"split_special_tokens"`
-	AddedTokensDecoder  map[string]addedTokenEntry `json:"added_tokens_decoder"`
-	TruncationSide      string                     `json:"truncation_side"`
-	PaddingSide         string                     `json:"padding_side"`
+	TokenizerClass     string                     `json:"tokenizer_class"`
+	AddBOSToken        bool                       `json:"add_bos_token"`
+	AddEOSToken        bool                       `json:"add_eos_token"`
+	AddPrefixSpace     bool                       `json:"add_prefix_space"`
+	SplitSpecialTokens bool                       `json:"split_special_tokens"`
+	AddedTokensDecoder map[string]addedTokenEntry `json:"added_tokens_decoder"`
+	TruncationSide     string                     `json:"truncation_side"`
+	PaddingSide        string                     `json:"padding_side"`
 }
 
 // addedTokenEntry is one added token as tokenizer.json and
