@@ -189,6 +189,7 @@ func BenchmarkEncodePrompt(b *testing.B) {
 	enc, _ := NewPromptEncoder(tok, KleinPrompt())
 	prompt := "Japanese zen garden at first light, perfect rake lines in gravel, koi pond with morning mist, temple bell in background, meditation ready"
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		enc.EncodePrompt(prompt)
 	}
