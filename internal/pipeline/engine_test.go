@@ -16,7 +16,7 @@ import (
 
 func tinyRequest() engine.Request {
 	return engine.Request{Prompt: "a red fox in fresh snow", GuidanceScale: 4, Steps: 6, Width: 64, Height: 48,
-		NumImages: 1, Seed: 42, Acceleration: engine.AccelerationNone, EnableSafetyChecker: true,
+		NumImages: 1, Seed: 42, Acceleration: engine.AccelerationNone, EnableSafetyChecker: false,
 		OutputFormat: engine.FormatPNG, CNS: cns.DefaultParams()}
 }
 
@@ -150,6 +150,46 @@ func TestGenerateProgressPreviewAndCancel(t *testing.T) {
 	// The engine is usable after a cancel.
 	if _, err := e.Generate(context.Background(), req, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A flagged image comes back black with NSFW set; an unflagged one is the
+// same image as with the checker off. (The tiny model's checker is random
+// but calibrated to flag about half of its images.)
+func TestGenerateSafetyChecker(t *testing.T) {
+	e := openTiny(t)
+	flagged, clean := 0, 0
+	for seed := int64(0); seed < 12 && (flagged == 0 || clean == 0); seed++ {
+		req := tinyRequest()
+		req.Seed = seed
+		off, err := e.Generate(context.Background(), req, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.EnableSafetyChecker = true
+		on, err := e.Generate(context.Background(), req, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off.Images[0].NSFW {
+			t.Fatal("NSFW set with the checker off")
+		}
+		if !on.Images[0].NSFW {
+			clean++
+			if !bytes.Equal(on.Images[0].Data, off.Images[0].Data) {
+				t.Fatalf("seed %d: unflagged image changed by the checker", seed)
+			}
+			continue
+		}
+		flagged++
+		for i, v := range decodePNG(t, on.Images[0].Data) {
+			if v != 0 {
+				t.Fatalf("seed %d: flagged image not black (byte %d = %d)", seed, i, v)
+			}
+		}
+	}
+	if flagged == 0 || clean == 0 {
+		t.Fatalf("12 seeds gave %d flagged and %d clean images; want both", flagged, clean)
 	}
 }
 
