@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 
+	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
@@ -34,9 +35,15 @@ func combineCFG(dst, neg, pos []float32, g float64, bf16 bool) {
 }
 
 // stepper advances the latents by one step: plain Euler, or CNS when the
-// request enables it.
+// request enables it. With CNS the colored noise of step i does not depend
+// on the latents, so it is synthesised on its own goroutine while the
+// transformer runs (startNoise), taking the FFT work off the critical path
+// on a GPU host; step joins it.
 type stepper struct {
-	s sampler.Stepper
+	s       sampler.Stepper
+	cns     *cns.Sampler // nil without CNS
+	xi      []float32    // noise of the step in flight
+	pending chan error   // non-nil while a noise goroutine runs
 }
 
 func newStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (*stepper, error) {
@@ -45,12 +52,42 @@ func newStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (*ste
 		if err != nil {
 			return nil, err
 		}
-		return &stepper{s: s}, nil
+		return &stepper{s: s, cns: s, xi: make([]float32, req.NumImages*h*w*128)}, nil
 	}
 	return &stepper{s: sampler.EulerStepper{Sigmas: sigmas, BF16: e.latentBF16()}}, nil
 }
 
-func (s *stepper) step(i int, x, v []float32) error { return s.s.Step(i, x, v) }
+// startNoise begins synthesising step i's noise, when the step injects any.
+func (s *stepper) startNoise(i int) {
+	if s.cns == nil || !s.cns.Injects(i) {
+		return
+	}
+	s.pending = make(chan error, 1)
+	go func() {
+		_, err := s.cns.Noise(i, s.xi)
+		s.pending <- err
+	}()
+}
+
+// wait joins a noise goroutine still in flight (after an error or cancel).
+func (s *stepper) wait() error {
+	if s.pending == nil {
+		return nil
+	}
+	err := <-s.pending
+	s.pending = nil
+	return err
+}
+
+func (s *stepper) step(i int, x, v []float32) error {
+	if s.pending != nil {
+		if err := s.wait(); err != nil {
+			return err
+		}
+		return s.cns.StepWithNoise(i, x, v, s.xi)
+	}
+	return s.s.Step(i, x, v)
+}
 
 // latentBF16 reports whether latents live in bfloat16 between steps, as the
 // reference bf16 pipeline keeps them: only for a bf16 transformer graph.

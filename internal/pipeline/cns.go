@@ -6,7 +6,6 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/engine"
-	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // gammaSource is the model's CNS "matrix" γ table (its cns_gamma.json, or
@@ -39,7 +38,7 @@ func checkCNS(p engine.CNSParams) error {
 
 // newCNSStepper builds the CNS sampler of one request: one seed per image,
 // the same seeds as the initial noise.
-func newCNSStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (sampler.Stepper, error) {
+func newCNSStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (*cns.Sampler, error) {
 	seeds := make([]int64, req.NumImages)
 	for k := range seeds {
 		seeds[k] = req.Seed + int64(k)

@@ -312,12 +312,14 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 	if err != nil {
 		return nil, err
 	}
+	defer stepper.wait()
 	plan := computePlan(req.Acceleration, req.Steps)
 	for i := 0; i < req.Steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		stepStart := time.Now()
+		stepper.startNoise(i)
 		if plan[i] {
 			if err := dit.predict(x, v, sigmas[i]); err != nil {
 				return nil, err
