@@ -94,7 +94,7 @@ type Request struct {
 type Image struct {
 	Data        []byte
 	ContentType string
-	Extension   string // file extension without the dot: png, jpeg, webp
+	Extension   string // file extension without the dot: png, jpg, webp
 	Width       int
 	Height      int
 	// NSFW is true when the safety checker flagged the image. The engine
