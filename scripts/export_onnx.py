@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Model toolchain for kleinserve: ONNX export, tiny test model, reference outputs.
 
-Three modes, all going through the same export code (one wrapper module per graph,
+Four modes, the first three going through the same export code (one wrapper module per graph,
 `torch.onnx.export(dynamo=True)`, metadata stripped so regeneration is byte-identical):
 
-  --from DIR_OR_HF_ID --out models/klein-4b-base [--precision bf16]
+  --from DIR_OR_HF_ID --out models/klein-4b-base [--precision bf16] [--vae-precision fp32]
       Export FLUX.2 [klein] 4B Base (diffusers layout) + the Stable Diffusion safety
       checker (--safety-from) into the kleinserve model directory described in
       models/README.md.
