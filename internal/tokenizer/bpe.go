@@ -25,7 +25,7 @@ type bpeModel struct {
 	// ignoreMerges makes a word that is itself in the vocabulary one token
 	// without running the merges (tokenizers' BPE.ignore_merges).
 	ignoreMerges bool
-	vocab        map[string]int32 // raw bytes → id
+	vocab        map[string]int // byte-level spelled token → id
 	cache        *wordCache
 }
 
@@ -57,7 +57,7 @@ func (m *bpeModel) tokenize(word string, out []int64, scratch *bpeScratch) []int
 		return append(out, int64(m.byteIDs[word[0]]))
 	}
 	if m.ignoreMerges {
-		if id, ok := m.vocab[word]; ok {
+		if id, ok := m.vocab[string(appendSpelled(nil, word))]; ok {
 			return append(out, int64(id))
 		}
 	}

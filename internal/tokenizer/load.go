@@ -165,6 +165,9 @@ func isJSONNull(raw json.RawMessage) bool {
 
 func parseTokenizerJSON(data []byte) (tokenizerSpec, error) {
 	var doc tokenizerJSON
+	// encoding/json fills a non-nil map in place; sizing it from the file
+	// (about 75 bytes per vocab entry with the merges) avoids rehashing.
+	doc.Model.Vocab = make(map[string]int, len(data)/75)
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return tokenizerSpec{}, fmt.Errorf("parse %s: %w", TokenizerJSONFile, err)
 	}
@@ -313,6 +316,7 @@ func readVocabMerges(dir string, config *tokenizerConfig) (tokenizerSpec, error)
 	if err != nil {
 		return spec, err
 	}
+	spec.vocab = make(map[string]int, len(vocabData)/20) // about 20 bytes per entry
 	if err := json.Unmarshal(vocabData, &spec.vocab); err != nil {
 		return spec, fmt.Errorf("parse %s: %w", VocabFile, err)
 	}

@@ -37,9 +37,13 @@ type Tokenizer struct {
 	rawTokens, normalizedTokens *tokenMatcher
 	added                       []*AddedToken
 	addedByContent              map[string]*AddedToken
-	// idBytes is the decoding table: raw bytes of every base-vocabulary
-	// token, and the content of every added token; nil for unused ids.
-	idBytes [][]byte
+	// idSpelled is the decoding table: the byte-level spelling of every
+	// base-vocabulary token, or the content of an added token (isAdded);
+	// empty for ids nothing uses. Tokens are decoded only when asked, so
+	// loading allocates nothing per vocabulary entry.
+	idSpelled []string
+	isAdded   []bool
+	byteLevel *byteLevelDecoder
 }
 
 // tokenizerSpec is the content of a tokenizer folder, independent of its file
@@ -74,11 +78,13 @@ func newTokenizer(spec tokenizerSpec) (*Tokenizer, error) {
 
 	t := &Tokenizer{
 		nfc:            spec.nfc,
-		idBytes:        make([][]byte, maxID+1),
+		idSpelled:      make([]string, maxID+1),
+		isAdded:        make([]bool, maxID+1),
 		addedByContent: make(map[string]*AddedToken, len(spec.added)),
+		byteLevel:      dec,
 	}
 	bpe := &bpeModel{
-		vocab:        make(map[string]int32, len(spec.vocab)),
+		vocab:        spec.vocab,
 		merges:       make(map[uint64]mergeRule, len(spec.merges)),
 		ignoreMerges: spec.ignoreMerges,
 		cache:        newWordCache(),
@@ -89,22 +95,25 @@ func newTokenizer(spec tokenizerSpec) (*Tokenizer, error) {
 		if id < 0 {
 			return nil, fmt.Errorf("vocabulary token %q has negative id %d", spelled, id)
 		}
-		raw, err := dec.decode(spelled)
-		if err != nil {
+		if spelled == "" {
+			return nil, fmt.Errorf("vocabulary id %d is an empty token", id)
+		}
+		if err := dec.check(spelled); err != nil {
 			return nil, fmt.Errorf("vocabulary: %w", err)
 		}
-		if t.idBytes[id] != nil {
+		if t.idSpelled[id] != "" {
 			return nil, fmt.Errorf("vocabulary id %d is used twice", id)
 		}
-		t.idBytes[id] = raw
-		bpe.vocab[string(raw)] = int32(id)
+		t.idSpelled[id] = spelled
 	}
+	var spelledByte []byte
 	for b := 0; b < 256; b++ {
-		id, ok := bpe.vocab[string([]byte{byte(b)})]
+		spelledByte = appendSpelled(spelledByte[:0], string([]byte{byte(b)}))
+		id, ok := spec.vocab[string(spelledByte)]
 		if !ok {
 			return nil, fmt.Errorf("vocabulary lacks the single-byte token for byte 0x%02X", b)
 		}
-		bpe.byteIDs[b] = id
+		bpe.byteIDs[b] = int32(id)
 	}
 
 	for rank, pair := range spec.merges {
@@ -136,7 +145,8 @@ func newTokenizer(spec tokenizerSpec) (*Tokenizer, error) {
 		t.addedByContent[a.Content] = tok
 		// An added token may reuse a base-vocabulary id; decoding then gives
 		// its content, which is the same text.
-		t.idBytes[a.ID] = []byte(a.Content)
+		t.idSpelled[a.ID] = a.Content
+		t.isAdded[a.ID] = true
 		if a.Normalized {
 			pattern := a.Content
 			if t.nfc {
@@ -154,7 +164,7 @@ func newTokenizer(spec tokenizerSpec) (*Tokenizer, error) {
 
 // VocabSize is the number of token ids (largest id + 1, added tokens
 // included): 151669 for Qwen3. Every id Encode returns is below it.
-func (t *Tokenizer) VocabSize() int { return len(t.idBytes) }
+func (t *Tokenizer) VocabSize() int { return len(t.idSpelled) }
 
 // AddedTokens returns the added (special and control) tokens, in file order.
 func (t *Tokenizer) AddedTokens() []AddedToken {
@@ -171,7 +181,7 @@ func (t *Tokenizer) TokenID(token string) (int64, bool) {
 	if a, ok := t.addedByContent[token]; ok {
 		return a.ID, true
 	}
-	if id, ok := t.bpe.vocab[token]; ok {
+	if id, ok := t.bpe.vocab[string(appendSpelled(nil, token))]; ok {
 		return int64(id), true
 	}
 	return 0, false
@@ -204,10 +214,14 @@ func (t *Tokenizer) Encode(text string) []int64 {
 func (t *Tokenizer) Decode(ids []int64) (string, error) {
 	var buf []byte
 	for i, id := range ids {
-		if id < 0 || id >= int64(len(t.idBytes)) || t.idBytes[id] == nil {
+		if id < 0 || id >= int64(len(t.idSpelled)) || t.idSpelled[id] == "" {
 			return "", fmt.Errorf("decode: token %d (position %d) is not in the vocabulary", id, i)
 		}
-		buf = append(buf, t.idBytes[id]...)
+		if t.isAdded[id] {
+			buf = append(buf, t.idSpelled[id]...)
+		} else {
+			buf = t.byteLevel.appendDecoded(buf, t.idSpelled[id])
+		}
 	}
 	return strings.ToValidUTF8(string(buf), "\uFFFD"), nil
 }
