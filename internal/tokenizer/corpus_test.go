@@ -64,7 +64,7 @@ const tinyTokenizerDir = "../../models/tiny/tokenizer"
 func tokenizerLayouts(t *testing.T) map[string]string {
 	t.Helper()
 	dirs := map[string]string{
-		"vocab+merges":                tinyTokenizerDir,
+		"vocab+merges":                 tinyTokenizerDir,
 		"tokenizer.json pair merges":   writeTokenizerJSON(t, tinyTokenizerDir, true),
 		"tokenizer.json string merges": writeTokenizerJSON(t, tinyTokenizerDir, false),
 	}
