@@ -23,11 +23,11 @@ type corpusRecord struct {
 	KleinIDs []int64 `json:"klein_ids"`
 }
 
-func loadCorpus(t *testing.T) []corpusRecord {
-	t.Helper()
+func loadCorpus(tb testing.TB) []corpusRecord {
+	tb.Helper()
 	f, err := os.Open(corpusPath)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -39,15 +39,15 @@ func loadCorpus(t *testing.T) []corpusRecord {
 		}
 		var r corpusRecord
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("corpus line %d: %v", len(out)+2, err)
+			tb.Fatalf("corpus line %d: %v", len(out)+2, err)
 		}
 		out = append(out, r)
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if len(out) < 1000 {
-		t.Fatalf("corpus has %d prompts, want >= 1000", len(out))
+		tb.Fatalf("corpus has %d prompts, want >= 1000", len(out))
 	}
 	return out
 }
@@ -79,23 +79,23 @@ func tokenizerLayouts(t *testing.T) map[string]string {
 // writeTokenizerJSON rewrites a vocab.json + merges.txt folder as the
 // tokenizer.json Hugging Face serializes for Qwen2 (merges as [a, b] pairs,
 // or as "a b" strings like older files), in a temporary folder.
-func writeTokenizerJSON(t *testing.T, srcDir string, pairMerges bool) string {
-	t.Helper()
+func writeTokenizerJSON(tb testing.TB, srcDir string, pairMerges bool) string {
+	tb.Helper()
 	vocab, err := os.ReadFile(filepath.Join(srcDir, VocabFile))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	mergesText, err := os.ReadFile(filepath.Join(srcDir, MergesFile))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	configData, err := os.ReadFile(filepath.Join(srcDir, TokenizerConfigFile))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var config tokenizerConfig
 	if err := json.Unmarshal(configData, &config); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var merges []any
 	for _, line := range strings.Split(strings.TrimSuffix(string(mergesText), "\n"), "\n") {
@@ -113,7 +113,7 @@ func writeTokenizerJSON(t *testing.T, srcDir string, pairMerges bool) string {
 	for key, e := range config.AddedTokensDecoder {
 		id, err := strconv.Atoi(key)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		added = append(added, map[string]any{"id": id, "content": e.Content, "single_word": e.SingleWord,
 			"lstrip": e.LStrip, "rstrip": e.RStrip, "normalized": *e.Normalized, "special": e.Special})
@@ -137,11 +137,11 @@ func writeTokenizerJSON(t *testing.T, srcDir string, pairMerges bool) string {
 	}
 	data, err := json.Marshal(doc)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := tb.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, TokenizerJSONFile), data, 0o644); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return dir
 }
@@ -278,9 +278,22 @@ func BenchmarkEncodePrompt(b *testing.B) {
 	}
 }
 
+// BenchmarkLoad loads the vocab.json + merges.txt layout (151,643 tokens,
+// 151,387 merges).
 func BenchmarkLoad(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := Load(tinyTokenizerDir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoadTokenizerJSON loads the same data as one tokenizer.json.
+func BenchmarkLoadTokenizerJSON(b *testing.B) {
+	dir := writeTokenizerJSON(b, tinyTokenizerDir, true)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Load(dir); err != nil {
 			b.Fatal(err)
 		}
 	}

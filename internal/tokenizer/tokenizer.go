@@ -121,7 +121,7 @@ func newTokenizer(spec tokenizerSpec) (*Tokenizer, error) {
 		right, okRight := spec.vocab[pair.right]
 		result, okResult := spec.vocab[pair.left+pair.right]
 		if !okLeft || !okRight || !okResult {
-			return nil, fmt.Errorf("merge %d (%q %q): token not in vocabulary", rank, pair.left, pair.right)
+			return nil, fmt.Errorf("merge %d (%q %q): token not in vocabulary", rank+1, pair.left, pair.right)
 		}
 		// A pair listed twice keeps its last rank, as in tokenizers (the
 		// merge list is collected into a hash map in order).
