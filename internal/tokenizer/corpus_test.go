@@ -193,10 +193,7 @@ func TestCorpusParity(t *testing.T) {
 
 // The spec's test vector (flux2-klein.md §1.3).
 func TestKleinSpecVector(t *testing.T) {
-	tok, err := Load(tinyTokenizerDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := tinyTokenizer(t)
 	enc, err := NewPromptEncoder(tok, KleinPrompt())
 	if err != nil {
 		t.Fatal(err)
@@ -249,10 +246,7 @@ func TestAddedTokenFlags(t *testing.T) {
 }
 
 func TestDecodeRoundTrip(t *testing.T) {
-	tok, err := Load(tinyTokenizerDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := tinyTokenizer(t)
 	for _, r := range loadCorpus(t)[:300] {
 		got, err := tok.Decode(tok.Encode(r.Prompt))
 		if err != nil {
