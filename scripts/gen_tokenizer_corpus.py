@@ -492,6 +492,8 @@ FLAG_CASES = [
     "wordword", "word word", "_word", "word_", "1word", "éword", "word\u0301", "café", "cafe\u0301",
     "CAFÉ", "the café's", "éx", "e\u0301x", "<a>", "<a>b", "<a>bc", "x<a>b<a>", "<a><a>b", "<ab", "[L] [R]",
     "x [R] [L] y", "word [L] word", "\u3000[L]\u3000", "\u00a0[R]\u00a0", "[L]\u2028", "the hat", "th th the",
+    # The duplicated merge (h, e) now ranks last, after (e, n): "hen" is h + en.
+    "hen", " then", "when", "hence",
 ]
 
 
