@@ -41,7 +41,7 @@ type Manifest struct {
 // TextSpec describes prompt encoding.
 type TextSpec struct {
 	MaxLength         int    `json:"max_length"`
-	PadTokenID        int64  `json:"pad_token_id"`
+	PadTokenID        *int64 `json:"pad_token_id"`
 	HiddenLayers      []int  `json:"hidden_layers"`
 	HiddenSize        int    `json:"hidden_size"`
 	JointAttentionDim int    `json:"joint_attention_dim"`
@@ -132,6 +132,9 @@ func (m *Manifest) check() error {
 	}
 	if m.Text.MaxLength <= 0 {
 		errs = append(errs, errors.New("text.max_length must be positive"))
+	}
+	if m.Text.PadTokenID == nil {
+		errs = append(errs, errors.New("text.pad_token_id is missing"))
 	}
 	if len(m.Text.HiddenLayers) == 0 {
 		errs = append(errs, errors.New("text.hidden_layers is empty"))

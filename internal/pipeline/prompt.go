@@ -11,21 +11,12 @@ type promptTokenizer interface {
 }
 
 // loadTokenizer loads the model's tokenizer with the manifest's template,
-// length and pad id (the klein defaults where the manifest is silent).
+// length and pad id (LoadManifest has checked that they are present).
 func loadTokenizer(dir string, spec TextSpec) (promptTokenizer, error) {
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	cfg := tokenizer.KleinPrompt()
-	if spec.TemplatePrefix != "" || spec.TemplateSuffix != "" {
-		cfg.Prefix, cfg.Suffix = spec.TemplatePrefix, spec.TemplateSuffix
-	}
-	if spec.MaxLength > 0 {
-		cfg.MaxLength = spec.MaxLength
-	}
-	if spec.PadTokenID > 0 {
-		cfg.PadID = spec.PadTokenID
-	}
-	return tokenizer.NewPromptEncoder(tok, cfg)
+	return tokenizer.NewPromptEncoder(tok, tokenizer.PromptConfig{Prefix: spec.TemplatePrefix,
+		Suffix: spec.TemplateSuffix, MaxLength: spec.MaxLength, PadID: *spec.PadTokenID})
 }
