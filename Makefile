@@ -71,6 +71,7 @@ $(CLIENTS_VENV)/.installed: tests/clients/requirements.txt
 	touch $@
 
 test-deps: ort tests/clients/node_modules/.package-lock.json $(CLIENTS_VENV)/.installed
+	bash scripts/install_test_tools.sh
 
 # KLEINSERVE_REQUIRE_CLIENTS makes the integration tests fail, not skip, when a client is missing.
 test: test-deps
