@@ -10,6 +10,7 @@
 package queue
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"time"
@@ -116,6 +117,10 @@ type Job struct {
 	Result          json.RawMessage `json:"result,omitempty"`
 	Failure         *Failure        `json:"failure,omitempty"`
 	Webhook         *Webhook        `json:"webhook,omitempty"`
+	// Worker names the process that claimed the job last (shared stores
+	// only; empty with bbolt). With Attempts it identifies one claim, so a
+	// worker that lost its claim cannot record an outcome.
+	Worker string `json:"worker,omitempty"`
 
 	// Position is the 0-based queue position of a queued job, computed
 	// when the job is read; it is not stored.
@@ -151,4 +156,43 @@ type Store interface {
 	// and returns how many it removed.
 	DeleteExpired(now time.Time) (int, error)
 	Close() error
+}
+
+// SharedStore is a Store that several processes use at once over the
+// network (RedisStore). With one, a Queue leaves the recovery of a dead
+// worker's jobs to the store (ClaimNext redelivers them), writes log lines
+// through as they happen so every process sees them, and learns from Watch
+// what other processes changed: new work, cancels, status changes.
+type SharedStore interface {
+	Store
+	// AppendLog durably appends a line to the log of a job this process
+	// holds. It fails when the job is no longer held here.
+	AppendLog(id string, entry LogEntry) error
+	// Watch calls fn for every change made by any process, and with
+	// EventLost when this process lost the claim on a job it runs, until
+	// ctx ends. It also keeps this process's claims alive. Its caller owns
+	// the goroutine it runs on; fn must not block.
+	Watch(ctx context.Context, fn func(Event)) error
+}
+
+// EventKind says what a SharedStore event is about.
+type EventKind string
+
+// Event kinds.
+const (
+	// EventQueued: a job was queued or requeued; idle workers may claim it.
+	EventQueued EventKind = "queued"
+	// EventChanged: a job's state, position or log changed.
+	EventChanged EventKind = "changed"
+	// EventCancel: a client asked to cancel a running job.
+	EventCancel EventKind = "cancel"
+	// EventLost: this process no longer holds a job it was running
+	// (another worker took it over after missed heartbeats).
+	EventLost EventKind = "lost"
+)
+
+// Event is one change notice of a SharedStore.
+type Event struct {
+	Kind EventKind
+	ID   string
 }

@@ -17,6 +17,11 @@ import (
 // requeued rather than failed.
 var errShutdown = errors.New("queue: server shutting down")
 
+// errLeaseLost is the cancel cause of a job this process stopped holding
+// (a SharedStore redelivered it to another worker); its outcome is the new
+// holder's to record.
+var errLeaseLost = errors.New("queue: job was redelivered to another worker")
+
 // errStateChanged aborts an Update whose job left the expected state
 // meanwhile (claimed by a worker, finished, requeued).
 var errStateChanged = errors.New("queue: job changed state meanwhile")
@@ -51,6 +56,11 @@ type Options struct {
 	Logger zerolog.Logger
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
+	// PollInterval applies with a SharedStore: idle workers look for work
+	// (a dead worker's job becomes claimable without any notification) and
+	// waiters on Changed re-read state this often, so a missed notification
+	// delays but never loses anything (default 1s).
+	PollInterval time.Duration
 }
 
 // SubmitRequest describes a new job.
@@ -74,6 +84,8 @@ type Queue struct {
 	store Store
 	opts  Options
 	log   zerolog.Logger
+	// shared is store when several processes share it, else nil.
+	shared SharedStore
 
 	// submitMu orders Submit against Shutdown: no job is added once
 	// draining is set, so Shutdown sees every ephemeral job it must fail.
@@ -96,6 +108,8 @@ type Queue struct {
 	stopBg       context.CancelFunc
 	webhooks     *webhookDispatcher
 	shutdownOnce sync.Once
+	watcher      sync.WaitGroup     // the SharedStore watch loop
+	stopWatch    context.CancelFunc // ends it; called by Close
 }
 
 type runningJob struct {
@@ -123,6 +137,9 @@ func Open(store Store, opts Options) (*Queue, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
 	q := &Queue{
 		store:       store,
 		opts:        opts,
@@ -134,6 +151,7 @@ func Open(store Store, opts Options) (*Queue, error) {
 		stopWorkers: make(chan struct{}),
 		janitorPoke: make(chan struct{}, 1),
 	}
+	q.shared, _ = store.(SharedStore)
 	q.webhooks = newWebhookDispatcher(q, opts.Webhook)
 	if err := q.recover(); err != nil {
 		return nil, err
@@ -151,17 +169,82 @@ func Open(store Store, opts Options) (*Queue, error) {
 	q.background.Add(2)
 	go func() { defer q.background.Done(); q.janitor(bg) }()
 	go func() { defer q.background.Done(); q.webhooks.run(bg) }()
+	if q.shared != nil {
+		// The watch loop outlives Shutdown: waiters (synchronous runs on an
+		// API process) keep hearing of jobs other processes finish until Close.
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		q.stopWatch = stopWatch
+		q.watcher.Add(1)
+		go func() { defer q.watcher.Done(); q.watch(watchCtx) }()
+	}
 	return q, nil
 }
 
-// recover requeues interrupted jobs and loads start deadlines.
+// watch relays a SharedStore's events to this process: wake-ups of idle
+// workers, cancels of jobs running here, and Changed notifications. A
+// ticker covers notifications lost while the connection was down.
+func (q *Queue) watch(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := q.shared.Watch(ctx, q.onEvent); err != nil && ctx.Err() == nil {
+				q.log.Error().Err(err).Msg("watch shared queue; retrying")
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}()
+	tick := time.NewTicker(q.opts.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case <-tick.C:
+			poke(q.wake)
+			q.notify()
+		}
+	}
+}
+
+// onEvent handles one SharedStore event; it never blocks.
+func (q *Queue) onEvent(e Event) {
+	switch e.Kind {
+	case EventQueued:
+		poke(q.wake)
+	case EventCancel, EventLost:
+		cause := ErrCanceled
+		if e.Kind == EventLost {
+			cause = errLeaseLost
+		}
+		q.mu.Lock()
+		if r := q.running[e.ID]; r != nil {
+			r.cancel(cause)
+		}
+		q.mu.Unlock()
+	}
+	q.notify()
+}
+
+// recover requeues interrupted jobs and loads start deadlines. With a
+// SharedStore, jobs running elsewhere belong to live workers or are
+// redelivered by the store, and queued ephemeral jobs may have clients on
+// other processes: only the deadlines are loaded.
 func (q *Queue) recover() error {
-	running, err := q.store.List(StatusRunning)
-	if err != nil {
-		return fmt.Errorf("queue: list running jobs: %w", err)
+	var running []*Job
+	if q.shared == nil {
+		var err error
+		if running, err = q.store.List(StatusRunning); err != nil {
+			return fmt.Errorf("queue: list running jobs: %w", err)
+		}
 	}
 	requeued := 0
 	for _, j := range running {
+		var err error
 		switch {
 		case j.CancelRequested:
 			err = q.finish(j.ID, StatusRunning, nil, nil, ErrCanceled)
@@ -186,7 +269,7 @@ func (q *Queue) recover() error {
 	}
 	failed := 0
 	for _, j := range queued {
-		if j.Ephemeral {
+		if j.Ephemeral && q.shared == nil {
 			if err := q.finish(j.ID, StatusQueued, nil, nil, ErrInterrupted); err != nil && !errors.Is(err, errStateChanged) {
 				return fmt.Errorf("queue: recover job %s: %w", j.ID, err)
 			}
@@ -278,7 +361,8 @@ func (q *Queue) Get(ctx context.Context, id string) (*Job, error) {
 		// Running in the store but unknown in memory: either the worker has
 		// not registered it yet (no live lines exist) or it finished between
 		// the two reads; one re-read tells which, so lines never go missing.
-		if r != nil || attempt > 0 {
+		// A SharedStore holds live lines itself.
+		if r != nil || attempt > 0 || q.shared != nil {
 			return j, nil
 		}
 	}
@@ -319,10 +403,12 @@ func (q *Queue) Cancel(ctx context.Context, id string) error {
 			if err != nil {
 				return fmt.Errorf("queue: cancel %s: %w", id, err)
 			}
+			// With a SharedStore the holder may be another process: the
+			// store tells it (EventCancel), and run re-reads the flag.
 			q.mu.Lock()
 			if r := q.running[id]; r != nil {
 				r.cancel(ErrCanceled)
-			} else {
+			} else if q.shared == nil {
 				q.pending[id] = true
 			}
 			q.mu.Unlock()
@@ -375,9 +461,14 @@ func (q *Queue) shutdown(ctx context.Context) error {
 	q.submitMu.Unlock()
 	close(q.stopWorkers)
 
-	queued, err := q.store.List(StatusQueued)
-	if err != nil {
-		q.log.Error().Err(err).Msg("list queued jobs at shutdown")
+	// Queued ephemeral jobs fail with their clients; with a SharedStore
+	// their clients may be on other processes and the jobs stay.
+	var queued []*Job
+	if q.shared == nil {
+		var err error
+		if queued, err = q.store.List(StatusQueued); err != nil {
+			q.log.Error().Err(err).Msg("list queued jobs at shutdown")
+		}
 	}
 	for _, j := range queued {
 		if j.Ephemeral {
@@ -412,6 +503,10 @@ func (q *Queue) Close() error {
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = q.Shutdown(canceled)
+	if q.stopWatch != nil {
+		q.stopWatch()
+		q.watcher.Wait()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -464,6 +559,8 @@ func (q *Queue) work(p Processor) {
 			continue
 		}
 		if job == nil {
+			// With a SharedStore, submits on other processes poke wake
+			// through the watch loop, whose ticker also covers reclaims.
 			select {
 			case <-q.wake:
 			case <-q.stopWorkers:
@@ -478,11 +575,14 @@ func (q *Queue) work(p Processor) {
 	}
 }
 
-// run processes one claimed job and records its outcome.
+// run processes one claimed job and records its outcome. Every write is
+// guarded by the claim (heldBy), so a worker whose job was redelivered to
+// another one cannot overwrite the other's outcome.
 func (q *Queue) run(p Processor, job *Job) {
+	held := heldBy(job)
 	now := q.opts.Now()
 	if !job.StartDeadline.IsZero() && now.After(job.StartDeadline) {
-		if err := q.finish(job.ID, StatusRunning, nil, nil, ErrStartTimeout); err != nil {
+		if err := q.finishIf(job.ID, held, nil, nil, ErrStartTimeout); err != nil {
 			q.log.Error().Err(err).Str("request_id", job.ID).Msg("fail late job")
 		}
 		return
@@ -498,12 +598,31 @@ func (q *Queue) run(p Processor, job *Job) {
 	}
 	q.notifyLocked()
 	q.mu.Unlock()
+	if q.shared != nil {
+		// A cancel published between the claim and the registration above
+		// found no running job here; the stored flag tells.
+		if j, err := q.store.Get(job.ID); err == nil && j.CancelRequested {
+			cancel(ErrCanceled)
+		}
+	}
 
 	logf := func(level, message string) {
+		entry := LogEntry{Time: q.opts.Now(), Level: level, Message: message}
+		if q.shared != nil {
+			// Written through, so the API process serving status sees it.
+			if err := q.shared.AppendLog(job.ID, entry); err != nil {
+				q.log.Warn().Err(err).Str("request_id", job.ID).Msg("append log line")
+			}
+			q.notify()
+			return
+		}
 		q.mu.Lock()
-		r.logs = append(r.logs, LogEntry{Time: q.opts.Now(), Level: level, Message: message})
+		r.logs = append(r.logs, entry)
 		q.notifyLocked()
 		q.mu.Unlock()
+	}
+	if q.shared != nil {
+		logf("INFO", fmt.Sprintf("Running on worker %s (attempt %d)", job.Worker, job.Attempts))
 	}
 	result, err := p(ctx, job, logf)
 
@@ -519,11 +638,20 @@ func (q *Queue) run(p Processor, job *Job) {
 	}()
 
 	cause := context.Cause(ctx)
+	outcome := "completed"
 	switch {
+	case errors.Is(cause, errLeaseLost):
+		err = errStateChanged
 	case err == nil:
-		err = q.finish(job.ID, StatusRunning, logs, result, nil)
-	case errors.Is(cause, errShutdown) && !job.Ephemeral:
+		err = q.finishIf(job.ID, held, logs, result, nil)
+	case errors.Is(cause, errShutdown) && (!job.Ephemeral || q.shared != nil):
+		// With a SharedStore an ephemeral job's client waits on another
+		// process (or on this one's HTTP drain): requeue it too.
+		outcome = "requeued"
 		_, err = q.store.Update(job.ID, func(j *Job) error {
+			if !held(j) {
+				return errStateChanged
+			}
 			j.Status = StatusQueued
 			j.StartedAt = time.Time{}
 			j.Logs = append(j.Logs, LogEntry{Time: q.opts.Now(), Level: "WARN",
@@ -532,14 +660,35 @@ func (q *Queue) run(p Processor, job *Job) {
 		})
 		q.notify()
 	case errors.Is(cause, errShutdown):
-		err = q.finish(job.ID, StatusRunning, logs, nil, ErrClosed)
+		outcome = "interrupted"
+		err = q.finishIf(job.ID, held, logs, nil, ErrClosed)
 	case errors.Is(cause, ErrCanceled):
-		err = q.finish(job.ID, StatusRunning, logs, nil, ErrCanceled)
+		outcome = "canceled"
+		err = q.finishIf(job.ID, held, logs, nil, ErrCanceled)
 	default:
-		err = q.finish(job.ID, StatusRunning, logs, nil, err)
+		outcome = "failed"
+		err = q.finishIf(job.ID, held, logs, nil, err)
 	}
-	if err != nil {
+	event := q.log.Info().Str("request_id", job.ID).Int("attempt", job.Attempts).Str("outcome", outcome)
+	if job.Worker != "" {
+		event = event.Str("worker", job.Worker)
+	}
+	switch {
+	case errors.Is(err, errStateChanged):
+		q.log.Warn().Str("request_id", job.ID).Int("attempt", job.Attempts).
+			Msg("job was redelivered to another worker meanwhile; this run's outcome is dropped")
+	case err != nil:
 		q.log.Error().Err(err).Str("request_id", job.ID).Msg("record job outcome")
+	default:
+		event.Msg("request finished")
+	}
+}
+
+// heldBy reports whether a stored job is still the claim that returned
+// claimed: running, same attempt, same worker.
+func heldBy(claimed *Job) func(*Job) bool {
+	return func(j *Job) bool {
+		return j.Status == StatusRunning && j.Attempts == claimed.Attempts && j.Worker == claimed.Worker
 	}
 }
 
@@ -547,6 +696,11 @@ func (q *Queue) run(p Processor, job *Job) {
 // failure described from failErr. It returns errStateChanged when the job
 // is no longer in that state, so cancel, deadline and worker races are safe.
 func (q *Queue) finish(id string, from Status, logs []LogEntry, result json.RawMessage, failErr error) error {
+	return q.finishIf(id, func(j *Job) bool { return j.Status == from }, logs, result, failErr)
+}
+
+// finishIf is finish with any precondition on the stored job.
+func (q *Queue) finishIf(id string, guard func(*Job) bool, logs []LogEntry, result json.RawMessage, failErr error) error {
 	now := q.opts.Now()
 	var failure *Failure
 	if failErr != nil {
@@ -554,7 +708,7 @@ func (q *Queue) finish(id string, from Status, logs []LogEntry, result json.RawM
 		failure = &f
 	}
 	job, err := q.store.Update(id, func(j *Job) error {
-		if j.Status != from {
+		if !guard(j) {
 			return errStateChanged
 		}
 		j.Status = StatusCompleted
