@@ -24,6 +24,20 @@ const EnvPrefix = "KLEINSERVE_"
 // DefaultORTLib is where scripts/install_ort.sh puts ONNX Runtime.
 const DefaultORTLib = ".ort/lib/libonnxruntime.so"
 
+// Process roles (-role).
+const (
+	// RoleAll serves the API and generates in one process.
+	RoleAll = "all"
+	// RoleAPI serves the API and queues requests; it loads no model.
+	RoleAPI = "api"
+	// RoleWorker loads the model and runs queued requests; it serves only
+	// /healthz, /readyz and /metrics.
+	RoleWorker = "worker"
+)
+
+// QueueBolt is the -queue value of the embedded single-process queue.
+const QueueBolt = "bolt"
+
 // Config is the whole server configuration.
 type Config struct {
 	// Addr is the listen address (host:port).
@@ -62,6 +76,17 @@ type Config struct {
 	PreviewEvery int `json:"preview_every"`
 	// LogLevel is the zerolog level: debug, info, warn, error.
 	LogLevel string `json:"log_level"`
+	// Role is what this process does: all, api or worker.
+	Role string `json:"role"`
+	// Queue is the queue backend: "bolt" (a file in DataDir, one process)
+	// or a Redis URL shared by API and worker processes. It may hold a
+	// password, so it is logged redacted.
+	Queue string `json:"-"`
+	// WorkerID names this process in the shared queue (default: host name).
+	WorkerID string `json:"worker_id"`
+	// Lease is how long a worker may go without a heartbeat before its job
+	// is redelivered to another (Redis queue).
+	Lease time.Duration `json:"-"`
 }
 
 // Redacted returns the config as a flat map for the start-up log line:
@@ -74,7 +99,59 @@ func (c Config) Redacted() map[string]any {
 		"retention": c.Retention.String(), "ort_lib": c.ORTLib, "shutdown_grace": c.ShutdownGrace.String(),
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
 		"preview_every": c.PreviewEvery, "log_level": c.LogLevel,
+		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
 	}
+}
+
+// redactURL hides a URL's password ("bolt" and unparsable values pass).
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return v
+	}
+	return u.Redacted()
+}
+
+// rawFlags holds the flag values that Load parses further.
+type rawFlags struct{ keys, retention, grace, lease string }
+
+// newFlagSet defines every flag, writing into c and raw.
+func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&c.ModelDir, "models", "models/tiny", "model directory to load")
+	fs.StringVar(&c.DataDir, "data", "./data", "directory for the queue database and files (shared by all processes of a -queue redis setup)")
+	fs.StringVar(&c.Provider, "provider", "cpu", "execution provider: cpu or cuda")
+	fs.IntVar(&c.DeviceID, "device-id", 0, "CUDA device id")
+	fs.IntVar(&c.Threads, "threads", 0, "CPU intra-op threads (0: runtime default)")
+	fs.StringVar(&raw.keys, "keys", "", "comma-separated API keys (none: open server)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "external base URL (default http://<addr>); workers must use the API's")
+	fs.IntVar(&c.Workers, "workers", 1, "requests generated at once")
+	fs.IntVar(&c.MaxQueue, "max-queue", 1000, "maximum waiting requests (0: unbounded)")
+	fs.StringVar(&raw.retention, "retention", "24h", "how long results and files are kept")
+	fs.StringVar(&c.ORTLib, "ort-lib", "", "path of libonnxruntime.so (default "+DefaultORTLib+" if present, else system)")
+	fs.StringVar(&raw.grace, "shutdown-grace", "30s", "time running requests get to finish at shutdown")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body", 16<<20, "maximum JSON request body in bytes")
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 256<<20, "maximum uploaded file in bytes")
+	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.Role, "role", RoleAll, "process role: all (API and generation), api (API only) or worker (generation only)")
+	fs.StringVar(&c.Queue, "queue", QueueBolt, "queue backend: bolt (one process) or redis://[user:password@]host:port/db (shared)")
+	fs.StringVar(&c.WorkerID, "worker-id", "", "this process's name in the shared queue (default: host name)")
+	fs.StringVar(&raw.lease, "lease", "30s", "Redis queue: a job whose worker sent no heartbeat for this long is redelivered")
+	return fs
+}
+
+// EnvVars lists the environment variable of every flag.
+func EnvVars() []string {
+	var names []string
+	newFlagSet(&Config{}, &rawFlags{}).VisitAll(func(f *flag.Flag) { names = append(names, envName(f.Name)) })
+	return names
+}
+
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // Load parses args (without the program name) with environment fallbacks
@@ -85,31 +162,13 @@ func Load(args []string, getenv func(string) string, fileExists func(string) boo
 		fileExists = func(p string) bool { _, err := os.Stat(p); return err == nil }
 	}
 	var c Config
-	var keys, retention, grace string
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
-	fs.StringVar(&c.ModelDir, "models", "models/tiny", "model directory to load")
-	fs.StringVar(&c.DataDir, "data", "./data", "directory for the queue database and files")
-	fs.StringVar(&c.Provider, "provider", "cpu", "execution provider: cpu or cuda")
-	fs.IntVar(&c.DeviceID, "device-id", 0, "CUDA device id")
-	fs.IntVar(&c.Threads, "threads", 0, "CPU intra-op threads (0: runtime default)")
-	fs.StringVar(&keys, "keys", "", "comma-separated API keys (none: open server)")
-	fs.StringVar(&c.PublicURL, "public-url", "", "external base URL (default http://<addr>)")
-	fs.IntVar(&c.Workers, "workers", 1, "requests generated at once")
-	fs.IntVar(&c.MaxQueue, "max-queue", 1000, "maximum waiting requests (0: unbounded)")
-	fs.StringVar(&retention, "retention", "24h", "how long results and files are kept")
-	fs.StringVar(&c.ORTLib, "ort-lib", "", "path of libonnxruntime.so (default "+DefaultORTLib+" if present, else system)")
-	fs.StringVar(&grace, "shutdown-grace", "30s", "time running requests get to finish at shutdown")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body", 16<<20, "maximum JSON request body in bytes")
-	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 256<<20, "maximum uploaded file in bytes")
-	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	var raw rawFlags
+	fs := newFlagSet(&c, &raw)
 
 	// Environment first, so that flags given on the command line override it.
 	var envErrs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v := getenv(name); v != "" {
 			if err := f.Value.Set(v); err != nil {
 				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", name, v, err))
@@ -127,13 +186,16 @@ func Load(args []string, getenv func(string) string, fileExists func(string) boo
 	}
 
 	var err error
-	if c.Retention, err = parseDuration("retention", retention); err != nil {
+	if c.Retention, err = parseDuration("retention", raw.retention); err != nil {
 		return c, err
 	}
-	if c.ShutdownGrace, err = parseDuration("shutdown-grace", grace); err != nil {
+	if c.ShutdownGrace, err = parseDuration("shutdown-grace", raw.grace); err != nil {
 		return c, err
 	}
-	for _, k := range strings.Split(keys, ",") {
+	if c.Lease, err = parseDuration("lease", raw.lease); err != nil {
+		return c, err
+	}
+	for _, k := range strings.Split(raw.keys, ",") {
 		if k = strings.TrimSpace(k); k != "" {
 			c.Keys = append(c.Keys, k)
 		}
@@ -248,6 +310,24 @@ func (c Config) Validate() error {
 	default:
 		bad("-log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	switch c.Role {
+	case RoleAll, RoleAPI, RoleWorker:
+	default:
+		bad("-role %q: want all, api or worker", c.Role)
+	}
+	if c.Queue != QueueBolt {
+		if err := validateRedisURL(c.Queue); err != nil {
+			bad("-queue %q: %v", redactURL(c.Queue), err)
+		}
+	} else if c.Role != RoleAll {
+		bad("-role %s needs a queue that processes share (-queue redis://host:port/db); the bolt queue serves one process", c.Role)
+	}
+	if c.Lease < time.Second || c.Lease > time.Hour {
+		bad("-lease %v: want 1s..1h", c.Lease)
+	}
+	if len(c.WorkerID) > 64 || strings.ContainsAny(c.WorkerID, " \t\n") {
+		bad("-worker-id %q: at most 64 characters, no spaces", c.WorkerID)
+	}
 	for _, k := range c.Keys {
 		if strings.ContainsAny(k, " \t") {
 			bad("-keys: keys must not contain spaces")
@@ -259,6 +339,30 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// validateRedisURL accepts redis:// and rediss:// URLs with a host and an
+// optional numeric database.
+func validateRedisURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("want bolt or redis://host:port/db")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return errors.New("want bolt or a redis:// or rediss:// URL")
+	}
+	if u.Hostname() == "" {
+		return errors.New("the Redis URL has no host")
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return fmt.Errorf("database %q is not a number", db)
+		}
+	}
+	return nil
+}
+
+// SharedQueue reports whether the queue is shared by several processes.
+func (c Config) SharedQueue() bool { return c.Queue != QueueBolt }
 
 // QueuePath is the queue database file.
 func (c Config) QueuePath() string { return filepath.Join(c.DataDir, "queue.db") }

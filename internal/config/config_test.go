@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,69 @@ func TestHelp(t *testing.T) {
 	}
 	if h := HelpText(); !strings.Contains(h, "-public-url") || !strings.Contains(h, "-ort-lib") {
 		t.Fatalf("help text %q", h)
+	}
+}
+
+func TestRolesAndQueue(t *testing.T) {
+	c, err := Load(nil, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Role != RoleAll || c.Queue != QueueBolt || c.SharedQueue() || c.Lease != 30*time.Second || c.WorkerID != "" {
+		t.Fatalf("defaults role %q queue %q lease %v", c.Role, c.Queue, c.Lease)
+	}
+	c, err = Load([]string{"-role", "worker", "-worker-id", "gpu-3", "-lease", "10s"},
+		env(map[string]string{"KLEINSERVE_QUEUE": "redis://:s3cret@redis.internal:6379/2"}), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Role != RoleWorker || !c.SharedQueue() || c.WorkerID != "gpu-3" || c.Lease != 10*time.Second {
+		t.Fatalf("worker config %+v", c)
+	}
+	raw, _ := json.Marshal(c.Redacted())
+	if strings.Contains(string(raw), "s3cret") || !strings.Contains(string(raw), "redis.internal:6379") {
+		t.Fatalf("queue URL not redacted: %s", raw)
+	}
+	raw, _ = json.Marshal(c)
+	if strings.Contains(string(raw), "s3cret") {
+		t.Fatalf("json of config leaks the Redis password: %s", raw)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-role", "gpu"}, "-role"},
+		{[]string{"-role", "api"}, "needs a queue that processes share"},
+		{[]string{"-role", "worker", "-queue", "bolt"}, "needs a queue that processes share"},
+		{[]string{"-queue", "postgres://x"}, "-queue"},
+		{[]string{"-queue", "redis:///0"}, "no host"},
+		{[]string{"-queue", "redis://h:6379/zero"}, "not a number"},
+		{[]string{"-queue", "redis://h:6379", "-lease", "100ms"}, "-lease"},
+		{[]string{"-lease", "soon"}, "-lease"},
+		{[]string{"-worker-id", "a b"}, "-worker-id"},
+	} {
+		_, err := Load(tc.args, env(nil), noFiles)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v does not mention %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestEnvVarsNameEveryFlag(t *testing.T) {
+	names := strings.Join(EnvVars(), " ")
+	for _, want := range []string{"KLEINSERVE_ADDR", "KLEINSERVE_PUBLIC_URL", "KLEINSERVE_ORT_LIB", "KLEINSERVE_ROLE",
+		"KLEINSERVE_QUEUE", "KLEINSERVE_WORKER_ID", "KLEINSERVE_LEASE", "KLEINSERVE_SHUTDOWN_GRACE"} {
+		if !strings.Contains(" "+names+" ", " "+want+" ") {
+			t.Errorf("EnvVars lacks %s: %s", want, names)
+		}
+	}
+	// Every listed variable is read by Load: it is refused or changes the config.
+	defaults, _ := Load(nil, env(nil), noFiles)
+	for _, name := range EnvVars() {
+		c, err := Load(nil, env(map[string]string{name: "7x"}), noFiles)
+		if err == nil && reflect.DeepEqual(c, defaults) {
+			t.Errorf("%s=7x changed nothing: the variable is not read", name)
+		}
 	}
 }
