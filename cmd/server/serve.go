@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,8 +67,12 @@ func newLogger(level string) zerolog.Logger {
 // order: stop accepting, let running jobs finish within the grace period
 // (then interrupt and requeue them), close the engine and the queue.
 // stopSignals restores default signal handling, so a second Ctrl-C kills.
+//
+// The role decides what runs: all = API + engine + queue workers; api = the
+// API and the queue without an engine; worker = engine + queue workers,
+// with only /healthz, /readyz and /metrics on the listener.
 func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log zerolog.Logger) (err error) {
-	store, err := queue.OpenBolt(cfg.QueuePath())
+	store, ping, err := openQueueStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -104,8 +110,9 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	var stopping atomic.Bool // set when shutdown begins (api role readiness)
 	httpServer := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           roleHandler(cfg.Role, srv.Handler(), apiReadiness(q, ping, &stopping, log)),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -125,9 +132,22 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 			func(err error) { log.Error().Err(err).Msg("delete expired files") },
 			func(n int) { log.Info().Int("files", n).Msg("deleted expired files") })
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Msg("listening; loading model")
-
-	eng, loadErr := loadEngine(ctx, cfg, log)
+	var eng engine.Engine
+	var loadErr error
+	if cfg.Role == config.RoleAPI {
+		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
+			Msg("ready: serving the API; generation runs on worker processes")
+		select {
+		case <-ctx.Done():
+			log.Info().Msg("shutdown signal received")
+		case err := <-serveErr:
+			loadErr = fmt.Errorf("http server: %w", err)
+		}
+	} else {
+		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
+			Msg("listening; loading model")
+		eng, loadErr = loadEngine(ctx, cfg, log)
+	}
 	if loadErr == nil && eng != nil {
 		srv.SetEngine(eng)
 		q.Start(srv.Process)
@@ -145,6 +165,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 
 	// Shutdown: readiness off and status streams closed, listener closed,
 	// running jobs get the grace period.
+	stopping.Store(true)
 	srv.BeginShutdown()
 	grace, cancelGrace := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancelGrace()
@@ -185,4 +206,76 @@ func loadEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (eng
 	}
 	log.Info().Dur("load_time", time.Since(start)).Msg("engine loaded")
 	return eng, nil
+}
+
+// openQueueStore opens the configured queue backend. ping reports whether
+// the backend is reachable (nil for the embedded bolt file).
+func openQueueStore(ctx context.Context, cfg config.Config, log zerolog.Logger) (queue.Store, func(context.Context) error, error) {
+	if !cfg.SharedQueue() {
+		store, err := queue.OpenBolt(cfg.QueuePath())
+		return store, nil, err
+	}
+	store, err := queue.OpenRedis(ctx, queue.RedisOptions{
+		URL:      cfg.Queue,
+		WorkerID: cfg.WorkerID,
+		Lease:    cfg.Lease,
+		Logger:   log.With().Str("component", "queue").Logger(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info().Str("consumer", store.Consumer()).Msg("connected to the shared Redis queue")
+	return store, store.Ping, nil
+}
+
+// roleHandler narrows the API handler to the process role: a worker
+// answers only health, readiness and metrics; an API process answers
+// readiness itself, since it never loads a model.
+func roleHandler(role string, full, apiReady http.Handler) http.Handler {
+	switch role {
+	case config.RoleWorker:
+		mux := http.NewServeMux()
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			mux.Handle("GET "+path, full)
+		}
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeJSONStatus(w, http.StatusNotFound, map[string]string{
+				"detail": "this is a worker process (-role worker): send API requests to an API process"})
+		})
+		return mux
+	case config.RoleAPI:
+		mux := http.NewServeMux()
+		mux.Handle("GET /readyz", apiReady)
+		mux.Handle("/", full)
+		return mux
+	default:
+		return full
+	}
+}
+
+// apiReadiness is /readyz of an API process: ready while the shared queue
+// answers and no shutdown has begun.
+func apiReadiness(q *queue.Queue, ping func(context.Context) error, stopping *atomic.Bool, log zerolog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Load() {
+			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
+			return
+		}
+		if ping != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := ping(ctx); err != nil {
+				log.Warn().Err(err).Msg("readiness: queue unreachable")
+				writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "queue_unreachable"})
+				return
+			}
+		}
+		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "role": config.RoleAPI, "queue_depth": q.Depth()})
+	})
+}
+
+func writeJSONStatus(w http.ResponseWriter, code int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
 }
