@@ -58,6 +58,17 @@ type report struct {
 	Phases       map[string]phase   `json:"phases"`
 	EndToEnd     float64            `json:"end_to_end_s"`
 	PeakMemory   map[string]float64 `json:"peak_memory_gib"`
+	Throughput   *throughput        `json:"throughput,omitempty"`
+}
+
+// throughput compares N requests one at a time with N at once (same-size
+// generations sharing transformer calls), in images per second.
+type throughput struct {
+	Concurrency int     `json:"concurrency"`
+	OneAtATime  float64 `json:"one_at_a_time_images_per_s"`
+	Concurrent  float64 `json:"concurrent_images_per_s"`
+	SharedCalls int     `json:"shared_calls"`
+	TotalCalls  int     `json:"transformer_calls"`
 }
 
 type phase struct {
@@ -84,6 +95,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	peak := fs.Float64("peak-tflops", 989, "dense peak of the device in TFLOP/s (H100 SXM bf16: 989)")
 	format := fs.String("format", "png", "output format")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	concurrency := fs.Int("concurrency", 1, "also compare this many requests one at a time with all at once (> 1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,7 +105,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: *models, LibraryPath: *ortLib, Provider: *provider,
-		DeviceID: *deviceID, IntraOpThreads: *threads, Logger: log})
+		DeviceID: *deviceID, IntraOpThreads: *threads, Logger: log, MaxConcurrent: max(*concurrency, 1)})
 	if err != nil {
 		return err
 	}
@@ -103,15 +115,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	mem := newMemoryWatch(*provider, *deviceID)
 	defer mem.stop()
 
-	var textS, denoiseS, decodeS, safetyS, encodeS, totalS, stepS []float64
-	for i := 0; i < *warmup+*runs; i++ {
-		req := engine.Request{
+	newRequest := func(i int) engine.Request {
+		return engine.Request{
 			// A new prompt each run, so the text encoder really runs (the
 			// empty negative prompt stays cached, as in production).
 			Prompt:        fmt.Sprintf("a lighthouse on a cliff at dusk, photograph, run %d", i),
 			GuidanceScale: *guidance, Steps: *steps, Width: w, Height: h, NumImages: *batch, Seed: int64(i),
 			Acceleration: *accel, EnableSafetyChecker: true, OutputFormat: *format, CNS: cns.DefaultParams(),
 		}
+	}
+	var textS, denoiseS, decodeS, safetyS, encodeS, totalS, stepS []float64
+	for i := 0; i < *warmup+*runs; i++ {
+		req := newRequest(i)
 		var steps []float64
 		start := time.Now()
 		res, err := e.Generate(ctx, req, func(p engine.Progress) { steps = append(steps, p.StepTime.Seconds()) })
@@ -151,6 +166,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	add("vae_decode", decodeS, float64(*batch)*arch.VAEDecoderFLOPs(w, h))
 	add("safety", safetyS, 0)
 	add("encode", encodeS, 0)
+	if *concurrency > 1 {
+		if rep.Throughput, err = measureThroughput(ctx, e, *concurrency, *runs, *batch, newRequest); err != nil {
+			return err
+		}
+	}
 	printReport(out, rep)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -159,6 +179,49 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// measureThroughput times rounds of n requests, first one after another,
+// then all at once, on the same engine (opened with MaxConcurrent n).
+func measureThroughput(ctx context.Context, e *pipeline.Engine, n, rounds, batch int, newRequest func(int) engine.Request) (*throughput, error) {
+	seq, con := time.Duration(0), time.Duration(0)
+	next := 1000
+	for range rounds {
+		start := time.Now()
+		for range n {
+			if _, err := e.Generate(ctx, newRequest(next), nil); err != nil {
+				return nil, err
+			}
+			next++
+		}
+		seq += time.Since(start)
+	}
+	mid := e.BatchCounts()
+	for range rounds {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for k := range n {
+			req := newRequest(next + k)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[k] = e.Generate(ctx, req, nil)
+			}()
+		}
+		wg.Wait()
+		con += time.Since(start)
+		next += n
+		for _, err := range errs {
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	after := e.BatchCounts()
+	images := float64(rounds * n * batch)
+	return &throughput{Concurrency: n, OneAtATime: images / seq.Seconds(), Concurrent: images / con.Seconds(),
+		SharedCalls: after.Shared - mid.Shared, TotalCalls: after.Calls - mid.Calls}, nil
 }
 
 func printReport(out io.Writer, r report) {
@@ -177,6 +240,10 @@ func printReport(out io.Writer, r report) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(out, "peak %s memory: %.2f GiB\n", k, r.PeakMemory[k])
+	}
+	if t := r.Throughput; t != nil {
+		fmt.Fprintf(out, "throughput, %d requests: one at a time %.3f img/s, all at once %.3f img/s (x%.2f; %d of %d transformer calls shared)\n",
+			t.Concurrency, t.OneAtATime, t.Concurrent, t.Concurrent/t.OneAtATime, t.SharedCalls, t.TotalCalls)
 	}
 }
 

@@ -21,7 +21,10 @@ func newEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (engi
 		Provider:       cfg.Provider,
 		DeviceID:       cfg.DeviceID,
 		IntraOpThreads: cfg.Threads,
-		Logger:         log,
+		// -workers requests run at once; those of one size share each
+		// transformer call.
+		MaxConcurrent: cfg.Workers,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", cfg.ModelDir, err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,7 +27,14 @@ type Config struct {
 	// PromptCacheSize is how many prompt embeddings are kept (the empty
 	// negative prompt is always among them once used).
 	PromptCacheSize int
-	Logger          zerolog.Logger
+	// MaxConcurrent is how many generations run at once (default 1).
+	// Concurrent generations of the same size share transformer calls.
+	MaxConcurrent int
+	// BatchWait bounds how long a denoising step waits, with the device
+	// idle, for the other generations of its size to join its call
+	// (default 20ms; only matters when MaxConcurrent > 1).
+	BatchWait time.Duration
+	Logger    zerolog.Logger
 }
 
 // Size limits of generated images, in pixels.
@@ -38,9 +46,11 @@ const (
 	MaxImages = 4
 )
 
-// Engine runs FLUX.2 [klein] graphs with ONNX Runtime. One generation runs
-// at a time (a single accelerator is saturated by one denoising loop);
-// concurrent callers wait their turn or give up when their context ends.
+// Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
+// Config.MaxConcurrent generations run at once (default one: a single
+// accelerator is nearly saturated by one denoising loop at full size);
+// those of the same size share each transformer call (ditBatcher). Further
+// callers wait for a slot or give up when their context ends.
 type Engine struct {
 	cfg        Config
 	man        *Manifest
@@ -51,16 +61,18 @@ type Engine struct {
 	safety     *graphSession
 	gamma      *gammaSource
 	cache      *embedCache
-	turn       chan struct{} // holds one token: the right to run
+	batcher    *ditBatcher
+	slots      chan struct{} // one token per generation that may run
+	ready      bool          // the slots were filled (Open succeeded)
 	info       engine.Info
 	ortVersion string
 	// debugFinalLatents, when set (tests only), receives the packed
 	// latents after the last step.
 	debugFinalLatents func([]float32)
-	// ortTime is the time the last generation spent inside ONNX Runtime
-	// Run calls; guarded by turn.
-	ortTime time.Duration
-	log     zerolog.Logger
+	// lastORTTime is the time the last finished generation spent inside
+	// ONNX Runtime Run calls (benchmarks read it).
+	lastORTTime atomic.Int64
+	log         zerolog.Logger
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -73,6 +85,12 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	if cfg.Provider == "" {
 		cfg.Provider = ProviderCPU
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 1
+	}
+	if cfg.BatchWait <= 0 {
+		cfg.BatchWait = 20 * time.Millisecond
 	}
 	lib, err := findLibrary(cfg.LibraryPath)
 	if err != nil {
@@ -108,9 +126,10 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	e := &Engine{
 		cfg: cfg, man: man, tok: tok, gamma: gamma, ortVersion: version,
 		cache: newEmbedCache(cfg.PromptCacheSize),
-		turn:  make(chan struct{}, 1),
+		slots: make(chan struct{}, cfg.MaxConcurrent),
 		log:   cfg.Logger,
 	}
+	e.batcher = newDiTBatcher(e, cfg.BatchWait)
 	defer func() {
 		if err != nil {
 			_ = e.Close()
@@ -136,7 +155,10 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		Model: man.Name, Variant: man.Variant, Provider: cfg.Provider, Precision: man.Precision,
 		MinSide: MinSide, MaxSide: MaxSide, MaxPixels: MaxPixels,
 	}
-	e.turn <- struct{}{}
+	for range cfg.MaxConcurrent {
+		e.slots <- struct{}{}
+	}
+	e.ready = true
 	return e, nil
 }
 
@@ -146,10 +168,15 @@ func (e *Engine) Info() engine.Info { return e.info }
 // ORTVersion is the version of the loaded ONNX Runtime library.
 func (e *Engine) ORTVersion() string { return e.ortVersion }
 
-// Close releases the sessions. It waits for a running generation.
+// Close releases the sessions. It waits for running generations; later
+// calls fail with engine.ErrClosed.
 func (e *Engine) Close() error {
-	if e.turn != nil && cap(e.turn) == 1 && e.text != nil {
-		<-e.turn // wait for the running generation; never given back
+	if e.ready {
+		for range cap(e.slots) {
+			<-e.slots // wait for every running generation; never given back
+		}
+		close(e.slots)
+		e.ready = false
 	}
 	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.safety.destroy())
 	e.text, e.dit, e.vae, e.safety = nil, nil, nil, nil
@@ -207,26 +234,19 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	if err := e.checkRequest(&req); err != nil {
 		return nil, err
 	}
-	select {
-	case _, ok := <-e.turn:
-		if !ok {
-			return nil, engine.ErrClosed
-		}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, ctx.Err())
+	release, err := e.acquire(ctx)
+	if err != nil {
+		return nil, err
 	}
-	defer func() { e.turn <- struct{}{} }()
-	if e.text == nil {
-		return nil, engine.ErrClosed
-	}
+	defer release()
 	// ONNX Runtime's threads must not migrate the Go scheduler's work
 	// around the Run calls more than needed.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
 	r := &run{e: e, req: req, progress: progress}
-	e.ortTime = 0
 	res, err := r.generate(ctx)
+	e.lastORTTime.Store(int64(r.ortTime))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, err)
@@ -234,6 +254,19 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 		return nil, err
 	}
 	return res, nil
+}
+
+// acquire waits for a generation slot; release gives it back.
+func (e *Engine) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case _, ok := <-e.slots:
+		if !ok {
+			return nil, engine.ErrClosed
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, ctx.Err())
+	}
+	return func() { e.slots <- struct{}{} }, nil
 }
 
 // boundRun is a graph call with its values resolved once, so the per-step

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
 )
@@ -115,6 +116,12 @@ func relErr(a, b []float32) float64 {
 
 func openTiny(t testing.TB) *Engine {
 	t.Helper()
+	return openTinyWith(t, func(*Config) {})
+}
+
+// openTinyWith opens the tiny model with configure applied to the config.
+func openTinyWith(t testing.TB, configure func(*Config)) *Engine {
+	t.Helper()
 	lib, err := findLibrary(os.Getenv("KLEINSERVE_ORT_LIB"))
 	if err != nil {
 		// The library lives at the repo root's .ort when the tests run
@@ -123,7 +130,9 @@ func openTiny(t testing.TB) *Engine {
 			t.Skipf("ONNX Runtime library not installed (run scripts/install_ort.sh): %v", err)
 		}
 	}
-	e, err := Open(context.Background(), Config{ModelDir: tinyModelDir, LibraryPath: lib, IntraOpThreads: 1})
+	cfg := Config{ModelDir: tinyModelDir, LibraryPath: lib, IntraOpThreads: 1}
+	configure(&cfg)
+	e, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("open tiny model: %v", err)
 	}
@@ -205,7 +214,7 @@ func TestReferencePromptEmbeddings(t *testing.T) {
 			if a, ok := c.Arrays["negative_prompt_embeds"]; ok {
 				prompts, wants = append(prompts, c.NegativePrompt), append(wants, a)
 			}
-			got, err := e.embed(context.Background(), prompts)
+			got, err := e.embed(context.Background(), prompts, new(time.Duration))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +281,7 @@ func TestReferenceSafety(t *testing.T) {
 		for k := 0; k < max(1, c.NumImages); k++ {
 			images = append(images, pix[k*n:(k+1)*n])
 		}
-		got, err := e.checkSafety(images, c.Width, c.Height)
+		got, err := e.checkSafety(images, c.Width, c.Height, new(time.Duration))
 		if err != nil {
 			t.Fatal(err)
 		}

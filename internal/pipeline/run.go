@@ -23,6 +23,9 @@ type run struct {
 	h, w, seqLen int // packed latent grid and its token count
 	batch        int // images
 	cfg          bool
+	// ortTime is the time this run spent inside ONNX Runtime Run calls
+	// (a shared transformer call counts whole for each run in it).
+	ortTime time.Duration
 }
 
 func (r *run) generate(ctx context.Context) (*engine.Result, error) {
@@ -66,7 +69,7 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 	t = time.Now()
 	flags := make([]bool, r.batch)
 	if req.EnableSafetyChecker {
-		if flags, err = r.e.checkSafety(pixels, req.Width, req.Height); err != nil {
+		if flags, err = r.e.checkSafety(pixels, req.Width, req.Height, &r.ortTime); err != nil {
 			return nil, err
 		}
 		for k, bad := range flags {
@@ -98,7 +101,7 @@ func (r *run) encodePrompts(ctx context.Context) (pos, neg []float32, err error)
 	if r.cfg {
 		prompts = append(prompts, r.req.NegativePrompt)
 	}
-	embeds, err := r.e.embed(ctx, prompts)
+	embeds, err := r.e.embed(ctx, prompts, &r.ortTime)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,8 +112,8 @@ func (r *run) encodePrompts(ctx context.Context) (pos, neg []float32, err error)
 }
 
 // embed returns embeddings for prompts, running the text encoder once, in
-// one batch, for those not cached.
-func (e *Engine) embed(ctx context.Context, prompts []string) ([][]float32, error) {
+// one batch, for those not cached; clock accumulates the Run time.
+func (e *Engine) embed(ctx context.Context, prompts []string, clock *time.Duration) ([][]float32, error) {
 	out := make([][]float32, len(prompts))
 	var missing []string
 	index := map[string][]int{}
@@ -150,7 +153,7 @@ func (e *Engine) embed(ctx context.Context, prompts []string) ([][]float32, erro
 		copy(ids.GetData()[k*L:(k+1)*L], pid)
 		copy(mask.GetData()[k*L:(k+1)*L], pmask)
 	}
-	call, err := e.text.bind(&e.ortTime, map[string]ort.Value{"input_ids": ids, "attention_mask": mask},
+	call, err := e.text.bind(clock, map[string]ort.Value{"input_ids": ids, "attention_mask": mask},
 		map[string]ort.Value{"prompt_embeds": embeds.value()})
 	if err != nil {
 		return nil, err
@@ -167,120 +170,6 @@ func (e *Engine) embed(ctx context.Context, prompts []string) ([][]float32, erro
 		}
 	}
 	return out, nil
-}
-
-// ditCall is the transformer call of one request: its tensors, allocated
-// once and reused every step. With CFG the conditional and unconditional
-// rows are batched in one call: rows [0,B) use the prompt, [B,2B) the
-// negative prompt.
-type ditCall struct {
-	r        *run
-	call     *boundRun
-	hidden   *floatTensor
-	ctxT     *floatTensor
-	pred     *floatTensor
-	timestep *ort.Tensor[float32]
-	imgIDs   *ort.Tensor[int64]
-	txtIDs   *ort.Tensor[int64]
-	vNeg     []float32 // scratch for non-fp32 graphs
-}
-
-func (r *run) newDiTCall(pos, neg []float32) (_ *ditCall, err error) {
-	e := r.e
-	L, J := e.man.Text.MaxLength, e.man.Text.JointAttentionDim
-	B, S := r.batch, r.seqLen
-	rows := B
-	if r.cfg {
-		rows = 2 * B
-	}
-	ft := e.dit.floatT
-	d := &ditCall{r: r}
-	defer func() {
-		if err != nil {
-			d.destroy()
-		}
-	}()
-	if d.hidden, err = newFloatTensor(ft, int64(rows), int64(S), 128); err != nil {
-		return nil, err
-	}
-	if d.ctxT, err = newFloatTensor(ft, int64(rows), int64(L), int64(J)); err != nil {
-		return nil, err
-	}
-	if d.pred, err = newFloatTensor(ft, int64(rows), int64(S), 128); err != nil {
-		return nil, err
-	}
-	if d.timestep, err = ort.NewEmptyTensor[float32](ort.NewShape(int64(rows))); err != nil {
-		return nil, fmt.Errorf("timestep tensor: %w", err)
-	}
-	if d.imgIDs, err = ort.NewTensor(ort.NewShape(int64(S), 4), sampler.ImageIDs(0, r.h, r.w)); err != nil {
-		return nil, fmt.Errorf("img_ids tensor: %w", err)
-	}
-	if d.txtIDs, err = ort.NewTensor(ort.NewShape(int64(L), 4), sampler.TextIDs(L)); err != nil {
-		return nil, fmt.Errorf("txt_ids tensor: %w", err)
-	}
-	for k := 0; k < B; k++ {
-		d.ctxT.write(k*L*J, pos)
-		if r.cfg {
-			d.ctxT.write((B+k)*L*J, neg)
-		}
-	}
-	if r.cfg && ft != "float32" {
-		d.vNeg = make([]float32, B*S*128)
-	}
-	d.call, err = e.dit.bind(&e.ortTime, map[string]ort.Value{
-		"hidden_states": d.hidden.value(), "encoder_hidden_states": d.ctxT.value(),
-		"timestep": d.timestep, "img_ids": d.imgIDs, "txt_ids": d.txtIDs,
-	}, map[string]ort.Value{"noise_pred": d.pred.value()})
-	if err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-func (d *ditCall) destroy() {
-	for _, t := range []*floatTensor{d.hidden, d.ctxT, d.pred} {
-		if t != nil {
-			_ = t.Destroy()
-		}
-	}
-	for _, t := range []*ort.Tensor[int64]{d.imgIDs, d.txtIDs} {
-		if t != nil {
-			_ = t.Destroy()
-		}
-	}
-	if d.timestep != nil {
-		_ = d.timestep.Destroy()
-	}
-}
-
-// predict runs the transformer on x (B, S, 128) at noise level sigma and
-// writes the velocity (CFG-combined when guidance is on) into v.
-func (d *ditCall) predict(x, v []float32, sigma float32) error {
-	r := d.r
-	n := len(x)
-	d.hidden.write(0, x)
-	if r.cfg {
-		d.hidden.write(n, x)
-	}
-	ts := transformerTimestep(sigma, r.e.man.Scheduler.TimestepBF16)
-	data := d.timestep.GetData()
-	for j := range data {
-		data[j] = ts
-	}
-	if err := d.call.run(); err != nil {
-		return err
-	}
-	switch {
-	case !r.cfg:
-		d.pred.read(0, v)
-	case d.pred.F32 != nil:
-		combineCFG(v, d.pred.F32[n:], d.pred.F32[:n], r.req.GuidanceScale, false)
-	default:
-		d.pred.read(0, v)
-		d.pred.read(n, d.vNeg)
-		combineCFG(v, d.vNeg, v, r.req.GuidanceScale, r.e.latentBF16())
-	}
-	return nil
 }
 
 // denoise runs the sampler loop and returns the final packed latents,
@@ -363,7 +252,7 @@ func (r *run) decode(packed []float32) ([]uint8, error) {
 		return nil, err
 	}
 	lat.write(0, chw)
-	call, err := e.vae.bind(&e.ortTime, map[string]ort.Value{"latents": lat.value()}, map[string]ort.Value{"image": img.value()})
+	call, err := e.vae.bind(&r.ortTime, map[string]ort.Value{"latents": lat.value()}, map[string]ort.Value{"image": img.value()})
 	if err != nil {
 		return nil, err
 	}

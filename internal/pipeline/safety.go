@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -87,7 +88,7 @@ func clipInput(dst []float32, pix []uint8, w, h, size int, mean, std []float64) 
 
 // checkSafety runs the safety classifier on a batch of images and reports
 // which are flagged.
-func (e *Engine) checkSafety(images [][]uint8, w, h int) ([]bool, error) {
+func (e *Engine) checkSafety(images [][]uint8, w, h int, clock *time.Duration) ([]bool, error) {
 	size := e.man.Safety.InputSize
 	n := len(images)
 	in, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), 3, int64(size), int64(size)))
@@ -103,7 +104,7 @@ func (e *Engine) checkSafety(images [][]uint8, w, h int) ([]bool, error) {
 	for k, pix := range images {
 		clipInput(data[k*3*size*size:(k+1)*3*size*size], pix, w, h, size, e.man.Safety.Mean, e.man.Safety.Std)
 	}
-	call, err := e.safety.bind(&e.ortTime, map[string]ort.Value{"clip_input": in},
+	call, err := e.safety.bind(clock, map[string]ort.Value{"clip_input": in},
 		map[string]ort.Value{"has_nsfw_concepts": out})
 	if err != nil {
 		return nil, err

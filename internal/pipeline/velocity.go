@@ -15,22 +15,17 @@ type VelocityFunc func(ctx context.Context, x []float32, sigma float32, dst []fl
 // offline tools (cmd/cnsgamma measures a model's CNS gamma matrix with it):
 // the prompt and negative prompt are encoded once, and each call runs one
 // (CFG-batched) transformer forward. It holds the engine until release is
-// called; Generate waits meanwhile.
+// called; it takes one of the engine's generation slots meanwhile.
 func (e *Engine) Velocity(ctx context.Context, prompt, negative string, guidance float64, h, w int) (_ VelocityFunc, release func(), err error) {
 	req := engine.Request{Prompt: prompt, NegativePrompt: negative, GuidanceScale: guidance,
 		Width: 16 * w, Height: 16 * h, Steps: 1, NumImages: 1, OutputFormat: engine.FormatPNG}
 	if err := e.checkRequest(&req); err != nil {
 		return nil, nil, err
 	}
-	select {
-	case _, ok := <-e.turn:
-		if !ok {
-			return nil, nil, engine.ErrClosed
-		}
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("%w: %w", engine.ErrCanceled, ctx.Err())
+	giveBack, err := e.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	giveBack := func() { e.turn <- struct{}{} }
 	r := &run{e: e, req: req, h: h, w: w, seqLen: h * w, batch: 1, cfg: guidance > 1}
 	pos, neg, err := r.encodePrompts(ctx)
 	if err != nil {

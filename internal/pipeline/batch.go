@@ -1,0 +1,336 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/kleinserve/kleinserve/internal/sampler"
+)
+
+// ditBatcher runs every transformer call of the engine's denoising loops.
+// Concurrent generations on the same latent grid share one call: the
+// graph's batch dimension is free and its timestep is per row, so rows of
+// different requests (at different steps, with different prompts and
+// guidance scales) go through one forward pass, which keeps a GPU busier
+// than several small calls. A call starts as soon as every loop on the grid
+// has submitted its step; a loop that is busy elsewhere (a CNS update, a
+// preview) holds the others up for at most maxWait of idle device time.
+// With one generation at a time, a call is exactly the per-request call.
+type ditBatcher struct {
+	e       *Engine
+	maxWait time.Duration
+
+	mu     sync.Mutex // guards groups, nextID, counts and every group's members, waiting, executing
+	groups map[[2]int]*ditGroup
+	nextID int
+	counts BatchCounts
+}
+
+// BatchCounts counts transformer calls: all, and those shared by several
+// generations.
+type BatchCounts struct{ Calls, Shared int }
+
+// ditGroup is the transformer state of one latent grid (h x w tokens).
+type ditGroup struct {
+	key       [2]int
+	members   int           // denoising loops on this grid
+	waiting   []*ditStep    // submitted steps not yet taken into a call
+	executing int           // calls taken and not yet finished
+	exec      sync.Mutex    // one call on this group's tensors at a time
+	callTime  time.Duration // ONNX Runtime time of this group's calls; guarded by exec
+
+	// The call's tensors, sized for rows, reused while the row count holds;
+	// guarded by exec.
+	rows           int
+	call           *boundRun
+	hidden, ctxT   *floatTensor
+	pred           *floatTensor
+	timestep       *ort.Tensor[float32]
+	imgIDs, txtIDs *ort.Tensor[int64]
+	textOf         []*ditCall // whose text rows ctxT holds, in row order
+	scratch        []float32  // unconditional rows of non-fp32 graphs
+}
+
+// ditStep is one loop's submission: its latents in, its velocity out.
+type ditStep struct {
+	d    *ditCall
+	x, v []float32
+	ts   float32
+	done chan error
+}
+
+func newDiTBatcher(e *Engine, maxWait time.Duration) *ditBatcher {
+	return &ditBatcher{e: e, maxWait: maxWait, groups: map[[2]int]*ditGroup{}}
+}
+
+// ditCall is one denoising loop's membership in the batcher. With CFG the
+// loop contributes 2B rows (conditional, then unconditional), else B.
+type ditCall struct {
+	b        *ditBatcher
+	g        *ditGroup
+	id       int // orders rows within a call, so text rows stay put
+	r        *run
+	pos, neg []float32
+	batch    int
+	rows     int
+	step     ditStep
+}
+
+// newDiTCall joins the batcher for r's grid with r's text embeddings.
+func (r *run) newDiTCall(pos, neg []float32) (*ditCall, error) {
+	b := r.e.batcher
+	rows := r.batch
+	if r.cfg {
+		rows = 2 * r.batch
+		if neg == nil {
+			return nil, fmt.Errorf("transformer call: CFG without negative embeddings")
+		}
+	}
+	d := &ditCall{b: b, r: r, pos: pos, neg: neg, batch: r.batch, rows: rows}
+	d.step = ditStep{d: d, done: make(chan error, 1)}
+	key := [2]int{r.h, r.w}
+	b.mu.Lock()
+	g := b.groups[key]
+	if g == nil {
+		g = &ditGroup{key: key}
+		b.groups[key] = g
+	}
+	g.members++
+	d.g, d.id = g, b.nextID
+	b.nextID++
+	b.mu.Unlock()
+	return d, nil
+}
+
+// destroy leaves the batcher; the last loop on a grid frees its tensors.
+func (d *ditCall) destroy() {
+	b, g := d.b, d.g
+	b.mu.Lock()
+	g.members--
+	last := g.members == 0
+	if last {
+		delete(b.groups, g.key)
+	}
+	b.mu.Unlock()
+	if last {
+		// No loop is left to submit or run a call on g.
+		g.exec.Lock()
+		g.release()
+		g.exec.Unlock()
+	}
+}
+
+// predict runs the transformer on x (B, S, 128) at noise level sigma and
+// writes the velocity (CFG-combined when guidance is on) into v.
+func (d *ditCall) predict(x, v []float32, sigma float32) error {
+	b, g, s := d.b, d.g, &d.step
+	s.x, s.v = x, v
+	s.ts = transformerTimestep(sigma, b.e.man.Scheduler.TimestepBF16)
+	b.mu.Lock()
+	g.waiting = append(g.waiting, s)
+	if len(g.waiting) >= g.members {
+		batch := b.takeLocked(g)
+		b.mu.Unlock()
+		b.execute(g, batch)
+		return <-s.done
+	}
+	b.mu.Unlock()
+	timer := time.NewTimer(b.maxWait)
+	defer timer.Stop()
+	for {
+		select {
+		case err := <-s.done:
+			return err
+		case <-timer.C:
+		}
+		b.mu.Lock()
+		switch {
+		case !slices.Contains(g.waiting, s):
+			b.mu.Unlock() // taken into a call: its result is on the way
+			return <-s.done
+		case g.executing > 0:
+			// The others are in a call and will be back: not idle time.
+			b.mu.Unlock()
+			timer.Reset(b.maxWait)
+		default:
+			batch := b.takeLocked(g)
+			b.mu.Unlock()
+			b.execute(g, batch)
+			return <-s.done
+		}
+	}
+}
+
+// takeLocked takes every waiting step of g into one call, in join order.
+func (b *ditBatcher) takeLocked(g *ditGroup) []*ditStep {
+	batch := g.waiting
+	g.waiting = nil
+	g.executing++
+	b.counts.Calls++
+	if len(batch) > 1 {
+		b.counts.Shared++
+	}
+	slices.SortFunc(batch, func(a, c *ditStep) int { return a.d.id - c.d.id })
+	return batch
+}
+
+// execute runs one call and hands every step its outcome.
+func (b *ditBatcher) execute(g *ditGroup, batch []*ditStep) {
+	g.exec.Lock()
+	err := b.runCall(g, batch)
+	g.exec.Unlock()
+	b.mu.Lock()
+	g.executing--
+	b.mu.Unlock()
+	for _, s := range batch {
+		s.done <- err
+	}
+}
+
+// runCall writes the batch's rows, runs the transformer once and writes
+// each loop's velocity. Caller holds g.exec.
+func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
+	e := b.e
+	h, w := g.key[0], g.key[1]
+	S, L, J := h*w, e.man.Text.MaxLength, e.man.Text.JointAttentionDim
+	tok := S * 128
+	rows := 0
+	for _, s := range batch {
+		rows += s.d.rows
+	}
+	if rows != g.rows {
+		g.release()
+		if err := g.allocate(e, rows); err != nil {
+			return err
+		}
+	}
+	sameText := slices.EqualFunc(g.textOf, batch, func(d *ditCall, s *ditStep) bool { return d == s.d })
+	ts := g.timestep.GetData()
+	off := 0
+	for _, s := range batch {
+		d := s.d
+		g.hidden.write(off*tok, s.x)
+		if d.r.cfg {
+			g.hidden.write((off+d.batch)*tok, s.x)
+		}
+		if !sameText {
+			for k := 0; k < d.batch; k++ {
+				g.ctxT.write((off+k)*L*J, d.pos)
+				if d.r.cfg {
+					g.ctxT.write((off+d.batch+k)*L*J, d.neg)
+				}
+			}
+		}
+		for j := off; j < off+d.rows; j++ {
+			ts[j] = s.ts
+		}
+		off += d.rows
+	}
+	if !sameText {
+		g.textOf = g.textOf[:0]
+		for _, s := range batch {
+			g.textOf = append(g.textOf, s.d)
+		}
+	}
+	before := g.callTime
+	if err := g.call.run(); err != nil {
+		g.textOf = nil // the tensors' state is unknown
+		return err
+	}
+	took := g.callTime - before
+	off = 0
+	for _, s := range batch {
+		d := s.d
+		d.r.ortTime += took // the owner waits on s.done, which comes after
+		n := d.batch * tok
+		base := off * tok
+		switch {
+		case !d.r.cfg:
+			g.pred.read(base, s.v[:n])
+		case g.pred.F32 != nil:
+			combineCFG(s.v[:n], g.pred.F32[base+n:base+2*n], g.pred.F32[base:base+n], d.r.req.GuidanceScale, false)
+		default:
+			g.pred.read(base, s.v[:n])
+			g.pred.read(base+n, g.scratch[:n])
+			combineCFG(s.v[:n], g.scratch[:n], s.v[:n], d.r.req.GuidanceScale, e.latentBF16())
+		}
+		off += d.rows
+	}
+	return nil
+}
+
+// allocate sizes g's tensors for rows and binds the call.
+func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
+	defer func() {
+		if err != nil {
+			g.release()
+		}
+	}()
+	h, w := g.key[0], g.key[1]
+	S, L, J := int64(h*w), int64(e.man.Text.MaxLength), int64(e.man.Text.JointAttentionDim)
+	ft := e.dit.floatT
+	if g.hidden, err = newFloatTensor(ft, int64(rows), S, 128); err != nil {
+		return err
+	}
+	if g.ctxT, err = newFloatTensor(ft, int64(rows), L, J); err != nil {
+		return err
+	}
+	if g.pred, err = newFloatTensor(ft, int64(rows), S, 128); err != nil {
+		return err
+	}
+	if g.timestep, err = ort.NewEmptyTensor[float32](ort.NewShape(int64(rows))); err != nil {
+		return fmt.Errorf("timestep tensor: %w", err)
+	}
+	if g.imgIDs, err = ort.NewTensor(ort.NewShape(S, 4), sampler.ImageIDs(0, h, w)); err != nil {
+		return fmt.Errorf("img_ids tensor: %w", err)
+	}
+	if g.txtIDs, err = ort.NewTensor(ort.NewShape(L, 4), sampler.TextIDs(int(L))); err != nil {
+		return fmt.Errorf("txt_ids tensor: %w", err)
+	}
+	if ft != "float32" {
+		g.scratch = make([]float32, rows*int(S)*128)
+	}
+	g.call, err = e.dit.bind(&g.callTime, map[string]ort.Value{
+		"hidden_states": g.hidden.value(), "encoder_hidden_states": g.ctxT.value(),
+		"timestep": g.timestep, "img_ids": g.imgIDs, "txt_ids": g.txtIDs,
+	}, map[string]ort.Value{"noise_pred": g.pred.value()})
+	if err != nil {
+		return err
+	}
+	g.rows = rows
+	return nil
+}
+
+// release frees g's tensors. Caller holds g.exec (or g is unreachable).
+func (g *ditGroup) release() {
+	for _, t := range []*floatTensor{g.hidden, g.ctxT, g.pred} {
+		if t != nil {
+			_ = t.Destroy()
+		}
+	}
+	for _, t := range []*ort.Tensor[int64]{g.imgIDs, g.txtIDs} {
+		if t != nil {
+			_ = t.Destroy()
+		}
+	}
+	if g.timestep != nil {
+		_ = g.timestep.Destroy()
+	}
+	g.hidden, g.ctxT, g.pred, g.timestep, g.imgIDs, g.txtIDs = nil, nil, nil, nil, nil, nil
+	g.call, g.rows, g.textOf, g.scratch = nil, 0, nil, nil
+}
+
+// batchCounts returns the call counts so far.
+func (b *ditBatcher) batchCounts() BatchCounts {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.counts
+}
+
+// BatchCounts returns how many transformer calls ran so far and how many of
+// them were shared by concurrent generations.
+func (e *Engine) BatchCounts() BatchCounts { return e.batcher.batchCounts() }
