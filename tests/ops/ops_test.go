@@ -1,11 +1,15 @@
 // Package ops tests the deployment pieces as far as a machine without a
-// Docker engine or a GPU allows: the compose file through docker-compose's
-// own validation, the Dockerfile's stages against the code, and a real
-// Prometheus scraping a running server.
+// Docker engine or a GPU allows: the compose file (with and without its
+// grafana profile) through docker-compose's own validation, the
+// Dockerfile's stages against the code, the Grafana dashboard's queries
+// through promtool and against the metrics the server exports, a real
+// Prometheus scraping a running server and answering every dashboard
+// query, and docs/operations.md against the real flags and metrics.
 //
-// Dependencies (Debian packages, installed by .ci/run): docker-compose,
-// prometheus. Tests skip without them unless KLEINSERVE_REQUIRE_CLIENTS is
-// set (make test and CI set it), where a missing tool fails.
+// Dependencies (Debian packages, installed by scripts/install_test_tools.sh):
+// docker-compose, prometheus (with promtool). Tests skip without them unless
+// KLEINSERVE_REQUIRE_CLIENTS is set (make test and CI set it), where a
+// missing tool fails.
 package ops
 
 import (
@@ -16,10 +20,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,20 +69,129 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// TestComposeFileIsValid runs docker-compose's own validation.
+// composeService is what these tests read of one service in the output of
+// docker-compose config: scalar values by key (nested keys too, such as
+// environment variables) and list items by the key that holds them.
+type composeService struct {
+	scalars map[string]string
+	lists   map[string][]string
+}
+
+// composeServices reads the services block of docker-compose config output
+// (block-style YAML as docker-compose prints it).
+func composeServices(out string) map[string]composeService {
+	services := map[string]composeService{}
+	inServices, svcIndent := false, -1
+	var cur *composeService
+	lastKey := ""
+	unquote := func(v string) string { return strings.Trim(strings.TrimSpace(v), `"'`) }
+	for _, line := range strings.Split(out, "\n") {
+		text := strings.TrimSpace(line)
+		if text == "" {
+			continue
+		}
+		indent := len(line) - len(strings.TrimLeft(line, " "))
+		if indent == 0 {
+			inServices, cur = text == "services:", nil
+			continue
+		}
+		if !inServices {
+			continue
+		}
+		if svcIndent < 0 {
+			svcIndent = indent
+		}
+		if indent == svcIndent {
+			s := composeService{scalars: map[string]string{}, lists: map[string][]string{}}
+			services[strings.TrimSuffix(text, ":")] = s
+			cur = &s
+			continue
+		}
+		if item, ok := strings.CutPrefix(text, "- "); ok {
+			cur.lists[lastKey] = append(cur.lists[lastKey], unquote(item))
+			continue
+		}
+		k, v, _ := strings.Cut(text, ":")
+		if v = strings.TrimSpace(v); v == "" {
+			lastKey = unquote(k)
+		} else {
+			cur.scalars[unquote(k)] = unquote(v)
+		}
+	}
+	return services
+}
+
+// TestComposeFileIsValid runs docker-compose's own validation with and
+// without the grafana profile, and checks the resolved services: plain
+// `docker compose up` starts only the server and Prometheus, Grafana is a
+// pinned image behind the grafana profile, every bind-mounted host path
+// exists, and every KLEINSERVE_* variable is one the server reads.
 func TestComposeFileIsValid(t *testing.T) {
 	dc := requireTool(t, "docker-compose")
 	root := repoRoot(t)
-	cmd := exec.Command(dc, "-f", "docker-compose.yml", "config")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	compose := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(dc, append([]string{"-f", "docker-compose.yml"}, args...)...)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
 	}
-	for _, want := range []string{"kleinserve:", "prometheus:", "driver: nvidia", "capabilities:", "/models",
-		"deploy/prometheus/prometheus.yml"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("resolved compose file lacks %q:\n%s", want, out)
+	if profiles := strings.Fields(compose("config", "--profiles")); strings.Join(profiles, ",") != "grafana" {
+		t.Errorf("profiles %v, want just grafana", profiles)
+	}
+	envs := map[string]bool{}
+	for _, f := range serverFlags(t) {
+		envs[f.env()] = true
+	}
+	for _, args := range [][]string{{"config"}, {"--profile", "grafana", "config"}} {
+		out := compose(args...)
+		for _, want := range []string{"kleinserve:", "prometheus:", "driver: nvidia", "capabilities:", "/models",
+			"deploy/prometheus/prometheus.yml"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: resolved compose file lacks %q:\n%s", args, want, out)
+			}
+		}
+		services := composeServices(out)
+		for name, s := range services {
+			always := name == "kleinserve" || name == "prometheus"
+			if got := len(s.lists["profiles"]); always != (got == 0) {
+				t.Errorf("%v: service %s has profiles %v; only kleinserve and prometheus start without one",
+					args, name, s.lists["profiles"])
+			}
+			for _, v := range s.lists["volumes"] {
+				if src, _, _ := strings.Cut(v, ":"); strings.HasPrefix(src, "/") {
+					if _, err := os.Stat(src); err != nil {
+						t.Errorf("%v: service %s mounts %s, which does not exist", args, name, src)
+					}
+				}
+			}
+			for k := range s.scalars {
+				if strings.HasPrefix(k, "KLEINSERVE_") && !envs[k] {
+					t.Errorf("service %s sets %s, which no server flag reads", name, k)
+				}
+			}
+		}
+		for _, name := range []string{"kleinserve", "prometheus"} {
+			if _, ok := services[name]; !ok {
+				t.Errorf("%v: no service %s", args, name)
+			}
+		}
+		if len(args) == 1 {
+			continue
+		}
+		g, ok := services["grafana"]
+		if !ok {
+			t.Fatalf("--profile grafana: no grafana service:\n%s", out)
+		}
+		image, tag, _ := strings.Cut(g.scalars["image"], ":")
+		if image != "grafana/grafana-oss" || tag == "" || tag == "latest" {
+			t.Errorf("grafana image %q; want grafana/grafana-oss with a pinned tag", g.scalars["image"])
+		}
+		if !slices.Contains(g.lists["profiles"], "grafana") {
+			t.Errorf("grafana profiles %v", g.lists["profiles"])
 		}
 	}
 }
@@ -232,7 +347,8 @@ func TestDockerfileStages(t *testing.T) {
 }
 
 // TestPrometheusScrapesImagesGenerated generates a known number of images,
-// lets a real Prometheus scrape /metrics and queries the counter.
+// lets a real Prometheus scrape /metrics and queries the counter, then
+// every query of the Grafana dashboard.
 func TestPrometheusScrapesImagesGenerated(t *testing.T) {
 	prom := requireTool(t, "prometheus")
 	root := repoRoot(t)
@@ -318,6 +434,32 @@ scrape_configs:
 		return total == float64(want)
 	})
 	t.Logf("Prometheus reports kleinserve_images_generated_total = %s after %d images", got, want)
+
+	// Every dashboard query, as Grafana would send it, returns series from
+	// this Prometheus. The window spans several of the 1s scrapes above.
+	_, queries := loadDashboard(t)
+	for _, q := range queries {
+		expr, err := expandVariables(q.expr, "10s")
+		if err != nil {
+			t.Fatalf("%s: %v", q.where, err)
+		}
+		u := fmt.Sprintf("http://127.0.0.1:%d/api/v1/query?query=%s", promPort, url.QueryEscape(expr))
+		series := 0
+		waitFor(t, ctx, u, func(b []byte) bool {
+			var r struct {
+				Status string `json:"status"`
+				Data   struct {
+					Result []json.RawMessage `json:"result"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(b, &r) != nil || r.Status != "success" {
+				return false
+			}
+			series = len(r.Data.Result)
+			return series > 0
+		})
+		t.Logf("%s: %d series", q.where, series)
+	}
 }
 
 // waitFor polls url until ok accepts a 200 body or ctx ends.
