@@ -89,7 +89,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	defer func() { err = errors.Join(err, q.Close()) }()
 
-	files, err := storage.Open(cfg.FilesDir(), storage.Options{PublicURL: cfg.PublicURL, MaxUploadBytes: cfg.MaxUploadBytes})
+	files, err := storage.OpenLocal(cfg.FilesDir(), storage.Options{PublicURL: cfg.PublicURL, MaxUploadBytes: cfg.MaxUploadBytes})
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}()
 	go func() {
 		defer background.Done()
-		files.RunJanitor(bgCtx, min(max(cfg.Retention/10, time.Minute), time.Hour), cfg.Retention,
+		storage.RunJanitor(bgCtx, files, min(max(cfg.Retention/10, time.Minute), time.Hour), cfg.Retention,
 			func(err error) { log.Error().Err(err).Msg("delete expired files") },
 			func(n int) { log.Info().Int("files", n).Msg("deleted expired files") })
 	}()

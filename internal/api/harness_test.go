@@ -17,6 +17,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
+	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
 )
 
 const (
@@ -32,7 +33,7 @@ type testEnv struct {
 	t       *testing.T
 	engine  *fakeEngine
 	queue   *queue.Queue
-	store   *storage.Store
+	store   storage.Store
 	server  *Server
 	http    *httptest.Server
 	base    string
@@ -48,6 +49,10 @@ type envOptions struct {
 	noEngine     bool
 	webhook      queue.WebhookOptions
 	keepAlive    time.Duration
+	// s3, when set, stores files in its bucket "kleinserve" instead of a
+	// local directory; envs given the same server share their files, like
+	// API hosts sharing a bucket.
+	s3 *storagetest.FakeS3
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -67,7 +72,15 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	}
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
-	files, err := storage.Open(filepath.Join(dir, "files"), storage.Options{PublicURL: base, MaxUploadBytes: 1 << 20})
+	var files storage.Store
+	fileOpts := storage.Options{PublicURL: base, MaxUploadBytes: 1 << 20}
+	if o.s3 != nil {
+		files, err = storage.OpenS3(context.Background(), storage.S3Options{Endpoint: o.s3.Endpoint,
+			Region: storagetest.Region, AccessKey: storagetest.AccessKey, SecretKey: storagetest.SecretKey,
+			Transport: o.s3.Transport, PathStyle: true, Bucket: "kleinserve", Prefix: "api-test"}, fileOpts)
+	} else {
+		files, err = storage.OpenLocal(filepath.Join(dir, "files"), fileOpts)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ import (
 // Options configures a Server.
 type Options struct {
 	Queue   *queue.Queue
-	Storage *storage.Store
+	Storage storage.Store
 	Metrics *metrics.Metrics
 	Logger  zerolog.Logger
 	// Keys are the accepted API keys; none means an open server.
@@ -53,7 +53,7 @@ type Server struct {
 	opts    Options
 	log     zerolog.Logger
 	queue   *queue.Queue
-	store   *storage.Store
+	store   storage.Store
 	metrics *metrics.Metrics
 	keys    [][]byte
 

@@ -43,7 +43,7 @@ func (s *Server) initiateUpload(w http.ResponseWriter, r *http.Request, multipar
 	if multipart {
 		initiate = s.store.InitiateMultipartUpload
 	}
-	up, err := initiate(req.ContentType, req.FileName)
+	up, err := initiate(r.Context(), req.ContentType, req.FileName)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

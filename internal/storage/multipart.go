@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,71 +31,94 @@ type Part struct {
 	ETag       string `json:"etag"`
 }
 
-// InitiateMultipartUpload reserves an upload whose bytes arrive in parts.
-func (s *Store) InitiateMultipartUpload(contentType, fileName string) (Upload, error) {
-	return s.initiate(contentType, fileName, true)
+// checkPartNumber rejects part numbers outside 1..MaxParts.
+func checkPartNumber(n int) error {
+	if n < 1 || n > MaxParts {
+		return fmt.Errorf("%w: part number %d not in 1..%d", ErrBadPart, n, MaxParts)
+	}
+	return nil
 }
 
-func (s *Store) partPath(id string, n int) string {
+// checkPartList accepts a complete request's parts only as 1..n in order.
+func checkPartList(parts []Part) error {
+	if len(parts) == 0 || len(parts) > MaxParts {
+		return fmt.Errorf("%w: %d parts listed", ErrBadPart, len(parts))
+	}
+	for i, p := range parts {
+		if p.PartNumber != i+1 {
+			return fmt.Errorf("%w: parts must be listed as 1..n in order (got %d at %d)", ErrBadPart, p.PartNumber, i+1)
+		}
+	}
+	return nil
+}
+
+// partETag is a part's etag: the first 16 bytes of its SHA-256, in hex.
+// Both backends compute it the same way, so etags do not depend on the
+// object store's own (backend-specific) ETag.
+func partETag(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)[:16]) }
+
+// InitiateMultipartUpload reserves an upload whose bytes arrive in parts.
+func (s *Local) InitiateMultipartUpload(ctx context.Context, contentType, fileName string) (Upload, error) {
+	return s.initiate(ctx, contentType, fileName, true)
+}
+
+func (s *Local) partPath(id string, n int) string {
 	return filepath.Join(s.root, "uploads", id+"."+strconv.Itoa(n))
 }
 
 // multipartMeta loads an initiated multipart upload.
-func (s *Store) multipartMeta(id string) (meta, error) {
+func (s *Local) multipartMeta(id string) (uploadMeta, error) {
 	if !uploadIDPattern.MatchString(id) {
-		return meta{}, ErrNotFound
+		return uploadMeta{}, ErrNotFound
 	}
 	m, err := s.readMeta("uploads", id)
 	if err != nil {
-		return meta{}, err
+		return uploadMeta{}, err
 	}
 	if !m.Multipart {
-		return meta{}, ErrNotFound
+		return uploadMeta{}, ErrNotFound
 	}
 	return m, nil
 }
 
 // PutPart stores part n (1-based) and returns its etag (a SHA-256 prefix).
 // A part may be sent again (the client retries); the last copy wins.
-func (s *Store) PutPart(ctx context.Context, id string, n int, body io.Reader) (Part, error) {
+func (s *Local) PutPart(ctx context.Context, id string, n int, body io.Reader) (Part, error) {
 	if _, err := s.multipartMeta(id); err != nil {
 		return Part{}, err
 	}
-	if n < 1 || n > MaxParts {
-		return Part{}, fmt.Errorf("%w: part number %d not in 1..%d", ErrBadPart, n, MaxParts)
+	if err := checkPartNumber(n); err != nil {
+		return Part{}, err
 	}
 	h := sha256.New()
 	err := writeAtomic(s.partPath(id, n), func(f *os.File) error {
-		written, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(contextReader{ctx, body}, s.maxUpload+1))
+		_, err := io.Copy(io.MultiWriter(f, h), &cappedReader{r: contextReader{ctx, body}, left: s.maxUpload})
+		if errors.Is(err, ErrTooLarge) {
+			return ErrTooLarge
+		}
 		if err != nil {
 			return fmt.Errorf("storage: write part: %w", err)
-		}
-		if written > s.maxUpload {
-			return ErrTooLarge
 		}
 		return nil
 	})
 	if err != nil {
 		return Part{}, err
 	}
-	return Part{PartNumber: n, ETag: hex.EncodeToString(h.Sum(nil)[:16])}, nil
+	return Part{PartNumber: n, ETag: partETag(h)}, nil
 }
 
 // CompleteMultipart concatenates the listed parts, in order, into the file.
 // Every listed etag must match the stored part.
-func (s *Store) CompleteMultipart(ctx context.Context, id string, parts []Part) (File, error) {
+func (s *Local) CompleteMultipart(ctx context.Context, id string, parts []Part) (File, error) {
 	m, err := s.multipartMeta(id)
 	if err != nil {
 		return File{}, err
 	}
-	if len(parts) == 0 || len(parts) > MaxParts {
-		return File{}, fmt.Errorf("%w: %d parts listed", ErrBadPart, len(parts))
+	if err := checkPartList(parts); err != nil {
+		return File{}, err
 	}
-	for i, p := range parts {
-		if p.PartNumber != i+1 {
-			return File{}, fmt.Errorf("%w: parts must be listed as 1..n in order (got %d at %d)", ErrBadPart, p.PartNumber, i+1)
-		}
-	}
+	// The initiation's type, else the extension's: the same on every backend.
+	m.ContentType = servedContentType(m.ContentType, m.Key)
 	var size int64
 	err = writeAtomic(filepath.Join(s.root, "files", m.Key), func(f *os.File) error {
 		for _, p := range parts {
@@ -122,7 +146,7 @@ func (s *Store) CompleteMultipart(ctx context.Context, id string, parts []Part) 
 }
 
 // appendPart copies one stored part into f after checking its etag.
-func (s *Store) appendPart(f *os.File, id string, p Part) (int64, error) {
+func (s *Local) appendPart(f *os.File, id string, p Part) (int64, error) {
 	part, err := os.Open(s.partPath(id, p.PartNumber))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("%w: part %d was never uploaded", ErrBadPart, p.PartNumber)
@@ -136,7 +160,7 @@ func (s *Store) appendPart(f *os.File, id string, p Part) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("storage: copy part: %w", err)
 	}
-	if hex.EncodeToString(h.Sum(nil)[:16]) != p.ETag {
+	if partETag(h) != p.ETag {
 		return 0, fmt.Errorf("%w: etag of part %d does not match", ErrBadPart, p.PartNumber)
 	}
 	return n, nil
