@@ -89,7 +89,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	defer func() { err = errors.Join(err, q.Close()) }()
 
-	files, err := storage.OpenLocal(cfg.FilesDir(), storage.Options{PublicURL: cfg.PublicURL, MaxUploadBytes: cfg.MaxUploadBytes})
+	files, err := openFileStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	var stopping atomic.Bool // set when shutdown begins (api role readiness)
 	httpServer := &http.Server{
-		Handler:           roleHandler(cfg.Role, srv.Handler(), apiReadiness(q, ping, &stopping, log)),
+		Handler:           roleHandler(cfg.Role, srv.Handler(), apiReadiness(q, ping, files.Ping, &stopping, log)),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -228,6 +228,28 @@ func openQueueStore(ctx context.Context, cfg config.Config, log zerolog.Logger) 
 	return store, store.Ping, nil
 }
 
+// openFileStore opens the configured file store. An S3 bucket must exist
+// and answer now: a misconfigured store fails the start, not the first
+// generation.
+func openFileStore(ctx context.Context, cfg config.Config, log zerolog.Logger) (storage.Store, error) {
+	opts := storage.Options{PublicURL: cfg.PublicURL, MaxUploadBytes: cfg.MaxUploadBytes}
+	if !cfg.SharedStorage() {
+		return storage.OpenLocal(cfg.FilesDir(), opts)
+	}
+	bucket, prefix := cfg.S3Location()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	files, err := storage.OpenS3(ctx, storage.S3Options{
+		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+		Insecure: cfg.S3Insecure, PathStyle: cfg.S3PathStyle, Bucket: bucket, Prefix: prefix,
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open the file store %s: %w", cfg.Storage, err)
+	}
+	log.Info().Str("storage", cfg.Storage).Msg("using the shared S3 file store")
+	return files, nil
+}
+
 // roleHandler narrows the API handler to the process role: a worker
 // answers only health, readiness and metrics; an API process answers
 // readiness itself, since it never loads a model.
@@ -254,8 +276,8 @@ func roleHandler(role string, full, apiReady http.Handler) http.Handler {
 }
 
 // apiReadiness is /readyz of an API process: ready while the shared queue
-// answers and no shutdown has begun.
-func apiReadiness(q *queue.Queue, ping func(context.Context) error, stopping *atomic.Bool, log zerolog.Logger) http.Handler {
+// and the file store answer (one ping each) and no shutdown has begun.
+func apiReadiness(q *queue.Queue, ping, filesPing func(context.Context) error, stopping *atomic.Bool, log zerolog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if stopping.Load() {
 			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
@@ -269,6 +291,13 @@ func apiReadiness(q *queue.Queue, ping func(context.Context) error, stopping *at
 				writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "queue_unreachable"})
 				return
 			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := filesPing(ctx); err != nil {
+			log.Warn().Err(err).Msg("readiness: file store unreachable")
+			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "storage_unreachable"})
+			return
 		}
 		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "role": config.RoleAPI, "queue_depth": q.Depth()})
 	})

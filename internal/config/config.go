@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,9 @@ const (
 
 // QueueBolt is the -queue value of the embedded single-process queue.
 const QueueBolt = "bolt"
+
+// StorageLocal is the -storage value of the local-disk file store.
+const StorageLocal = "local"
 
 // Config is the whole server configuration.
 type Config struct {
@@ -87,6 +92,21 @@ type Config struct {
 	// Lease is how long a worker may go without a heartbeat before its job
 	// is redelivered to another (Redis queue).
 	Lease time.Duration `json:"-"`
+	// Storage is the file store of results and uploads: "local" (a
+	// directory under DataDir) or s3://bucket[/prefix], shared by hosts.
+	Storage string `json:"storage"`
+	// S3Endpoint is host[:port] of the S3 API ("": AWS).
+	S3Endpoint string `json:"s3_endpoint"`
+	// S3Region is the bucket's region ("": asked from the endpoint).
+	S3Region string `json:"s3_region"`
+	// S3AccessKey and S3SecretKey are static S3 credentials; both empty
+	// selects the AWS credential chain. Logged redacted.
+	S3AccessKey string `json:"-"`
+	S3SecretKey string `json:"-"`
+	// S3Insecure talks plain http to the S3 endpoint.
+	S3Insecure bool `json:"s3_insecure"`
+	// S3PathStyle forces path-style bucket addressing.
+	S3PathStyle bool `json:"s3_path_style"`
 }
 
 // Redacted returns the config as a flat map for the start-up log line:
@@ -100,7 +120,18 @@ func (c Config) Redacted() map[string]any {
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
 		"preview_every": c.PreviewEvery, "log_level": c.LogLevel,
 		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
+		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
+		"s3_access_key": redactKey(c.S3AccessKey), "s3_secret_key": redactKey(c.S3SecretKey),
+		"s3_insecure": c.S3Insecure, "s3_path_style": c.S3PathStyle,
 	}
+}
+
+// redactKey says whether a credential is set without showing it.
+func redactKey(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "set (redacted)"
 }
 
 // redactURL hides a URL's password ("bolt" and unparsable values pass).
@@ -140,6 +171,13 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&c.Queue, "queue", QueueBolt, "queue backend: bolt (one process) or redis://[user:password@]host:port/db (shared)")
 	fs.StringVar(&c.WorkerID, "worker-id", "", "this process's name in the shared queue (default: host name)")
 	fs.StringVar(&raw.lease, "lease", "30s", "Redis queue: a job whose worker sent no heartbeat for this long is redelivered")
+	fs.StringVar(&c.Storage, "storage", StorageLocal, "file store of results and uploads: local (under -data) or s3://bucket[/prefix] (shared by hosts; see -s3-*)")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host[:port] (default s3.amazonaws.com)")
+	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region (default: asked from the endpoint)")
+	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key id (none: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or the instance role)")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key (prefer the environment variable; logged redacted)")
+	fs.BoolVar(&c.S3Insecure, "s3-insecure", false, "talk plain http to the S3 endpoint")
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", false, "path-style S3 URLs (endpoint/bucket/key); default: virtual-host style for AWS and Google endpoints, path style for others")
 	return fs
 }
 
@@ -334,6 +372,7 @@ func (c Config) Validate() error {
 			break
 		}
 	}
+	errs = append(errs, c.validateStorage()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -359,6 +398,109 @@ func validateRedisURL(v string) error {
 		}
 	}
 	return nil
+}
+
+// validateStorage checks -storage and the -s3-* flags.
+func (c Config) validateStorage() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Storage == StorageLocal {
+		// S3 settings without an S3 store are a forgotten -storage: each
+		// host would keep its files to itself.
+		for name, set := range map[string]bool{"s3-endpoint": c.S3Endpoint != "", "s3-region": c.S3Region != "",
+			"s3-access-key": c.S3AccessKey != "", "s3-secret-key": c.S3SecretKey != "", "s3-insecure": c.S3Insecure,
+			"s3-path-style": c.S3PathStyle} {
+			if set {
+				bad("-%s is set but -storage is local; use -storage s3://bucket[/prefix]", name)
+			}
+		}
+		return sortErrors(errs)
+	}
+	if _, _, err := parseS3URL(c.Storage); err != nil {
+		bad("-storage %q: %v", c.Storage, err)
+	}
+	if err := validateEndpoint(c.S3Endpoint); err != nil {
+		bad("-s3-endpoint %q: %v", c.S3Endpoint, err)
+	}
+	if !regionPattern.MatchString(c.S3Region) {
+		bad("-s3-region %q: want lowercase letters, digits and dashes, e.g. us-east-1", c.S3Region)
+	}
+	if (c.S3AccessKey == "") != (c.S3SecretKey == "") {
+		bad("-s3-access-key and -s3-secret-key go together: set both, or neither to use the AWS credential chain")
+	}
+	return errs
+}
+
+// sortErrors orders errors by message, so reports do not depend on map
+// iteration order.
+func sortErrors(errs []error) []error {
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errs
+}
+
+var (
+	// bucketPattern follows S3's naming rules for new buckets.
+	bucketPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	regionPattern = regexp.MustCompile(`^[a-z0-9-]{0,32}$`)
+)
+
+// parseS3URL splits s3://bucket[/prefix] into the bucket and the object
+// name prefix (without surrounding slashes).
+func parseS3URL(v string) (bucket, prefix string, err error) {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "s3" {
+		return "", "", errors.New("want local or s3://bucket[/prefix]")
+	}
+	if u.User != nil || u.Port() != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", "", errors.New("want s3://bucket[/prefix] with no credentials, port, query or fragment (credentials go in -s3-access-key and -s3-secret-key)")
+	}
+	bucket = u.Host
+	if !bucketPattern.MatchString(bucket) || strings.Contains(bucket, "..") || net.ParseIP(bucket) != nil {
+		return "", "", fmt.Errorf("bad bucket name %q: 3 to 63 lowercase letters, digits, dots and dashes", bucket)
+	}
+	prefix = strings.Trim(u.Path, "/")
+	for _, seg := range strings.Split(prefix, "/") {
+		if prefix != "" && (seg == "" || seg == "." || seg == "..") {
+			return "", "", fmt.Errorf("bad prefix %q: empty, . or .. path segment", prefix)
+		}
+	}
+	return bucket, prefix, nil
+}
+
+// validateEndpoint accepts "" (AWS) or host[:port] without a scheme.
+func validateEndpoint(v string) error {
+	if v == "" {
+		return nil
+	}
+	if strings.Contains(v, "://") || strings.ContainsAny(v, "/?# ") {
+		return errors.New("want host[:port] without a scheme or path (use -s3-insecure for http)")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		host, port = v, ""
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if port != "" {
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("bad port %q", port)
+		}
+	}
+	return nil
+}
+
+// SharedStorage reports whether files go to an S3 bucket.
+func (c Config) SharedStorage() bool { return c.Storage != StorageLocal }
+
+// S3Location is the bucket and object name prefix of -storage s3://…
+// (both empty for local storage).
+func (c Config) S3Location() (bucket, prefix string) {
+	if !c.SharedStorage() {
+		return "", ""
+	}
+	bucket, prefix, _ = parseS3URL(c.Storage)
+	return bucket, prefix
 }
 
 // SharedQueue reports whether the queue is shared by several processes.

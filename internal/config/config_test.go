@@ -59,11 +59,11 @@ func TestRedactedHidesKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := json.Marshal(c.Redacted())
-	if strings.Contains(string(raw), "secret") || !strings.Contains(string(raw), "2 configured") {
+	if strings.Contains(string(raw), "secret-key-") || !strings.Contains(string(raw), "2 configured") {
 		t.Fatalf("redacted: %s", raw)
 	}
 	raw, _ = json.Marshal(c)
-	if strings.Contains(string(raw), "secret") {
+	if strings.Contains(string(raw), "secret-key-") {
 		t.Fatalf("json of config leaks keys: %s", raw)
 	}
 }
@@ -154,7 +154,9 @@ func TestRolesAndQueue(t *testing.T) {
 func TestEnvVarsNameEveryFlag(t *testing.T) {
 	names := strings.Join(EnvVars(), " ")
 	for _, want := range []string{"KLEINSERVE_ADDR", "KLEINSERVE_PUBLIC_URL", "KLEINSERVE_ORT_LIB", "KLEINSERVE_ROLE",
-		"KLEINSERVE_QUEUE", "KLEINSERVE_WORKER_ID", "KLEINSERVE_LEASE", "KLEINSERVE_SHUTDOWN_GRACE"} {
+		"KLEINSERVE_QUEUE", "KLEINSERVE_WORKER_ID", "KLEINSERVE_LEASE", "KLEINSERVE_SHUTDOWN_GRACE",
+		"KLEINSERVE_STORAGE", "KLEINSERVE_S3_ENDPOINT", "KLEINSERVE_S3_REGION", "KLEINSERVE_S3_ACCESS_KEY",
+		"KLEINSERVE_S3_SECRET_KEY", "KLEINSERVE_S3_INSECURE", "KLEINSERVE_S3_PATH_STYLE"} {
 		if !strings.Contains(" "+names+" ", " "+want+" ") {
 			t.Errorf("EnvVars lacks %s: %s", want, names)
 		}
@@ -165,6 +167,92 @@ func TestEnvVarsNameEveryFlag(t *testing.T) {
 		c, err := Load(nil, env(map[string]string{name: "7x"}), noFiles)
 		if err == nil && reflect.DeepEqual(c, defaults) {
 			t.Errorf("%s=7x changed nothing: the variable is not read", name)
+		}
+	}
+}
+
+func TestStorage(t *testing.T) {
+	c, err := Load(nil, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, p := c.S3Location(); c.Storage != StorageLocal || c.SharedStorage() || b != "" || p != "" {
+		t.Fatalf("default storage %q (%q, %q)", c.Storage, b, p)
+	}
+
+	e := env(map[string]string{
+		"KLEINSERVE_STORAGE": "s3://kleinserve-files/prod/eu/", "KLEINSERVE_S3_ENDPOINT": "minio.internal:9000",
+		"KLEINSERVE_S3_REGION": "eu-central-1", "KLEINSERVE_S3_ACCESS_KEY": "AKIAEXAMPLEKEYID",
+		"KLEINSERVE_S3_SECRET_KEY": "wJalrXUtnFEMIsecretvalue", "KLEINSERVE_S3_INSECURE": "true",
+		"KLEINSERVE_S3_PATH_STYLE": "1",
+	})
+	c, err = Load([]string{"-role", "api", "-queue", "redis://r:6379/0"}, e, noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, prefix := c.S3Location()
+	if !c.SharedStorage() || bucket != "kleinserve-files" || prefix != "prod/eu" || c.S3Endpoint != "minio.internal:9000" ||
+		c.S3Region != "eu-central-1" || c.S3AccessKey != "AKIAEXAMPLEKEYID" || c.S3SecretKey != "wJalrXUtnFEMIsecretvalue" ||
+		!c.S3Insecure || !c.S3PathStyle {
+		t.Fatalf("s3 config %+v (%q, %q)", c, bucket, prefix)
+	}
+	for name, v := range map[string]any{"redacted": c.Redacted(), "config": c} {
+		raw, _ := json.Marshal(v)
+		if strings.Contains(string(raw), "wJalrXUtnFEMI") || strings.Contains(string(raw), "AKIAEXAMPLE") {
+			t.Errorf("%s leaks S3 credentials: %s", name, raw)
+		}
+	}
+	if r := c.Redacted(); r["s3_secret_key"] != "set (redacted)" || r["storage"] != "s3://kleinserve-files/prod/eu/" {
+		t.Errorf("redacted %v", r)
+	}
+	// A flag wins over its variable.
+	c, _ = Load([]string{"-s3-insecure=false", "-storage", "s3://other"}, e, noFiles)
+	if b, p := c.S3Location(); c.S3Insecure || b != "other" || p != "" {
+		t.Fatalf("flags over env: insecure %v, %q %q", c.S3Insecure, b, p)
+	}
+	// Credentials may come from the AWS chain instead.
+	if _, err := Load([]string{"-storage", "s3://my.bucket-1/x"}, env(nil), noFiles); err != nil {
+		t.Fatalf("no static credentials: %v", err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-storage", "gcs://b"}, "want local or s3://bucket[/prefix]"},
+		{[]string{"-storage", "disk"}, "want local or s3://bucket[/prefix]"},
+		{[]string{"-storage", "s3://"}, "bad bucket name"},
+		{[]string{"-storage", "s3://Bad_Bucket"}, "bad bucket name"},
+		{[]string{"-storage", "s3://ab"}, "bad bucket name"},
+		{[]string{"-storage", "s3://a..b"}, "bad bucket name"},
+		{[]string{"-storage", "s3://192.168.1.1"}, "bad bucket name"},
+		{[]string{"-storage", "s3://key:secret@bucket"}, "no credentials"},
+		{[]string{"-storage", "s3://bucket:9000"}, "no credentials, port"},
+		{[]string{"-storage", "s3://bucket?region=x"}, "query"},
+		{[]string{"-storage", "s3://bucket/a//b"}, "bad prefix"},
+		{[]string{"-storage", "s3://bucket/../x"}, "bad prefix"},
+		{[]string{"-storage", "s3://bucket", "-s3-endpoint", "http://minio:9000"}, "-s3-endpoint"},
+		{[]string{"-storage", "s3://bucket", "-s3-endpoint", "minio:9000/path"}, "without a scheme or path"},
+		{[]string{"-storage", "s3://bucket", "-s3-endpoint", "minio:0"}, "bad port"},
+		{[]string{"-storage", "s3://bucket", "-s3-endpoint", ":9000"}, "no host"},
+		{[]string{"-storage", "s3://bucket", "-s3-region", "EU West"}, "-s3-region"},
+		{[]string{"-storage", "s3://bucket", "-s3-access-key", "AKIA"}, "go together"},
+		{[]string{"-storage", "s3://bucket", "-s3-secret-key", "x"}, "go together"},
+		{[]string{"-s3-endpoint", "minio:9000"}, "-s3-endpoint is set but -storage is local"},
+		{[]string{"-s3-insecure"}, "-s3-insecure is set but -storage is local"},
+		{[]string{"-s3-secret-key", "x"}, "-s3-secret-key is set but -storage is local"},
+		{[]string{"-s3-insecure=maybe"}, "-s3-insecure"},
+	} {
+		_, err := Load(tc.args, env(nil), noFiles)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v does not mention %q", tc.args, err, tc.want)
+		}
+	}
+	// Every problem is reported at once.
+	_, err = Load([]string{"-storage", "s3://B", "-s3-region", "?", "-s3-access-key", "a", "-workers", "0"}, env(nil), noFiles)
+	for _, want := range []string{"-storage", "-s3-region", "go together", "-workers"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("combined error %v lacks %q", err, want)
 		}
 	}
 }

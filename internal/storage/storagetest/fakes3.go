@@ -35,6 +35,11 @@ type FakeS3 struct {
 	Endpoint string
 	// Transport trusts the server's certificate.
 	Transport http.RoundTripper
+	// HTTPEndpoint is host:port of the same server over plain http, for
+	// configurations that cannot carry Transport (-s3-insecure). Keep to
+	// objects under the part size there: multipart parts sent over plain
+	// http are stored with their aws-chunked framing.
+	HTTPEndpoint string
 	// Clock is the server's clock: it stamps LastModified and the
 	// initiation time of multipart uploads.
 	Clock *Clock
@@ -58,7 +63,7 @@ func New(t testing.TB, buckets ...string) *FakeS3 {
 	faker := gofakes3.New(backend, gofakes3.WithTimeSource(clock), gofakes3.WithTimeSkewLimit(0))
 	f := &FakeS3{Clock: clock}
 	handler := faker.Server()
-	server := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	observed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		observe := f.observe
 		f.mu.Unlock()
@@ -66,10 +71,14 @@ func New(t testing.TB, buckets ...string) *FakeS3 {
 			observe(r)
 		}
 		handler.ServeHTTP(w, r)
-	}))
+	})
+	server := httptest.NewTLSServer(observed)
 	t.Cleanup(server.Close)
+	plain := httptest.NewServer(observed)
+	t.Cleanup(plain.Close)
 	f.Endpoint = strings.TrimPrefix(server.URL, "https://")
 	f.Transport = server.Client().Transport
+	f.HTTPEndpoint = strings.TrimPrefix(plain.URL, "http://")
 	return f
 }
 
