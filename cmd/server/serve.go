@@ -72,6 +72,10 @@ func newLogger(level string) zerolog.Logger {
 // API and the queue without an engine; worker = engine + queue workers,
 // with only /healthz, /readyz and /metrics on the listener.
 func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log zerolog.Logger) (err error) {
+	files, err := openFileStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	store, ping, err := openQueueStore(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -89,10 +93,6 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	defer func() { err = errors.Join(err, q.Close()) }()
 
-	files, err := openFileStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
 	srv := api.New(api.Options{

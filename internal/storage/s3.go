@@ -89,6 +89,7 @@ type S3Options struct {
 type S3 struct {
 	urls
 	client    *minio.Client
+	probe     *minio.Client // the same without retries, for Ping
 	bucket    string
 	prefix    string // "" or "<prefix>/"
 	endpoint  string // for messages
@@ -126,19 +127,30 @@ func OpenS3(ctx context.Context, o S3Options, opts Options) (*S3, error) {
 	if o.PathStyle {
 		lookup = minio.BucketLookupPath
 	}
-	client, err := minio.New(o.Endpoint, &minio.Options{
-		Creds: creds, Secure: !o.Insecure, Region: o.Region, BucketLookup: lookup, Transport: o.Transport,
-	})
+	newClient := func(retries int) (*minio.Client, error) {
+		c, err := minio.New(o.Endpoint, &minio.Options{Creds: creds, Secure: !o.Insecure, Region: o.Region,
+			BucketLookup: lookup, Transport: o.Transport, MaxRetries: retries})
+		if err != nil {
+			return nil, fmt.Errorf("storage: S3 client for %s: %w", o.Endpoint, err)
+		}
+		return c, nil
+	}
+	client, err := newClient(0) // the library's retries, for transient failures
 	if err != nil {
-		return nil, fmt.Errorf("storage: S3 client for %s: %w", o.Endpoint, err)
+		return nil, err
+	}
+	// Readiness probes want a prompt answer, not retries with backoff.
+	probe, err := newClient(1)
+	if err != nil {
+		return nil, err
 	}
 	prefix := strings.Trim(o.Prefix, "/")
 	if prefix != "" {
 		prefix += "/"
 	}
-	s := &S3{urls: urls{opts.PublicURL}, client: client, bucket: o.Bucket, prefix: prefix, endpoint: o.Endpoint,
-		maxUpload: opts.MaxUploadBytes, partSize: o.PartSize}
-	if err := s.Ping(ctx); err != nil {
+	s := &S3{urls: urls{opts.PublicURL}, client: client, probe: probe, bucket: o.Bucket, prefix: prefix,
+		endpoint: o.Endpoint, maxUpload: opts.MaxUploadBytes, partSize: o.PartSize}
+	if err := s.checkBucket(ctx, client); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -147,9 +159,12 @@ func OpenS3(ctx context.Context, o S3Options, opts Options) (*S3, error) {
 // MaxUploadBytes is the upload size limit.
 func (s *S3) MaxUploadBytes() int64 { return s.maxUpload }
 
-// Ping checks that the bucket exists and answers (one HEAD request).
-func (s *S3) Ping(ctx context.Context) error {
-	ok, err := s.client.BucketExists(ctx, s.bucket)
+// Ping checks that the bucket exists and answers: one HEAD request,
+// without retries.
+func (s *S3) Ping(ctx context.Context) error { return s.checkBucket(ctx, s.probe) }
+
+func (s *S3) checkBucket(ctx context.Context, client *minio.Client) error {
+	ok, err := client.BucketExists(ctx, s.bucket)
 	if err != nil {
 		return fmt.Errorf("storage: S3 bucket %q at %s unreachable: %w", s.bucket, s.endpoint, err)
 	}

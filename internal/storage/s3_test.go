@@ -247,3 +247,33 @@ func TestOpenS3Errors(t *testing.T) {
 		})
 	}
 }
+
+func TestS3PingFailsWhenTheStoreIsDown(t *testing.T) {
+	fake := storagetest.New(t, "kleinserve")
+	s := openFakeS3(t, fake, "p", smallLimit())
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fake.Stop()
+	if err := s.Ping(context.Background()); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("ping of a stopped store: %v", err)
+	}
+}
+
+// TestS3OverPlainHTTP covers -s3-insecure (an http endpoint, as for a MinIO
+// on a private network).
+func TestS3OverPlainHTTP(t *testing.T) {
+	fake := storagetest.New(t, "kleinserve")
+	s, err := OpenS3(context.Background(), S3Options{Endpoint: fake.HTTPEndpoint, Region: storagetest.Region,
+		AccessKey: storagetest.AccessKey, SecretKey: storagetest.SecretKey, Insecure: true, Bucket: "kleinserve"}, smallLimit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Save(context.Background(), []byte("PNGDATA"), "image/png", "png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, s, f.Key); got.body != "PNGDATA" || got.header.Get("Content-Type") != "image/png" {
+		t.Fatalf("served %+v", got)
+	}
+}

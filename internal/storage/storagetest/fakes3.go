@@ -46,6 +46,7 @@ type FakeS3 struct {
 
 	mu      sync.Mutex
 	observe func(*http.Request)
+	servers []*httptest.Server
 }
 
 // New starts a fake S3 server with the given buckets; it stops when the
@@ -79,7 +80,15 @@ func New(t testing.TB, buckets ...string) *FakeS3 {
 	f.Endpoint = strings.TrimPrefix(server.URL, "https://")
 	f.Transport = server.Client().Transport
 	f.HTTPEndpoint = strings.TrimPrefix(plain.URL, "http://")
+	f.servers = []*httptest.Server{server, plain}
 	return f
+}
+
+// Stop shuts the server down before the test ends: an outage.
+func (f *FakeS3) Stop() {
+	for _, s := range f.servers {
+		s.Close()
+	}
 }
 
 // Observe calls fn with every request before the server handles it (nil:
