@@ -12,11 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
 )
 
 // TestScaleOutOnRedis is issue 7's scale-out check with real processes: a
 // private redis-server, one API process (-role api) and two worker
-// processes (-role worker) sharing it and one data directory. Ten short
+// processes (-role worker) sharing it and one files store. Ten short
 // jobs warm both workers up; then a long job starts, and the worker running
 // it is killed with SIGKILL mid-job while 39 more short jobs are submitted
 // around the kill. The long job is redelivered to the other worker after
@@ -24,19 +26,38 @@ import (
 // once: one "completed" outcome across the workers' logs, one run in its
 // own log (two for the redelivered job, the first cut off), its own seed,
 // and an image the API process serves.
+//
+// It runs twice: with the files store in one shared data directory (one
+// host, or a shared filesystem), and with every process on its own data
+// directory and an S3-compatible store (an in-process fake over plain
+// http, -s3-insecure), as on separate hosts.
 func TestScaleOutOnRedis(t *testing.T) {
 	root := repoRoot(t)
 	bin := serverBinary(t, root)
+	t.Run("shared-directory", func(t *testing.T) {
+		dataDir := t.TempDir()
+		scaleOut(t, bin, root, func() string { return dataDir }, nil)
+	})
+	t.Run("s3", func(t *testing.T) {
+		s3 := storagetest.New(t, "kleinserve")
+		scaleOut(t, bin, root, t.TempDir, []string{"-storage", "s3://kleinserve/scale-out",
+			"-s3-endpoint", s3.HTTPEndpoint, "-s3-insecure", "-s3-region", storagetest.Region,
+			"-s3-access-key", storagetest.AccessKey, "-s3-secret-key", storagetest.SecretKey})
+	})
+}
+
+// scaleOut runs the scenario; dataDir gives each process its -data
+// directory and storage holds the files-store flags.
+func scaleOut(t *testing.T, bin, root string, dataDir func() string, storage []string) {
 	redisURL := startRedisServer(t)
-	dataDir := t.TempDir()
 	apiPort := freePort(t)
 	apiBase := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	shared := []string{"-queue", redisURL, "-lease", "2s", "-public-url", apiBase}
+	shared := append([]string{"-queue", redisURL, "-lease", "2s", "-public-url", apiBase}, storage...)
 
-	api := startServer(t, bin, root, dataDir, apiPort, append([]string{"-role", "api"}, shared...)...)
+	api := startServer(t, bin, root, dataDir(), apiPort, append([]string{"-role", "api"}, shared...)...)
 	workers := map[string]*server{}
 	for _, name := range []string{"gpu-a", "gpu-b"} {
-		workers[name] = startServer(t, bin, root, dataDir, freePort(t),
+		workers[name] = startServer(t, bin, root, dataDir(), freePort(t),
 			append([]string{"-role", "worker", "-worker-id", name}, shared...)...)
 	}
 	// A worker answers only health and metrics.
@@ -91,7 +112,7 @@ func TestScaleOutOnRedis(t *testing.T) {
 	}
 
 	// Every job completes, with its own seed and an image the API serves
-	// from the shared data directory.
+	// from the shared files store.
 	var longDone time.Time
 	for i, j := range jobs {
 		st := waitCompleted(t, api, j.statusURL, survivor)
