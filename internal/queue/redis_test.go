@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,62 +12,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/kleinserve/kleinserve/internal/redistest"
 )
 
-// startRedis runs a private redis-server (Debian package redis-server) on a
-// free loopback port with the durable settings the operator's page asks
-// for, and stops it when the test ends. Without the binary the test is
-// skipped, or fails under KLEINSERVE_REQUIRE_CLIENTS (make test, CI).
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("KLEINSERVE_REQUIRE_CLIENTS") != "" {
-			t.Fatal("redis-server not installed (apt-get install redis-server)")
-		}
-		t.Skip("redis-server not installed (apt-get install redis-server)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
-	logs := &strings.Builder{}
-	var logMu sync.Mutex
-	cmd.Stdout = writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
-	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	opts, _ := redis.ParseURL(url)
-	c := redis.NewClient(opts)
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			logMu.Lock()
-			defer logMu.Unlock()
-			t.Fatalf("redis-server did not start:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return url
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+// startRedis runs a private redis-server for one test.
+func startRedis(t *testing.T) string { return redistest.Start(t) }
 
 func openRedisStore(t *testing.T, url, worker string, lease time.Duration) *RedisStore {
 	t.Helper()

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/redistest"
 	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
 )
 
@@ -49,7 +48,7 @@ func TestScaleOutOnRedis(t *testing.T) {
 // scaleOut runs the scenario; dataDir gives each process its -data
 // directory and storage holds the files-store flags.
 func scaleOut(t *testing.T, bin, root string, dataDir func() string, storage []string) {
-	redisURL := startRedisServer(t)
+	redisURL := redistest.Start(t)
 	apiPort := freePort(t)
 	apiBase := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	shared := append([]string{"-queue", redisURL, "-lease", "2s", "-public-url", apiBase}, storage...)
@@ -185,60 +184,6 @@ func scaleOut(t *testing.T, bin, root string, dataDir func() string, storage []s
 	t.Logf("50 jobs: %d completed by the survivor (%s), %d by the killed worker (%s) before the kill; "+
 		"the long job was redelivered and completed %.1fs after the kill (lease 2s)",
 		survivorDone, otherWorker(victimName), len(jobs)-survivorDone, victimName, longDone.Sub(killedAt).Seconds())
-}
-
-// startRedisServer runs a private redis-server (Debian package) on a free
-// port with the durable settings the operator's page asks for.
-func startRedisServer(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		skipUnlessRequired(t, "redis-server not installed (scripts/install_test_tools.sh)")
-	}
-	port := freePort(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second)
-	for !redisAnswers(addr) {
-		select {
-		case <-done:
-			t.Fatalf("redis-server exited:\n%s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not answer PING in 10s:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return "redis://" + addr + "/0"
-}
-
-// redisAnswers sends PING in the Redis protocol and expects +PONG.
-func redisAnswers(addr string) bool {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	return err == nil && strings.TrimSpace(line) == "+PONG"
 }
 
 func otherWorker(name string) string {

@@ -171,13 +171,7 @@ func runtimeEnv(t *testing.T) map[string]string {
 // its base image and user id, the Grafana image and the stop grace period.
 func TestOperationsDocDeploymentFacts(t *testing.T) {
 	root := repoRoot(t)
-	read := func(rel string) string {
-		b, err := os.ReadFile(filepath.Join(root, rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	read := func(rel string) string { return readRepoFile(t, root, rel) }
 	doc := read(operationsDoc)
 
 	// The image's KLEINSERVE_* values, as the configuration reference lists them.

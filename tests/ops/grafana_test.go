@@ -300,13 +300,7 @@ func TestPromQLMetricNames(t *testing.T) {
 // provider reads the directory that compose mounts the dashboards at.
 func TestGrafanaProvisioning(t *testing.T) {
 	root := repoRoot(t)
-	read := func(rel string) string {
-		b, err := os.ReadFile(filepath.Join(root, rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	read := func(rel string) string { return readRepoFile(t, root, rel) }
 	value := func(text, key string) string {
 		m := regexp.MustCompile(`(?m)^\s*` + key + `:\s*(\S+)\s*$`).FindStringSubmatch(text)
 		if m == nil {

@@ -44,6 +44,16 @@ func requireTool(t *testing.T, name string) string {
 	return p
 }
 
+// readRepoFile reads a file given relative to the repository root.
+func readRepoFile(t *testing.T, root, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	dir, _ := os.Getwd()
