@@ -281,18 +281,12 @@ func TestDurableAcrossReopenAndRequeueOfInProgress(t *testing.T) {
 		t.Fatalf("ephemeral job should fail after restart: %+v", eph)
 	}
 
-	var order []string
-	var mu sync.Mutex
-	q2.Start(func(ctx context.Context, job *Job, log LogFunc) (json.RawMessage, error) {
-		mu.Lock()
-		order = append(order, job.ID)
-		mu.Unlock()
-		return json.RawMessage(`{}`), nil
-	})
+	var ran runOrder
+	q2.Start(ran.process)
 	for _, id := range []string{"j1", "j2", "j3", "j4"} {
 		waitStatus(t, q2, id, StatusCompleted)
 	}
-	if fmt.Sprint(order) != "[j1 j2 j3 j4]" {
+	if order := ran.ids(); fmt.Sprint(order) != "[j1 j2 j3 j4]" {
 		t.Fatalf("run order %v", order)
 	}
 	j1, _ = q2.Get(context.Background(), "j1")
@@ -562,4 +556,24 @@ func TestBackoffIsBoundedAndGrows(t *testing.T) {
 		}
 		prevMax = nominal
 	}
+}
+
+// runOrder is a Processor that records the ids of the jobs it ran, in
+// order, and returns {}.
+type runOrder struct {
+	mu    sync.Mutex
+	order []string
+}
+
+func (r *runOrder) process(ctx context.Context, job *Job, log LogFunc) (json.RawMessage, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.order = append(r.order, job.ID)
+	return json.RawMessage(`{}`), nil
+}
+
+func (r *runOrder) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.order...)
 }

@@ -73,19 +73,11 @@ func TestRedisPositionsPriorityLimitsAndDuplicates(t *testing.T) {
 	}
 
 	// A worker in another "process" runs them in priority order.
-	var mu sync.Mutex
-	var order []string
+	var ran runOrder
 	worker := openRedisQueue(t, url, "gpu", Options{})
-	worker.Start(func(ctx context.Context, job *Job, log LogFunc) (json.RawMessage, error) {
-		mu.Lock()
-		order = append(order, job.ID)
-		mu.Unlock()
-		return json.RawMessage(`{"ok":true}`), nil
-	})
+	worker.Start(ran.process)
 	waitStatus(t, api, "low", StatusCompleted)
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Join(order, ",") != "a,b,low" {
+	if order := ran.ids(); strings.Join(order, ",") != "a,b,low" {
 		t.Fatalf("run order %v", order)
 	}
 	if _, err := api.Submit(context.Background(), SubmitRequest{ID: "a", Payload: json.RawMessage(`{}`)}); !errors.Is(err, ErrDuplicateID) {
@@ -264,20 +256,12 @@ func TestRedisShutdownRequeuesAtTheFront(t *testing.T) {
 		t.Fatalf("after shutdown: %+v %v", j, err)
 	}
 
-	var mu sync.Mutex
-	var order []string
+	var ran runOrder
 	second := openRedisQueue(t, url, "second", Options{})
-	second.Start(func(ctx context.Context, job *Job, log LogFunc) (json.RawMessage, error) {
-		mu.Lock()
-		order = append(order, job.ID)
-		mu.Unlock()
-		return json.RawMessage(`{}`), nil
-	})
+	second.Start(ran.process)
 	j = waitStatus(t, api, "long", StatusCompleted)
 	waitStatus(t, api, "later", StatusCompleted)
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Join(order, ",") != "long,later" || j.Attempts != 2 || j.Failure != nil {
+	if order := ran.ids(); strings.Join(order, ",") != "long,later" || j.Attempts != 2 || j.Failure != nil {
 		t.Fatalf("order %v, attempts %d, failure %+v", order, j.Attempts, j.Failure)
 	}
 	if !strings.Contains(fmt.Sprint(j.Logs), "Interrupted by server shutdown; requeued") {
