@@ -267,3 +267,125 @@ def test_guidance_moves_latents(tiny):
     ratio = float((vp - vn).abs().mean() / vn.abs().mean())
     print(f"\n  mean|v_cond - v_uncond| / mean|v_uncond| = {ratio:.3f}")
     assert ratio > 0.05
+
+
+# ----------------------------------------------------------------------------------------------
+# --attention fused: the transformer exported at opset 23 with ONNX `Attention` nodes
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fused_transformer(tiny, tmp_path_factory):
+    """The tiny transformer exported with --attention fused (same code path as the CLI)."""
+    out = tmp_path_factory.mktemp("fused")
+    facts = ex.export_all(tiny, out, ex.resolve_precisions("fp32", None), graphs=("transformer",), attention="fused")
+    assert facts["transformer"]["attention"] == "fused"
+    return out / "transformer.onnx"
+
+
+def test_fused_graph_has_attention_nodes_and_no_softmax(fused_transformer, tiny):
+    blocks = tiny.transformer.config.num_layers + tiny.transformer.config.num_single_layers
+    fused = ex.attention_op_counts(fused_transformer)
+    decomposed = ex.attention_op_counts(TINY / "transformer.onnx")
+    print(f"\n  fused {fused}\n  decomposed {decomposed}")
+    assert fused["Attention"] == blocks and fused["Softmax"] == 0
+    assert decomposed["Attention"] == 0 and decomposed["Softmax"] == blocks
+    io = ex.graph_io_from_file(fused_transformer)
+    assert io["opset"] == ex.FUSED_ATTENTION_OPSET
+    # Same graph interface as the decomposed export: the Go pipeline feeds it unchanged.
+    want = ex.graph_io_from_file(TINY / "transformer.onnx")
+    assert io["inputs"] == want["inputs"] and io["outputs"] == want["outputs"]
+
+
+@pytest.mark.parametrize("batch,h,w", SHAPES)
+def test_fused_transformer_matches_torch_and_decomposed(fused_transformer, batch, h, w, tiny, sessions):
+    module = ex.graph_module("transformer", tiny)
+    args = ex.example_inputs("transformer", tiny, torch.float32, batch=batch, h=h, w=w)
+    ins, _ = ex.GRAPH_IO["transformer"]
+    feeds = ex.np_inputs(args, ins)
+    with torch.no_grad():
+        want = module(*args).numpy()
+    got = ex.ort_session(fused_transformer, threads=1).run(None, feeds)[0]
+    decomposed = sessions["transformer"].run(None, feeds)[0]
+    e_torch, e_dec = rel_err(got, want), rel_err(got, decomposed)
+    print(f"\n  fused transformer B={batch} h={h} w={w}: rel err vs torch {e_torch:.2e}, vs decomposed {e_dec:.2e}")
+    assert got.shape == want.shape
+    assert e_torch < REL_TOL and e_dec < REL_TOL
+
+
+def test_fused_transformer_replays_reference(fused_transformer):
+    """The denoising loop of every reference case, with the fused DiT, ends on the reference latents."""
+    index = json.loads((REFERENCE / "index.json").read_text())
+    dit = ex.ort_session(fused_transformer, threads=1)
+    for case in index["cases"]:
+        a = {k: load_array(v) for k, v in case["arrays"].items()}
+        n, g, cfg, b = case["num_inference_steps"], case["guidance_scale"], case["cfg"], case["num_images"]
+        h, w = case["height"] // 16, case["width"] // 16
+        x = a["initial_noise"].reshape(b, 128, h * w).transpose(0, 2, 1).copy()
+        img_ids = np.zeros((h * w, 4), np.int64)
+        img_ids[:, 1], img_ids[:, 2] = np.arange(h * w) // w, np.arange(h * w) % w
+        txt_ids = np.zeros((512, 4), np.int64)
+        txt_ids[:, 3] = np.arange(512)
+        sig = a["sigmas"]
+        for i in range(n):
+            def velocity(embeds):
+                return dit.run(None, {"hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
+                                      "timestep": np.full((b,), a["timesteps"][i], np.float32),
+                                      "img_ids": img_ids, "txt_ids": txt_ids})[0]
+            v = velocity(a["prompt_embeds"])
+            if cfg:
+                vn = velocity(a["negative_prompt_embeds"])
+                v = vn + np.float32(g) * (v - vn)
+            x = (x + (sig[i + 1] - sig[i]) * v).astype(np.float32)
+        err = rel_err(x, a["final_latents"])
+        print(f"\n  {case['name']}: fused final latents rel err {err:.2e}")
+        assert err < 1e-4, (case["name"], err)  # the bound test_reference_replayed_with_ort uses
+
+
+def fused_model_dir(fused_transformer: Path, dst: Path) -> Path:
+    """models/tiny with its transformer replaced by the fused export, manifest updated the way
+    write_manifest writes it (file size/hash, graph opset, attention keys)."""
+    import shutil
+
+    shutil.copytree(TINY, dst)
+    shutil.copyfile(fused_transformer, dst / "transformer.onnx")
+    manifest = json.loads((TINY / "model.json").read_text())
+    path = dst / "transformer.onnx"
+    manifest["files"]["transformer.onnx"] = {"bytes": path.stat().st_size, "sha256": ex.sha256_file(path)}
+    manifest["graphs"]["transformer"].update(ex.graph_io_from_file(path), attention="fused")
+    manifest["source"]["attention"] = {"mode": "fused", "opset": ex.FUSED_ATTENTION_OPSET, "graphs": ["transformer"]}
+    (dst / "model.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return dst
+
+
+def test_go_pipeline_runs_fused_export(fused_transformer, tmp_path):
+    """`server generate` (Go, ONNX Runtime C library from scripts/install_ort.sh) loads the fused
+    transformer and gives the same image as with the decomposed models/tiny (±1 per channel)."""
+    import os
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    lib = REPO / ".ort" / "lib" / "libonnxruntime.so"
+    if go is None or not lib.exists():
+        pytest.skip("needs go and .ort/lib/libonnxruntime.so (make ort)")
+    fused_dir = fused_model_dir(fused_transformer, tmp_path / "tiny-fused")
+    server = tmp_path / "server"
+    subprocess.run([go, "build", "-o", str(server), "./cmd/server"], cwd=REPO, check=True)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(lib.parent)}
+    images = {}
+    for name, models in (("decomposed", TINY), ("fused", fused_dir)):
+        out = tmp_path / f"{name}.png"
+        run = subprocess.run([str(server), "generate", "-models", str(models), "-ort-lib", str(lib), "-prompt",
+                              "a red fox in the snow", "-width", "96", "-height", "64", "-steps", "8", "-guidance", "4",
+                              "-seed", "7", "-threads", "1", "-out", str(out)], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, f"{name}: {run.stderr}"
+        images[name] = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    diff = np.abs(images["fused"] - images["decomposed"])
+    print(f"\n  Go generate 96x64, 8 steps: fused vs decomposed image max |diff| {diff.max()}, "
+          f"{(diff > 0).mean():.2e} of values differ; image std {images['decomposed'].std():.1f}")
+    assert images["decomposed"].std() > 5  # a real image, not a flat one
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
