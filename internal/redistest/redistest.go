@@ -2,45 +2,30 @@
 // redis-server) for tests of the Redis queue and of processes sharing it:
 // on a free loopback port, in a temporary directory, with the durable
 // settings the operator's page asks for (appendonly yes, appendfsync
-// always), stopped when the test ends.
+// always), stopped when the test ends. Without redis-server the test is
+// skipped, or fails under testenv.RequireEnv.
 package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-// RequireEnv, when set, turns a missing redis-server into a failure
-// instead of a skip (make test and CI set it), so a green run means the
-// Redis tests ran.
-const RequireEnv = "KLEINSERVE_REQUIRE_CLIENTS"
+	"github.com/kleinserve/kleinserve/internal/testenv"
+)
 
 // Start runs redis-server and returns its URL, redis://127.0.0.1:PORT/0.
 func Start(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		const why = "redis-server not installed (scripts/install_test_tools.sh, or apt-get install redis-server)"
-		if os.Getenv(RequireEnv) != "" {
-			t.Fatalf("required by %s: %s", RequireEnv, why)
-		}
-		t.Skip(why)
-	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.RequireTool(t, "redis-server")
+	port := testenv.FreePort(t)
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
@@ -67,15 +52,6 @@ func Start(t testing.TB) string {
 	return "redis://" + addr + "/0"
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // answersPing sends an inline PING and expects +PONG.
 func answersPing(addr string) bool {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -89,22 +65,4 @@ func answersPing(addr string) bool {
 	}
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	return err == nil && strings.TrimSpace(line) == "+PONG"
-}
-
-// lockedBuffer collects the server's output from its two pipes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // TestRealClients drives the official clients against one server: the npm
@@ -15,19 +17,19 @@ import (
 // and multipart, validation errors) and the PyPI fal-client==1.0.3 (submit/status/result,
 // subscribe, cancel, run, stream, validation errors).
 func TestRealClients(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	bin := serverBinary(t, root)
-	srv := startServer(t, bin, root, t.TempDir(), freePort(t))
+	srv := startServer(t, bin, root, t.TempDir(), testenv.FreePort(t))
 	clients := filepath.Join(root, "tests", "clients")
 	env := []string{"KLEINSERVE_URL=" + srv.base, "KLEINSERVE_KEY=" + apiKey}
 
 	t.Run("js", func(t *testing.T) {
 		node, err := exec.LookPath("node")
 		if err != nil {
-			skipUnlessRequired(t, "node not found in PATH")
+			testenv.SkipUnlessRequired(t, "node not found in PATH")
 		}
 		if _, err := os.Stat(filepath.Join(clients, "node_modules", "@fal-ai", "client", "package.json")); err != nil {
-			skipUnlessRequired(t, "@fal-ai/client not installed: run `npm ci --prefix tests/clients`")
+			testenv.SkipUnlessRequired(t, "@fal-ai/client not installed: run `npm ci --prefix tests/clients`")
 		}
 		out := runTool(t, clients, env, node, "js_client.mjs")
 		t.Logf("js client:\n%s", out)
@@ -67,7 +69,7 @@ func pythonWithFalClient(t *testing.T, root string) string {
 			return c
 		}
 	}
-	skipUnlessRequired(t, "fal-client==1.0.3 not installed: run `python3 -m venv .venv && .venv/bin/pip install -r tests/clients/requirements.txt`")
+	testenv.SkipUnlessRequired(t, "fal-client==1.0.3 not installed: run `python3 -m venv .venv && .venv/bin/pip install -r tests/clients/requirements.txt`")
 	return ""
 }
 
@@ -76,12 +78,12 @@ func pythonWithFalClient(t *testing.T, root string) string {
 func TestReadmeCurlExamples(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "sed", "grep"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipUnlessRequired(t, "%s not found in PATH", tool)
+			testenv.SkipUnlessRequired(t, "%s not found in PATH", tool)
 		}
 	}
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	bin := serverBinary(t, root)
-	srv := startServer(t, bin, root, t.TempDir(), freePort(t))
+	srv := startServer(t, bin, root, t.TempDir(), testenv.FreePort(t))
 	script, err := os.ReadFile(filepath.Join(root, "tests", "readme_curl.sh"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package integration
 import (
 	"fmt"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // TestCNSThroughTheAPI is issue 5's end-to-end check on the real engine:
@@ -11,8 +13,8 @@ import (
 // out-of-range CNS fields are 422s naming the field. The safety checker is
 // off: the tiny model's random checker would black out some images.
 func TestCNSThroughTheAPI(t *testing.T) {
-	root := repoRoot(t)
-	srv := startServer(t, serverBinary(t, root), root, t.TempDir(), freePort(t))
+	root := testenv.RepoRoot(t)
+	srv := startServer(t, serverBinary(t, root), root, t.TempDir(), testenv.FreePort(t))
 	image := func(extra string) string {
 		t.Helper()
 		body := fmt.Sprintf(`{"prompt": "a koi pond in morning mist", "image_size": {"width": 96, "height": 64},

@@ -5,16 +5,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // TestCrashRecovery kills the server with SIGKILL while one job runs and
 // three wait, restarts it on the same data directory and port, and checks
 // that all four complete and their results are fetched by the original ids.
 func TestCrashRecovery(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	bin := serverBinary(t, root)
 	dataDir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	srv := startServer(t, bin, root, dataDir, port)
 
 	// The first job is long (50 steps), so the kill lands while it runs.
@@ -85,7 +87,7 @@ func TestCrashRecovery(t *testing.T) {
 // the job finishes before the process exits; without one it is interrupted,
 // stays durable, and completes after the restart.
 func TestGracefulShutdown(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	bin := serverBinary(t, root)
 	slow := `{"prompt":"a slow lighthouse","num_inference_steps":50,"image_size":{"width":512,"height":512}}`
 
@@ -94,7 +96,7 @@ func TestGracefulShutdown(t *testing.T) {
 		interrupted bool
 	}{{"2m", false}, {"0s", true}} {
 		t.Run("grace="+tc.grace, func(t *testing.T) {
-			dataDir, port := t.TempDir(), freePort(t)
+			dataDir, port := t.TempDir(), testenv.FreePort(t)
 			srv := startServer(t, bin, root, dataDir, port, "-shutdown-grace", tc.grace)
 			code, sub := srv.call("POST", "/queue/fal-ai/flux-2/klein/4b/base", slow)
 			if code != 200 {

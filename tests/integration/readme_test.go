@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // TestReadmeShowsTheTestedCurlExamples keeps the README honest: every
@@ -13,7 +15,7 @@ import (
 // script's test glue (the header, "# ---" markers and bare echo lines) is
 // exempt.
 func TestReadmeShowsTheTestedCurlExamples(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	script, err := os.ReadFile(filepath.Join(root, "tests", "readme_curl.sh"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/redistest"
 	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // TestScaleOutOnRedis is issue 7's scale-out check with real processes: a
@@ -31,7 +33,7 @@ import (
 // directory and an S3-compatible store (an in-process fake over plain
 // http, -s3-insecure), as on separate hosts.
 func TestScaleOutOnRedis(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	bin := serverBinary(t, root)
 	t.Run("shared-directory", func(t *testing.T) {
 		dataDir := t.TempDir()
@@ -49,14 +51,14 @@ func TestScaleOutOnRedis(t *testing.T) {
 // directory and storage holds the files-store flags.
 func scaleOut(t *testing.T, bin, root string, dataDir func() string, storage []string) {
 	redisURL := redistest.Start(t)
-	apiPort := freePort(t)
+	apiPort := testenv.FreePort(t)
 	apiBase := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	shared := append([]string{"-queue", redisURL, "-lease", "2s", "-public-url", apiBase}, storage...)
 
 	api := startServer(t, bin, root, dataDir(), apiPort, append([]string{"-role", "api"}, shared...)...)
 	workers := map[string]*server{}
 	for _, name := range []string{"gpu-a", "gpu-b"} {
-		workers[name] = startServer(t, bin, root, dataDir(), freePort(t),
+		workers[name] = startServer(t, bin, root, dataDir(), testenv.FreePort(t),
 			append([]string{"-role", "worker", "-worker-id", name}, shared...)...)
 	}
 	// A worker answers only health and metrics.

@@ -15,12 +15,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,28 +29,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 const apiKey = "integration-test-key"
-
-// repoRoot finds the module root from the test's working directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
 
 var (
 	buildOnce sync.Once
@@ -68,7 +49,7 @@ func serverBinary(t *testing.T, root string) string {
 		return bin
 	}
 	if _, err := os.Stat(filepath.Join(modelDir(root), "model.json")); err != nil {
-		skipUnlessRequired(t, "no model at %s (set KLEINSERVE_TEST_MODELS or KLEINSERVE_SERVER_BIN)", modelDir(root))
+		testenv.SkipUnlessRequired(t, "no model at %s (set KLEINSERVE_TEST_MODELS or KLEINSERVE_SERVER_BIN)", modelDir(root))
 	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kleinserve-it-*")
@@ -89,17 +70,6 @@ func serverBinary(t *testing.T, root string) string {
 	return builtBin
 }
 
-// skipUnlessRequired skips the test, saying why, unless
-// KLEINSERVE_REQUIRE_CLIENTS is set (make test and CI set it): there a
-// missing client or model is a failure, so a green run means they ran.
-func skipUnlessRequired(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("KLEINSERVE_REQUIRE_CLIENTS") != "" {
-		t.Fatalf("required by KLEINSERVE_REQUIRE_CLIENTS: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 func modelDir(root string) string {
 	if d := os.Getenv("KLEINSERVE_TEST_MODELS"); d != "" {
 		return d
@@ -107,40 +77,13 @@ func modelDir(root string) string {
 	return filepath.Join(root, "models", "tiny")
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // server is one running server process.
 type server struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	base string
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startServer runs the binary on a loopback port with a data directory and
@@ -151,7 +94,7 @@ func startServer(t *testing.T, bin, root, dataDir string, port int, extra ...str
 		"-models", modelDir(root), "-keys", apiKey, "-workers", "1", "-shutdown-grace", "5s"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = root
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // The operator's page must name every flag and every metric the server
@@ -24,7 +26,7 @@ const operationsDoc = "docs/operations.md"
 // docSection returns the lines of the "## title" section of the page.
 func docSection(t *testing.T, title string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), operationsDoc))
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), operationsDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,7 @@ func TestOperationsDocConfiguration(t *testing.T) {
 	}
 
 	// Every KLEINSERVE_* variable named anywhere on the page is real.
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), operationsDoc))
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), operationsDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestOperationsDocConfiguration(t *testing.T) {
 // runtimeEnv is the ENV of Dockerfile.cuda's runtime stage.
 func runtimeEnv(t *testing.T) map[string]string {
 	t.Helper()
-	_, stages := parseDockerfile(t, filepath.Join(repoRoot(t), "Dockerfile.cuda"))
+	_, stages := parseDockerfile(t, filepath.Join(testenv.RepoRoot(t), "Dockerfile.cuda"))
 	env := map[string]string{}
 	for _, s := range stages {
 		if s.name != "runtime" {
@@ -170,7 +172,7 @@ func runtimeEnv(t *testing.T) map[string]string {
 // and the compose file is what they contain: the variables the image sets,
 // its base image and user id, the Grafana image and the stop grace period.
 func TestOperationsDocDeploymentFacts(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	read := func(rel string) string { return readRepoFile(t, root, rel) }
 	doc := read(operationsDoc)
 

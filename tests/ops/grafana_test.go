@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 const dashboardFile = "deploy/grafana/dashboards/kleinserve.json"
@@ -61,7 +63,7 @@ type dashboardQuery struct {
 // data source variable, unique target refIds.
 func loadDashboard(t *testing.T) (dashboard, []dashboardQuery) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), dashboardFile))
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), dashboardFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +235,7 @@ func checkRulesWithPromtool(t *testing.T, promtool string, exprs []string) ([]by
 // variables expanded, is valid PromQL by promtool; every metric it selects
 // is one the server exports; every kleinserve metric is on it.
 func TestGrafanaDashboard(t *testing.T) {
-	promtool := requireTool(t, "promtool")
+	promtool := testenv.RequireTool(t, "promtool")
 	_, queries := loadDashboard(t)
 	exported := exportedSeriesNames(exportedMetrics(t))
 
@@ -299,7 +301,7 @@ func TestPromQLMetricNames(t *testing.T) {
 // service and port, its timeInterval is the scrape interval, the dashboard
 // provider reads the directory that compose mounts the dashboards at.
 func TestGrafanaProvisioning(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	read := func(rel string) string { return readRepoFile(t, root, rel) }
 	value := func(text, key string) string {
 		m := regexp.MustCompile(`(?m)^\s*` + key + `:\s*(\S+)\s*$`).FindStringSubmatch(text)
@@ -321,7 +323,7 @@ func TestGrafanaProvisioning(t *testing.T) {
 	provider := read("deploy/grafana/provisioning/dashboards/kleinserve.yml")
 	path := value(provider, "path")
 
-	dc := requireTool(t, "docker-compose")
+	dc := testenv.RequireTool(t, "docker-compose")
 	cmd := exec.Command(dc, "-f", "docker-compose.yml", "--profile", "grafana", "config")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()

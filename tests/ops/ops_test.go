@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,19 +29,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("KLEINSERVE_REQUIRE_CLIENTS") != "" {
-			t.Fatalf("%s not installed (apt-get install %s)", name, name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
+	"github.com/kleinserve/kleinserve/internal/testenv"
+)
 
 // readRepoFile reads a file given relative to the repository root.
 func readRepoFile(t *testing.T, root, rel string) string {
@@ -52,31 +41,6 @@ func readRepoFile(t *testing.T, root, rel string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // composeService is what these tests read of one service in the output of
@@ -137,8 +101,8 @@ func composeServices(out string) map[string]composeService {
 // pinned image behind the grafana profile, every bind-mounted host path
 // exists, and every KLEINSERVE_* variable is one the server reads.
 func TestComposeFileIsValid(t *testing.T) {
-	dc := requireTool(t, "docker-compose")
-	root := repoRoot(t)
+	dc := testenv.RequireTool(t, "docker-compose")
+	root := testenv.RepoRoot(t)
 	compose := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(dc, append([]string{"-f", "docker-compose.yml"}, args...)...)
@@ -209,9 +173,9 @@ func TestComposeFileIsValid(t *testing.T) {
 // TestPrometheusConfigIsValid checks the compose file's Prometheus config
 // with Prometheus' own promtool.
 func TestPrometheusConfigIsValid(t *testing.T) {
-	promtool := requireTool(t, "promtool")
+	promtool := testenv.RequireTool(t, "promtool")
 	cmd := exec.Command(promtool, "check", "config", "deploy/prometheus/prometheus.yml")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testenv.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check config: %v\n%s", err, out)
 	}
@@ -270,7 +234,7 @@ func parseDockerfile(t *testing.T, path string) (args map[string]string, stages 
 // command (run here for real), the runtime's configuration variables, user,
 // port and health check.
 func TestDockerfileStages(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	args, stages := parseDockerfile(t, filepath.Join(root, "Dockerfile.cuda"))
 	var names []string
 	for _, s := range stages {
@@ -360,8 +324,8 @@ func TestDockerfileStages(t *testing.T) {
 // lets a real Prometheus scrape /metrics and queries the counter, then
 // every query of the Grafana dashboard.
 func TestPrometheusScrapesImagesGenerated(t *testing.T) {
-	prom := requireTool(t, "prometheus")
-	root := repoRoot(t)
+	prom := testenv.RequireTool(t, "prometheus")
+	root := testenv.RepoRoot(t)
 	lib := filepath.Join(root, ".ort", "lib", "libonnxruntime.so")
 	if _, err := os.Stat(lib); err != nil {
 		t.Skip("ONNX Runtime not installed (scripts/install_ort.sh)")
@@ -374,7 +338,7 @@ func TestPrometheusScrapesImagesGenerated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	srv := exec.CommandContext(ctx, bin, "serve", "-addr", "127.0.0.1:"+strconv.Itoa(port), "-data", filepath.Join(tmp, "data"),
 		"-models", filepath.Join(root, "models", "tiny"), "-ort-lib", lib, "-threads", "1")
@@ -402,7 +366,7 @@ func TestPrometheusScrapesImagesGenerated(t *testing.T) {
 		want += n
 	}
 
-	promPort := freePort(t)
+	promPort := testenv.FreePort(t)
 	cfg := filepath.Join(tmp, "prometheus.yml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
   scrape_interval: 1s

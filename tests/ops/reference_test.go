@@ -20,6 +20,8 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/metrics"
+
+	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
 // metricFamily is one metric the server exports, as its registry gathers it.
@@ -86,7 +88,7 @@ func exportedMetrics(t *testing.T) []metricFamily {
 // metrics the package defines, whether or not a series exists yet.
 func definedMetricNames(t *testing.T) []string {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "internal", "metrics")
+	dir := filepath.Join(testenv.RepoRoot(t), "internal", "metrics")
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
