@@ -56,6 +56,13 @@ func openQueue(t *testing.T, path string, opts Options) *Queue {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return openTestQueue(t, store, opts)
+}
+
+// openTestQueue opens a Queue on store with the tests' failure describer
+// and a silent logger, closed when the test ends.
+func openTestQueue(t *testing.T, store Store, opts Options) *Queue {
+	t.Helper()
 	if opts.Describe == nil {
 		opts.Describe = describe
 	}

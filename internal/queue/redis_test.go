@@ -32,19 +32,10 @@ func openRedisStore(t *testing.T, url, worker string, lease time.Duration) *Redi
 func openRedisQueue(t *testing.T, url, worker string, opts Options) *Queue {
 	t.Helper()
 	store := openRedisStore(t, url, worker, 2*time.Second)
-	if opts.Describe == nil {
-		opts.Describe = describe
-	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
-	opts.Logger = zerolog.Nop()
-	q, err := Open(store, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	return q
+	return openTestQueue(t, store, opts)
 }
 
 func TestRedisPositionsPriorityLimitsAndDuplicates(t *testing.T) {
