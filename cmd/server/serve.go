@@ -283,21 +283,21 @@ func apiReadiness(q *queue.Queue, ping, filesPing func(context.Context) error, s
 			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
 			return
 		}
-		if ping != nil {
+		for _, c := range []struct {
+			ping         func(context.Context) error
+			what, status string
+		}{{ping, "queue", "queue_unreachable"}, {filesPing, "file store", "storage_unreachable"}} {
+			if c.ping == nil {
+				continue
+			}
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := ping(ctx); err != nil {
-				log.Warn().Err(err).Msg("readiness: queue unreachable")
-				writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "queue_unreachable"})
+			err := c.ping(ctx)
+			cancel()
+			if err != nil {
+				log.Warn().Err(err).Msg("readiness: " + c.what + " unreachable")
+				writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": c.status})
 				return
 			}
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := filesPing(ctx); err != nil {
-			log.Warn().Err(err).Msg("readiness: file store unreachable")
-			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "storage_unreachable"})
-			return
 		}
 		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "role": config.RoleAPI, "queue_depth": q.Depth()})
 	})
