@@ -173,68 +173,43 @@ def sd_safety_vision_config() -> dict:
 # final-normed state, so with exactly 27 layers hidden_states[27] would be normed, unlike the
 # real 36-layer model.  The exported graph uses layers 0..26 only, like the real export.
 def tiny_transformer_config() -> dict:
-    return dict(
-        patch_size=1,
-        in_channels=128,
-        out_channels=None,
-        num_layers=2,
-        num_single_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=24,
-        timestep_guidance_channels=256,
-        mlp_ratio=3.0,
-        axes_dims_rope=(4, 4, 4, 4),
-        rope_theta=2000,
-        eps=1e-6,
-        guidance_embeds=False,
-    )
+    return {
+        **klein_transformer_config(),
+        "num_layers": 2,
+        "num_single_layers": 2,
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "joint_attention_dim": 24,
+        "axes_dims_rope": (4, 4, 4, 4),
+    }
 
 
 def tiny_qwen3_config() -> dict:
-    return dict(
-        vocab_size=151936,
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=28,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=4,
-        hidden_act="silu",
-        max_position_embeddings=40960,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        attention_bias=False,
-        tie_word_embeddings=True,
-        bos_token_id=151643,
-        eos_token_id=151645,
-    )
+    return {
+        **qwen3_4b_config(),
+        "hidden_size": 8,
+        "intermediate_size": 16,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 4,
+    }
 
 
 def tiny_vae_config() -> dict:
-    return dict(
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=32,
-        norm_num_groups=4,
-        batch_norm_eps=1e-4,
-        patch_size=(2, 2),
-    )
+    return {**flux2_vae_config(), "block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4}
 
 
 def tiny_safety_vision_config() -> dict:
-    return dict(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=224,
-        patch_size=32,
-        num_channels=3,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-        projection_dim=16,
-    )
+    return {
+        **sd_safety_vision_config(),
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "patch_size": 32,
+        "projection_dim": 16,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
