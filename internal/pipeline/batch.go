@@ -70,27 +70,28 @@ func newDiTBatcher(e *Engine, maxWait time.Duration) *ditBatcher {
 // ditCall is one denoising loop's membership in the batcher. With CFG the
 // loop contributes 2B rows (conditional, then unconditional), else B.
 type ditCall struct {
-	b        *ditBatcher
 	g        *ditGroup
 	id       int // orders rows within a call, so text rows stay put
 	r        *run
 	pos, neg []float32
-	batch    int
-	rows     int
 	step     ditStep
+}
+
+// rows is how many rows of a call the loop fills.
+func (d *ditCall) rows() int {
+	if d.r.cfg {
+		return 2 * d.r.batch
+	}
+	return d.r.batch
 }
 
 // newDiTCall joins the batcher for r's grid with r's text embeddings.
 func (r *run) newDiTCall(pos, neg []float32) (*ditCall, error) {
-	b := r.e.batcher
-	rows := r.batch
-	if r.cfg {
-		rows = 2 * r.batch
-		if neg == nil {
-			return nil, fmt.Errorf("transformer call: CFG without negative embeddings")
-		}
+	if r.cfg && neg == nil {
+		return nil, fmt.Errorf("transformer call: CFG without negative embeddings")
 	}
-	d := &ditCall{b: b, r: r, pos: pos, neg: neg, batch: r.batch, rows: rows}
+	b := r.e.batcher
+	d := &ditCall{r: r, pos: pos, neg: neg}
 	d.step = ditStep{d: d, done: make(chan error, 1)}
 	key := [2]int{r.h, r.w}
 	b.mu.Lock()
@@ -108,7 +109,7 @@ func (r *run) newDiTCall(pos, neg []float32) (*ditCall, error) {
 
 // destroy leaves the batcher; the last loop on a grid frees its tensors.
 func (d *ditCall) destroy() {
-	b, g := d.b, d.g
+	b, g := d.r.e.batcher, d.g
 	b.mu.Lock()
 	g.members--
 	last := g.members == 0
@@ -127,7 +128,7 @@ func (d *ditCall) destroy() {
 // predict runs the transformer on x (B, S, 128) at noise level sigma and
 // writes the velocity (CFG-combined when guidance is on) into v.
 func (d *ditCall) predict(x, v []float32, sigma float32) error {
-	b, g, s := d.b, d.g, &d.step
+	b, g, s := d.r.e.batcher, d.g, &d.step
 	s.x, s.v = x, v
 	s.ts = transformerTimestep(sigma, b.e.man.Scheduler.TimestepBF16)
 	b.mu.Lock()
@@ -200,7 +201,7 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	tok := S * 128
 	rows := 0
 	for _, s := range batch {
-		rows += s.d.rows
+		rows += s.d.rows()
 	}
 	if rows != g.rows {
 		g.release()
@@ -215,20 +216,20 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 		d := s.d
 		g.hidden.write(off*tok, s.x)
 		if d.r.cfg {
-			g.hidden.write((off+d.batch)*tok, s.x)
+			g.hidden.write((off+d.r.batch)*tok, s.x)
 		}
 		if !sameText {
-			for k := 0; k < d.batch; k++ {
+			for k := 0; k < d.r.batch; k++ {
 				g.ctxT.write((off+k)*L*J, d.pos)
 				if d.r.cfg {
-					g.ctxT.write((off+d.batch+k)*L*J, d.neg)
+					g.ctxT.write((off+d.r.batch+k)*L*J, d.neg)
 				}
 			}
 		}
-		for j := off; j < off+d.rows; j++ {
+		for j := off; j < off+d.rows(); j++ {
 			ts[j] = s.ts
 		}
-		off += d.rows
+		off += d.rows()
 	}
 	if !sameText {
 		g.textOf = g.textOf[:0]
@@ -246,7 +247,7 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	for _, s := range batch {
 		d := s.d
 		d.r.ortTime += took // the owner waits on s.done, which comes after
-		n := d.batch * tok
+		n := d.r.batch * tok
 		base := off * tok
 		switch {
 		case !d.r.cfg:
@@ -258,7 +259,7 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 			g.pred.read(base+n, g.scratch[:n])
 			combineCFG(s.v[:n], g.scratch[:n], s.v[:n], d.r.req.GuidanceScale, e.latentBF16())
 		}
-		off += d.rows
+		off += d.rows()
 	}
 	return nil
 }
