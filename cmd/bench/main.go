@@ -32,6 +32,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/pipeline"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 func main() {
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	steps := fs.Int("steps", 28, "inference steps")
 	guidance := fs.Float64("guidance", 5, "guidance scale (> 1: CFG, two forwards a step)")
 	batch := fs.Int("batch", 1, "images per request")
-	accel := fs.String("acceleration", engine.AccelerationNone, "none, regular or high")
+	accel := fs.String("acceleration", string(engine.AccelerationNone), "none, regular or high")
 	runs := fs.Int("runs", 3, "measured runs")
 	warmup := fs.Int("warmup", 1, "unmeasured runs first")
 	peak := fs.Float64("peak-tflops", 989, "dense peak of the device in TFLOP/s (H100 SXM bf16: 989)")
@@ -121,7 +122,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			// empty negative prompt stays cached, as in production).
 			Prompt:        fmt.Sprintf("a lighthouse on a cliff at dusk, photograph, run %d", i),
 			GuidanceScale: *guidance, Steps: *steps, Width: w, Height: h, NumImages: *batch, Seed: int64(i),
-			Acceleration: *accel, EnableSafetyChecker: true, OutputFormat: *format, CNS: cns.DefaultParams(),
+			Acceleration: engine.Acceleration(*accel), EnableSafetyChecker: true,
+			OutputFormat: engine.OutputFormat(*format), CNS: cns.DefaultParams(),
 		}
 	}
 	var textS, denoiseS, decodeS, safetyS, encodeS, totalS, stepS []float64
@@ -144,7 +146,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	forwards := float64(*batch)
-	cfg := *guidance > 1
+	cfg := sampler.UsesCFG(*guidance)
 	if cfg {
 		forwards *= 2
 	}
@@ -161,8 +163,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		rep.Phases[name] = p
 	}
 	add("text_encoding", textS, arch.TextEncoderFLOPs(e.TextLayers(), e.TextLength()))
-	add("transformer_step", stepS, forwards*arch.TransformerFLOPs((w/16)*(h/16), e.TextLength()))
-	add("denoising", denoiseS, float64(*steps)*forwards*arch.TransformerFLOPs((w/16)*(h/16), e.TextLength()))
+	tokens := (w / engine.SizeMultiple) * (h / engine.SizeMultiple)
+	add("transformer_step", stepS, forwards*arch.TransformerFLOPs(tokens, e.TextLength()))
+	add("denoising", denoiseS, float64(*steps)*forwards*arch.TransformerFLOPs(tokens, e.TextLength()))
 	add("vae_decode", decodeS, float64(*batch)*arch.VAEDecoderFLOPs(w, h))
 	add("safety", safetyS, 0)
 	add("encode", encodeS, 0)

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,14 +20,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/pipeline"
+	"github.com/kleinserve/kleinserve/internal/wire"
 )
-
-// imageSizePresets are fal's ImageSize enum values.
-var imageSizePresets = map[string][2]int{
-	"square_hd": {1024, 1024}, "square": {512, 512},
-	"portrait_4_3": {768, 1024}, "portrait_16_9": {576, 1024},
-	"landscape_4_3": {1024, 768}, "landscape_16_9": {1024, 576},
-}
 
 // runGenerate is `server generate`: one request from the command line,
 // written to files, without the HTTP server or the queue.
@@ -53,21 +47,22 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return def
 	}
+	def := cns.DefaultParams()
 	prompt := fs.String("prompt", "", "the prompt (required)")
 	negative := fs.String("negative-prompt", "", "negative prompt for classifier-free guidance")
 	out := fs.String("out", "out.png", "output file; with -num-images > 1, -1, -2, ... are inserted before the extension")
-	size := fs.String("image-size", "landscape_4_3", "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, landscape_16_9")
+	size := fs.String("image-size", wire.DefaultImageSize, "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, landscape_16_9")
 	width := fs.Int("width", 0, "custom width (multiple of 16; with -height, overrides -image-size)")
 	height := fs.Int("height", 0, "custom height (multiple of 16; with -width, overrides -image-size)")
-	steps := fs.Int("steps", 28, "number of inference steps")
-	guidance := fs.Float64("guidance", 5, "guidance scale (<= 1: no CFG)")
+	steps := fs.Int("steps", wire.DefaultNumInferenceSteps, "number of inference steps")
+	guidance := fs.Float64("guidance", wire.DefaultGuidanceScale, "guidance scale (<= 1: no CFG)")
 	seed := fs.Int64("seed", -1, "seed (-1: random, printed)")
-	numImages := fs.Int("num-images", 1, "number of images")
+	numImages := fs.Int("num-images", wire.DefaultNumImages, "number of images")
 	format := fs.String("format", "", "png, jpeg or webp (default: from -out's extension)")
-	accel := fs.String("acceleration", engine.AccelerationNone, "none, regular or high")
+	accel := fs.String("acceleration", string(engine.AccelerationNone), "none, regular or high")
 	noSafety := fs.Bool("no-safety-checker", false, "disable the safety checker")
-	enableCNS := fs.Bool("cns", false, "enable Colored Noise Sampling (other cns_* fields at fal's defaults)")
-	churn := fs.Float64("cns-s-churn", cns.DefaultParams().SChurn, "CNS s_churn")
+	enableCNS := fs.Bool("cns", false, "enable Colored Noise Sampling (other cns_* fields at their defaults)")
+	churn := fs.Float64("cns-s-churn", def.SChurn, "CNS s_churn")
 	models := fs.String("models", env("MODELS", "models/tiny"), "model directory")
 	provider := fs.String("provider", env("PROVIDER", "cpu"), "cpu, cuda or tensorrt")
 	deviceID := fs.Int("device-id", 0, "CUDA device id")
@@ -79,25 +74,38 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *prompt == "" {
 		return errors.New("-prompt is required")
 	}
-	w, h := *width, *height
-	if w == 0 || h == 0 {
-		p, ok := imageSizePresets[*size]
-		if !ok {
-			return fmt.Errorf("unknown -image-size %q", *size)
-		}
-		w, h = p[0], p[1]
-	}
 	if *format == "" {
 		*format = strings.TrimPrefix(strings.ToLower(filepath.Ext(*out)), ".")
 		if *format == "jpg" {
-			*format = engine.FormatJPEG
+			*format = string(engine.FormatJPEG)
 		}
 	}
 	if *seed < 0 {
-		*seed = rand.Int64N(1 << 53)
+		*seed = wire.RandomSeed()
 	}
-	prm := cns.DefaultParams()
-	prm.Enable, prm.SChurn = *enableCNS, *churn
+	// The request goes through the API's own resolver: same validation,
+	// same defaults, same mapping to the engine.
+	input := map[string]any{
+		"prompt": *prompt, "negative_prompt": *negative, "image_size": *size, "num_inference_steps": *steps,
+		"guidance_scale": *guidance, "seed": *seed, "num_images": *numImages, "output_format": *format,
+		"acceleration": *accel, "enable_safety_checker": !*noSafety, "enable_cns": *enableCNS, "cns_s_churn": *churn,
+	}
+	if *width != 0 || *height != 0 {
+		input["image_size"] = map[string]int{"width": *width, "height": *height}
+	}
+	body, err := json.Marshal(input)
+	if err != nil {
+		return err
+	}
+	params, err := wire.ParseInput(body)
+	if err != nil {
+		var verr *wire.ValidationError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("invalid request: %s", verr.Error())
+		}
+		return err
+	}
+	req := params.Request()
 
 	log := zerolog.New(stderr).With().Timestamp().Logger().Level(zerolog.WarnLevel)
 	e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: *models, LibraryPath: *ortLib, Provider: *provider,
@@ -107,9 +115,6 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer e.Close()
 
-	req := engine.Request{Prompt: *prompt, NegativePrompt: *negative, GuidanceScale: *guidance, Steps: *steps,
-		Width: w, Height: h, NumImages: *numImages, Seed: *seed, Acceleration: *accel,
-		EnableSafetyChecker: !*noSafety, OutputFormat: *format, CNS: prm}
 	start := time.Now()
 	res, err := e.Generate(ctx, req, func(p engine.Progress) {
 		fmt.Fprintf(stderr, "\rstep %d/%d (%s/step)", p.Step, p.TotalSteps, p.StepTime.Round(time.Millisecond))

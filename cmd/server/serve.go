@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
+	"github.com/kleinserve/kleinserve/internal/worker"
 )
 
 // serveHelp is the flag list of `server serve`.
@@ -70,7 +69,8 @@ func newLogger(level string) zerolog.Logger {
 //
 // The role decides what runs: all = API + engine + queue workers; api = the
 // API and the queue without an engine; worker = engine + queue workers,
-// with only /healthz, /readyz and /metrics on the listener.
+// with only /healthz, /readyz and /metrics on the listener (api.Server
+// routes by role).
 func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log zerolog.Logger) (err error) {
 	files, err := openFileStore(ctx, cfg, log)
 	if err != nil {
@@ -95,11 +95,19 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
+	events := worker.NewLocalEvents()
+	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events,
+		Logger: log.With().Str("component", "worker").Logger()})
+	ready, readyInfo := readiness(cfg, q, wk, ping, files.Ping)
 	srv := api.New(api.Options{
 		Queue:        q,
 		Storage:      files,
 		Metrics:      m,
+		Events:       events,
 		Logger:       log.With().Str("component", "api").Logger(),
+		Role:         cfg.Role,
+		Ready:        ready,
+		ReadyInfo:    readyInfo,
 		Keys:         cfg.Keys,
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
@@ -110,9 +118,8 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	var stopping atomic.Bool // set when shutdown begins (api role readiness)
 	httpServer := &http.Server{
-		Handler:           roleHandler(cfg.Role, srv.Handler(), apiReadiness(q, ping, files.Ping, &stopping, log)),
+		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -133,39 +140,32 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 			func(n int) { log.Info().Int("files", n).Msg("deleted expired files") })
 	}()
 	var eng engine.Engine
-	var loadErr error
+	var runErr error
 	if cfg.Role == config.RoleAPI {
 		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
 			Msg("ready: serving the API; generation runs on worker processes")
-		select {
-		case <-ctx.Done():
-			log.Info().Msg("shutdown signal received")
-		case err := <-serveErr:
-			loadErr = fmt.Errorf("http server: %w", err)
-		}
 	} else {
 		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
 			Msg("listening; loading model")
-		eng, loadErr = loadEngine(ctx, cfg, log)
+		eng, runErr = loadEngine(ctx, cfg, log)
+		if runErr == nil && eng != nil {
+			wk.SetEngine(eng)
+			q.Start(wk.Process)
+			log.Info().Msg("ready")
+		}
 	}
-	if loadErr == nil && eng != nil {
-		srv.SetEngine(eng)
-		q.Start(srv.Process)
-		info := eng.Info()
-		log.Info().Str("model", info.Model).Str("variant", info.Variant).Str("provider", info.Provider).
-			Str("precision", info.Precision).Msg("ready")
+	if runErr == nil && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 			log.Info().Msg("shutdown signal received")
 		case err := <-serveErr:
-			loadErr = fmt.Errorf("http server: %w", err)
+			runErr = fmt.Errorf("http server: %w", err)
 		}
 	}
 	stopSignals()
 
 	// Shutdown: readiness off and status streams closed, listener closed,
 	// running jobs get the grace period.
-	stopping.Store(true)
 	srv.BeginShutdown()
 	grace, cancelGrace := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancelGrace()
@@ -189,7 +189,36 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 			log.Error().Err(err).Msg("close engine")
 		}
 	}
-	return loadErr
+	return runErr
+}
+
+// readiness is what /readyz checks for the process role: an API process is
+// ready while the shared queue and the file store answer; a generating
+// process once its model is loaded.
+func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing, filesPing func(context.Context) error) ([]api.ReadyCheck, func() map[string]any) {
+	if cfg.Role == config.RoleAPI {
+		var checks []api.ReadyCheck
+		if queuePing != nil {
+			checks = append(checks, api.ReadyCheck{Status: "queue_unreachable", Check: queuePing})
+		}
+		if filesPing != nil {
+			checks = append(checks, api.ReadyCheck{Status: "storage_unreachable", Check: filesPing})
+		}
+		return checks, func() map[string]any {
+			return map[string]any{"role": config.RoleAPI, "queue_depth": q.Depth()}
+		}
+	}
+	loaded := api.ReadyCheck{Status: "loading", Phase: true, Check: func(context.Context) error {
+		if wk.Engine() == nil {
+			return worker.ErrNotReady
+		}
+		return nil
+	}}
+	return []api.ReadyCheck{loaded}, func() map[string]any {
+		info := wk.Engine().Info()
+		return map[string]any{"model": info.Model, "variant": info.Variant, "provider": info.Provider,
+			"precision": info.Precision, "queue_depth": q.Depth(), "running": q.Running()}
+	}
 }
 
 // loadEngine calls newEngine, logging how long the model took to load.
@@ -250,61 +279,3 @@ func openFileStore(ctx context.Context, cfg config.Config, log zerolog.Logger) (
 	return files, nil
 }
 
-// roleHandler narrows the API handler to the process role: a worker
-// answers only health, readiness and metrics; an API process answers
-// readiness itself, since it never loads a model.
-func roleHandler(role string, full, apiReady http.Handler) http.Handler {
-	switch role {
-	case config.RoleWorker:
-		mux := http.NewServeMux()
-		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-			mux.Handle("GET "+path, full)
-		}
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			writeJSONStatus(w, http.StatusNotFound, map[string]string{
-				"detail": "this is a worker process (-role worker): send API requests to an API process"})
-		})
-		return mux
-	case config.RoleAPI:
-		mux := http.NewServeMux()
-		mux.Handle("GET /readyz", apiReady)
-		mux.Handle("/", full)
-		return mux
-	default:
-		return full
-	}
-}
-
-// apiReadiness is /readyz of an API process: ready while the shared queue
-// and the file store answer (one ping each) and no shutdown has begun.
-func apiReadiness(q *queue.Queue, ping, filesPing func(context.Context) error, stopping *atomic.Bool, log zerolog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if stopping.Load() {
-			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
-			return
-		}
-		for _, c := range []struct {
-			ping         func(context.Context) error
-			what, status string
-		}{{ping, "queue", "queue_unreachable"}, {filesPing, "file store", "storage_unreachable"}} {
-			if c.ping == nil {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			err := c.ping(ctx)
-			cancel()
-			if err != nil {
-				log.Warn().Err(err).Msg("readiness: " + c.what + " unreachable")
-				writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": c.status})
-				return
-			}
-		}
-		writeJSONStatus(w, http.StatusOK, map[string]any{"status": "ready", "role": config.RoleAPI, "queue_depth": q.Depth()})
-	})
-}
-
-func writeJSONStatus(w http.ResponseWriter, code int, body any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
-}

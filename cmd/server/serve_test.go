@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/kleinserve/kleinserve/internal/api"
+	"github.com/kleinserve/kleinserve/internal/config"
+	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
 )
 
@@ -45,9 +46,13 @@ func TestAPIReadiness(t *testing.T) {
 		{"shutting down", up, up, true, http.StatusServiceUnavailable, "shutting_down"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stopping atomic.Bool
-			stopping.Store(tc.stopping)
-			h := apiReadiness(q, tc.queuePing, tc.filePing, &stopping, zerolog.Nop())
+			ready, info := readiness(config.Config{Role: config.RoleAPI}, q, nil, tc.queuePing, tc.filePing)
+			srv := api.New(api.Options{Queue: q, Metrics: metrics.New(), Logger: zerolog.Nop(), Role: config.RoleAPI,
+				Ready: ready, ReadyInfo: info})
+			if tc.stopping {
+				srv.BeginShutdown()
+			}
+			h := srv.Handler()
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 			var body map[string]any

@@ -217,8 +217,12 @@ func TestNSFWFlagAndEngineFailure(t *testing.T) {
 }
 
 func TestEngineLimitsAreCheckedAtSubmit(t *testing.T) {
-	env := newEnv(t, envOptions{})
-	env.engine.info.MaxSide = 1024
+	env := newEnv(t, envOptions{admit: func(p wire.Params) error {
+		if p.Size.Width > 1024 || p.Size.Height > 1024 {
+			return wire.NewValidationError([]any{"body", "image_size"}, "Value error, sides of at most 1024 pixels", "value_error")
+		}
+		return nil
+	}})
 	r := env.do("POST", submitPath, `{"prompt":"x","image_size":{"width":2048,"height":1024}}`, nil)
 	if r.status != 422 || !strings.Contains(string(r.body), "image_size") {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -606,8 +610,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if r := env.do("GET", "/healthz", "", nil); r.status != 200 {
 		t.Fatalf("healthz %d", r.status)
 	}
-	env.server.SetEngine(env.engine)
-	env.queue.Start(env.server.Process)
+	env.worker.SetEngine(env.engine)
+	env.queue.Start(env.worker.Process)
 	env.waitJob(id, queue.StatusCompleted)
 	if r := env.do("GET", "/readyz", "", nil); r.status != 200 || r.json(t)["model"] != "fake model" {
 		t.Fatalf("readyz: %d %s", r.status, r.body)
@@ -644,46 +648,14 @@ func TestPriorityHeader(t *testing.T) {
 	}
 }
 
-func TestEngineRequestMapping(t *testing.T) {
-	// The wire and engine vocabularies must agree on every enum value.
-	pairs := [][2]string{
-		{wire.AccelerationNone, engine.AccelerationNone}, {wire.AccelerationRegular, engine.AccelerationRegular},
-		{wire.AccelerationHigh, engine.AccelerationHigh}, {wire.FormatPNG, engine.FormatPNG},
-		{wire.FormatJPEG, engine.FormatJPEG}, {wire.FormatWebP, engine.FormatWebP},
-		{wire.GammaSourceMatrix, engine.GammaSourceMatrix}, {wire.GammaSourceApproximation, engine.GammaSourceApproximation},
-	}
-	for _, p := range pairs {
-		if p[0] != p[1] {
-			t.Fatalf("wire %q != engine %q", p[0], p[1])
-		}
-	}
-	params, err := wire.ParseInput([]byte(`{"prompt":"p","negative_prompt":"n","guidance_scale":3.5,"num_inference_steps":9,
-	"image_size":{"width":96,"height":64},"num_images":3,"seed":11,"acceleration":"high","enable_safety_checker":false,
-	"output_format":"webp","enable_cns":true,"cns_s_churn":1.5,"cns_gamma_source":"approximation","cns_power_gamma":2,
-	"cns_gamma_divider":25,"cns_alpha_tilt_start":-1,"cns_alpha_tilt_end":1,"cns_alpha_use_fnorm":false,
-	"cns_alpha_exp_interp":false,"cns_alpha_exp_sharpness":4,"cns_num_freq_bins":64,"cns_energy_scale":0.998}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := engineRequest(jobPayload{Input: params, PreviewEvery: 3})
-	want := engine.Request{Prompt: "p", NegativePrompt: "n", GuidanceScale: 3.5, Steps: 9, Width: 96, Height: 64,
-		NumImages: 3, Seed: 11, Acceleration: "high", EnableSafetyChecker: false, OutputFormat: "webp",
-		CNS: engine.CNSParams{Enable: true, SChurn: 1.5, GammaSource: "approximation", PowerGamma: 2, GammaDivider: 25,
-			AlphaTiltStart: -1, AlphaTiltEnd: 1, AlphaUseFnorm: false, AlphaExpInterp: false, AlphaExpSharpness: 4,
-			NumFreqBins: 64, EnergyScale: 0.998}, PreviewEvery: 3}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("mapping\n got %+v\nwant %+v", got, want)
-	}
-}
-
 func TestRandomSeedRange(t *testing.T) {
 	for i := 0; i < 1000; i++ {
-		if s := randomSeed(); s < 0 || s >= 1<<53 {
+		if s := wire.RandomSeed(); s < 0 || s >= 1<<53 {
 			t.Fatalf("seed %d out of [0, 2^53)", s)
 		}
 	}
 	env := newEnv(t, envOptions{})
-	env.server.opts.NewSeed = randomSeed
+	env.server.opts.NewSeed = wire.RandomSeed
 	var out wire.Output
 	r := env.do("POST", runPath, `{"prompt":"x","num_inference_steps":1,"image_size":"square"}`, nil)
 	json.Unmarshal(r.body, &out)

@@ -12,6 +12,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/wire"
+	"github.com/kleinserve/kleinserve/internal/worker"
 )
 
 // Errors of the HTTP layer itself; everything else comes from the queue,
@@ -21,7 +22,7 @@ var (
 	errInProgress       = errors.New("request is still in progress")
 	errRouteNotFound    = errors.New("no such route")
 	errMethodNotAllowed = errors.New("method not allowed")
-	errNotReady         = errors.New("model is not loaded yet")
+	errWorkerOnly       = errors.New("this is a worker process")
 )
 
 // retryAfterSeconds is what a 429 asks clients to wait.
@@ -100,7 +101,10 @@ func classify(err error) apiError {
 		// Permanent for this request (its client is gone), so not a 503
 		// that clients would retry.
 		return simple(http.StatusInternalServerError, "Request interrupted by a server restart", "runner_disconnected")
-	case errors.Is(err, queue.ErrClosed), errors.Is(err, engine.ErrClosed), errors.Is(err, errNotReady):
+	case errors.Is(err, errWorkerOnly):
+		return simple(http.StatusNotFound,
+			"This is a worker process (-role worker): send API requests to an API process", wire.ErrorTypeNotFound)
+	case errors.Is(err, queue.ErrClosed), errors.Is(err, engine.ErrClosed), errors.Is(err, worker.ErrNotReady):
 		return simple(http.StatusServiceUnavailable, "Server is not accepting work right now; retry later",
 			wire.ErrorTypeUnavailable)
 	case errors.As(err, &maxBytes):

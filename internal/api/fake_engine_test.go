@@ -37,8 +37,7 @@ type fakeEngine struct {
 }
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{info: engine.Info{Model: "fake model", Variant: "fake", Provider: "cpu", Precision: "fp32",
-		MinSide: 64, MaxSide: 2048, MaxPixels: 2048 * 2048}}
+	return &fakeEngine{info: engine.Info{Model: "fake model", Variant: "fake", Provider: "cpu", Precision: "fp32"}}
 }
 
 func (f *fakeEngine) Info() engine.Info { return f.info }
@@ -81,13 +80,16 @@ func (f *fakeEngine) Generate(ctx context.Context, req engine.Request, progress 
 	res := &engine.Result{Seed: req.Seed, Timings: engine.Timings{
 		TextEncoding: 100 * time.Millisecond, Denoising: 1200 * time.Millisecond, Decoding: 150 * time.Millisecond,
 		Safety: 25 * time.Millisecond, Encoding: 25 * time.Millisecond, Total: 1500 * time.Millisecond}}
+	codec, err := req.OutputFormat.Codec()
+	if err != nil {
+		return nil, err
+	}
 	for k := 0; k < req.NumImages; k++ {
-		data, err := encode(solid(req.Width, req.Height, req.Seed+int64(k)), req.OutputFormat)
+		data, err := encode(solid(req.Width, req.Height, req.ImageSeed(k)), req.OutputFormat)
 		if err != nil {
 			return nil, err
 		}
-		ct := map[string]string{"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[req.OutputFormat]
-		res.Images = append(res.Images, engine.Image{Data: data, ContentType: ct, Extension: req.OutputFormat,
+		res.Images = append(res.Images, engine.Image{Data: data, ContentType: codec.ContentType, Extension: codec.Extension,
 			Width: req.Width, Height: req.Height,
 			NSFW: req.EnableSafetyChecker && strings.Contains(req.Prompt, "nsfw")})
 	}
@@ -121,7 +123,7 @@ func solid(w, h int, seed int64) image.Image {
 	return img
 }
 
-func encode(img image.Image, format string) ([]byte, error) {
+func encode(img image.Image, format engine.OutputFormat) ([]byte, error) {
 	var b bytes.Buffer
 	var err error
 	switch format {
@@ -130,7 +132,7 @@ func encode(img image.Image, format string) ([]byte, error) {
 	case engine.FormatPNG, engine.FormatWebP:
 		err = png.Encode(&b, img)
 	default:
-		err = errors.New("fake: unknown format " + format)
+		err = errors.New("fake: unknown format " + string(format))
 	}
 	return b.Bytes(), err
 }

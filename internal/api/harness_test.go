@@ -18,6 +18,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
+	"github.com/kleinserve/kleinserve/internal/wire"
+	"github.com/kleinserve/kleinserve/internal/worker"
 )
 
 const (
@@ -32,6 +34,7 @@ const (
 type testEnv struct {
 	t       *testing.T
 	engine  *fakeEngine
+	worker  *worker.Worker
 	queue   *queue.Queue
 	store   storage.Store
 	server  *Server
@@ -53,6 +56,8 @@ type envOptions struct {
 	// local directory; envs given the same server share their files, like
 	// API hosts sharing a bucket.
 	s3 *storagetest.FakeS3
+	// admit is the server's submit-time admission check.
+	admit func(wire.Params) error
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -87,17 +92,29 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	seed := int64(0)
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
-	srv := New(Options{Queue: q, Storage: files, Metrics: m, Logger: zerolog.Nop(), Keys: o.keys,
+	events := worker.NewLocalEvents()
+	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop()})
+	srv := New(Options{Queue: q, Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop(), Keys: o.keys,
 		PublicURL: base, MaxBodyBytes: o.maxBody, PreviewEvery: o.previewEvery, KeepAlive: o.keepAlive,
-		NewSeed: func() int64 { seed++; return 1000 + seed }})
+		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit,
+		Ready: []ReadyCheck{{Status: "loading", Phase: true, Check: func(context.Context) error {
+			if wk.Engine() == nil {
+				return worker.ErrNotReady
+			}
+			return nil
+		}}},
+		ReadyInfo: func() map[string]any {
+			info := wk.Engine().Info()
+			return map[string]any{"model": info.Model, "variant": info.Variant, "queue_depth": q.Depth()}
+		}})
 	eng := newFakeEngine()
 	if !o.noEngine {
-		srv.SetEngine(eng)
-		q.Start(srv.Process)
+		wk.SetEngine(eng)
+		q.Start(wk.Process)
 	}
 	ts.Config.Handler = srv.Handler()
 	ts.Start()
-	env := &testEnv{t: t, engine: eng, queue: q, store: files, server: srv, http: ts, base: base, dataDir: dir}
+	env := &testEnv{t: t, engine: eng, worker: wk, queue: q, store: files, server: srv, http: ts, base: base, dataDir: dir}
 	t.Cleanup(func() {
 		srv.BeginShutdown()
 		// Closing the server's connections ends handlers; closing the queue

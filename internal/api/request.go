@@ -1,89 +1,19 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/wire"
+	"github.com/kleinserve/kleinserve/internal/worker"
 )
-
-// maxSeed bounds random seeds to [0, 2^53): JavaScript numbers hold them
-// exactly, so a seed reported back can be sent again unchanged.
-const maxSeed = 1 << 53
-
-func randomSeed() int64 { return rand.Int64N(maxSeed) }
-
-// jobPayload is what the API stores as a queue job's opaque payload.
-type jobPayload struct {
-	// Input is the validated input; its Seed is always set.
-	Input wire.Params `json:"input"`
-	// PreviewEvery asks the engine for previews (stream jobs only).
-	PreviewEvery int `json:"preview_every,omitempty"`
-}
-
-// engineRequest maps the wire input to the engine's request. It is the one
-// place where the two vocabularies meet.
-func engineRequest(p jobPayload) engine.Request {
-	in := p.Input
-	var seed int64
-	if in.Seed != nil {
-		seed = *in.Seed
-	}
-	return engine.Request{
-		Prompt:              in.Prompt,
-		NegativePrompt:      in.NegativePrompt,
-		GuidanceScale:       in.GuidanceScale,
-		Steps:               in.NumInferenceSteps,
-		Width:               in.Size.Width,
-		Height:              in.Size.Height,
-		NumImages:           in.NumImages,
-		Seed:                seed,
-		Acceleration:        in.Acceleration,
-		EnableSafetyChecker: in.EnableSafetyChecker,
-		OutputFormat:        in.OutputFormat,
-		CNS: engine.CNSParams{
-			Enable:            in.CNS.Enable,
-			SChurn:            in.CNS.SChurn,
-			GammaSource:       in.CNS.GammaSource,
-			PowerGamma:        in.CNS.PowerGamma,
-			GammaDivider:      in.CNS.GammaDivider,
-			AlphaTiltStart:    in.CNS.AlphaTiltStart,
-			AlphaTiltEnd:      in.CNS.AlphaTiltEnd,
-			AlphaUseFnorm:     in.CNS.AlphaUseFnorm,
-			AlphaExpInterp:    in.CNS.AlphaExpInterp,
-			AlphaExpSharpness: in.CNS.AlphaExpSharpness,
-			NumFreqBins:       in.CNS.NumFreqBins,
-			EnergyScale:       in.CNS.EnergyScale,
-		},
-		PreviewEvery: p.PreviewEvery,
-	}
-}
-
-// checkEngineLimits rejects sizes the loaded engine cannot make, so the
-// client gets the 422 at submit rather than from the result.
-func checkEngineLimits(info engine.Info, size wire.Size) error {
-	loc := []any{"body", "image_size"}
-	if info.MinSide > 0 && (size.Width < info.MinSide || size.Height < info.MinSide) {
-		return wire.NewValidationError(loc, fmt.Sprintf("Value error, the loaded model needs sides of at least %d pixels", info.MinSide), "value_error")
-	}
-	if info.MaxSide > 0 && (size.Width > info.MaxSide || size.Height > info.MaxSide) {
-		return wire.NewValidationError(loc, fmt.Sprintf("Value error, the loaded model allows sides of at most %d pixels", info.MaxSide), "value_error")
-	}
-	if info.MaxPixels > 0 && size.Width*size.Height > info.MaxPixels {
-		return wire.NewValidationError(loc, fmt.Sprintf("Value error, the loaded model allows at most %d pixels", info.MaxPixels), "value_error")
-	}
-	return nil
-}
 
 // readBody reads a request body under the configured size limit.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -96,7 +26,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 
 // submission is a decoded generation request, ready to queue.
 type submission struct {
-	payload       jobPayload
+	payload       worker.Payload
 	priority      queue.Priority
 	startDeadline time.Time
 	webhookURL    string
@@ -116,8 +46,8 @@ func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request) (submi
 	if err != nil {
 		return sub, err
 	}
-	if e := s.currentEngine(); e != nil {
-		if err := checkEngineLimits(e.Info(), params.Size); err != nil {
+	if s.opts.Admit != nil {
+		if err := s.opts.Admit(params); err != nil {
 			return sub, err
 		}
 	}
@@ -125,7 +55,7 @@ func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request) (submi
 		seed := s.opts.NewSeed()
 		params.Seed = &seed
 	}
-	sub.payload = jobPayload{Input: params}
+	sub.payload = worker.Payload{Input: params}
 
 	if hook := r.URL.Query().Get("fal_webhook"); hook != "" {
 		u, err := url.Parse(hook)
@@ -151,9 +81,9 @@ func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request) (submi
 
 // enqueue submits a decoded request as a job with the given id.
 func (s *Server) enqueue(r *http.Request, id string, sub submission, ephemeral bool) (*queue.Job, error) {
-	payload, err := json.Marshal(sub.payload)
+	payload, err := worker.EncodePayload(sub.payload)
 	if err != nil {
-		return nil, fmt.Errorf("encode job payload: %w", err)
+		return nil, err
 	}
 	return s.queue.Submit(r.Context(), queue.SubmitRequest{
 		ID:            id,

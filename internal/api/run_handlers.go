@@ -1,14 +1,11 @@
 package api
 
 import (
-	"encoding/base64"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
@@ -40,8 +37,9 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 
 // handleStream: POST /fal-ai/flux-2/klein/4b/base/stream. Errors before the
 // job is queued are ordinary JSON errors; after that the answer is an SSE
-// stream of progress events (with JPEG previews every PreviewEvery steps)
-// whose last event is the exact output, or {"error":…} on failure.
+// stream of progress events (with JPEG previews every PreviewEvery steps),
+// published by the worker that runs the job, whose last event is the exact
+// output, or {"error":…} on failure.
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.decodeSubmission(w, r)
 	if err != nil {
@@ -51,7 +49,11 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	sub.payload.PreviewEvery = s.opts.PreviewEvery
 	id := uuid.NewString()
 	w.Header().Set(headerRequestID, id)
-	progress, unsubscribe := s.live.subscribe(id)
+	progress, unsubscribe, err := s.opts.Events.Subscribe(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	defer unsubscribe()
 	if _, err := s.enqueue(r, id, sub, true); err != nil {
 		s.writeError(w, r, err)
@@ -86,8 +88,8 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		select {
-		case p := <-progress:
-			if err := sse.event(progressEvent(p)); err != nil {
+		case ev := <-progress:
+			if err := sse.rawEvent(ev); err != nil {
 				s.cancelAbandoned(id)
 				return
 			}
@@ -106,41 +108,15 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 
 // drainProgress sends progress events still buffered when the job ended,
 // so the final output is always the last event.
-func (s *Server) drainProgress(sse *sseWriter, progress <-chan engine.Progress) {
+func (s *Server) drainProgress(sse *sseWriter, progress <-chan []byte) {
 	for {
 		select {
-		case p := <-progress:
-			if sse.event(progressEvent(p)) != nil {
+		case ev := <-progress:
+			if sse.rawEvent(ev) != nil {
 				return
 			}
 		default:
 			return
 		}
 	}
-}
-
-// progressEvent is fal-api.md §5's recommended partial event.
-func progressEvent(p engine.Progress) wire.StreamProgress {
-	ev := wire.StreamProgress{
-		Step:              p.Step,
-		NumInferenceSteps: p.TotalSteps,
-		Message:           fmt.Sprintf("Step %d/%d", p.Step, p.TotalSteps),
-		Partial:           true,
-	}
-	if p.TotalSteps > 0 {
-		ev.Progress = float64(p.Step) / float64(p.TotalSteps)
-	}
-	if img := p.Preview; img != nil && len(img.Data) > 0 {
-		ct := img.ContentType
-		if ct == "" {
-			ct = "image/jpeg"
-		}
-		ev.Images = []wire.Image{{
-			URL:         "data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(img.Data),
-			ContentType: ct,
-			Width:       img.Width,
-			Height:      img.Height,
-		}}
-	}
-	return ev
 }

@@ -1,37 +1,66 @@
 // Package api is the fal-compatible HTTP API of kleinserve for the endpoint
 // fal-ai/flux-2/klein/4b/base: queue submit/status/status-stream/result/
 // cancel, the synchronous run, the SSE /stream, storage uploads and file
-// serving, plus health, readiness and metrics (see fal-api.md §12).
+// serving, plus health, readiness and metrics (the protocol is summarised
+// in docs/fal-protocol.md).
 //
-// Handlers are thin: input decoding lives in package wire, durable state in
-// package queue, files in package storage, and every error goes through one
-// mapping (classify) to its status code and fal-shaped body. Generation runs
-// on queue workers through Server.Process; the synchronous run and the
-// stream are queue jobs too, so one worker pool bounds all load.
+// It is HTTP only. Input decoding lives in package wire, durable state in
+// package queue, files in package storage, generation in package worker
+// (which runs queued jobs, in this process or another); every error goes
+// through one mapping (classify) to its status code and fal-shaped body.
+// The synchronous run and the stream are queue jobs too, so one worker pool
+// bounds all load.
 package api
 
 import (
+	"context"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
+// Subscriber delivers the live events (step progress, previews) that the
+// worker running a job publishes, wherever it runs.
+type Subscriber interface {
+	Subscribe(ctx context.Context, id string) (events <-chan []byte, unsubscribe func(), err error)
+}
+
+// ReadyCheck is one condition of readiness. /readyz runs the checks in
+// order and answers 503 with the first failing check's Status.
+type ReadyCheck struct {
+	Status string // e.g. "loading", "queue_unreachable"
+	Check  func(ctx context.Context) error
+	// Phase marks a failure that is a normal phase (the model loading),
+	// logged at debug level rather than as a warning.
+	Phase bool
+}
+
 // Options configures a Server.
 type Options struct {
 	Queue   *queue.Queue
 	Storage storage.Store
 	Metrics *metrics.Metrics
+	Events  Subscriber
 	Logger  zerolog.Logger
+	// Role is the process role (config.RoleAll, RoleAPI, RoleWorker). A
+	// worker answers only /healthz, /readyz and /metrics.
+	Role string
+	// Ready are the readiness conditions; ReadyInfo adds fields to the
+	// ready answer (model, queue depth, ...).
+	Ready     []ReadyCheck
+	ReadyInfo func() map[string]any
+	// Admit, when set, refuses at submit what this deployment cannot run
+	// (a *wire.ValidationError naming the field).
+	Admit func(wire.Params) error
 	// Keys are the accepted API keys; none means an open server.
 	Keys []string
 	// PublicURL is the external base URL (no trailing slash).
@@ -47,8 +76,7 @@ type Options struct {
 	NewSeed func() int64
 }
 
-// Server serves the API. Create it with New, give it an engine with
-// SetEngine once loaded, and register Process as the queue's processor.
+// Server serves the API.
 type Server struct {
 	opts    Options
 	log     zerolog.Logger
@@ -57,13 +85,9 @@ type Server struct {
 	metrics *metrics.Metrics
 	keys    [][]byte
 
-	engine   atomic.Pointer[engineRef]
-	live     liveHub
 	stopping chan struct{} // closed by BeginShutdown
 	stopOnce sync.Once
 }
-
-type engineRef struct{ e engine.Engine }
 
 // New builds a Server.
 func New(opts Options) *Server {
@@ -74,7 +98,10 @@ func New(opts Options) *Server {
 		opts.KeepAlive = 10 * time.Second
 	}
 	if opts.NewSeed == nil {
-		opts.NewSeed = randomSeed
+		opts.NewSeed = wire.RandomSeed
+	}
+	if opts.Role == "" {
+		opts.Role = config.RoleAll
 	}
 	s := &Server{
 		opts:     opts,
@@ -83,26 +110,11 @@ func New(opts Options) *Server {
 		store:    opts.Storage,
 		metrics:  opts.Metrics,
 		stopping: make(chan struct{}),
-		live:     liveHub{subs: map[string]chan engine.Progress{}},
 	}
 	for _, k := range opts.Keys {
 		s.keys = append(s.keys, []byte(k))
 	}
 	return s
-}
-
-// SetEngine installs the loaded engine; the server reports ready from then on.
-func (s *Server) SetEngine(e engine.Engine) {
-	s.engine.Store(&engineRef{e: e})
-	info := e.Info()
-	s.metrics.SetModelInfo(info.Model, info.Variant, info.Provider, info.Precision)
-}
-
-func (s *Server) currentEngine() engine.Engine {
-	if ref := s.engine.Load(); ref != nil {
-		return ref.e
-	}
-	return nil
 }
 
 // BeginShutdown marks the server not ready and ends long-lived status
@@ -112,16 +124,20 @@ func (s *Server) BeginShutdown() {
 	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
-// Handler returns the routed HTTP handler.
+// Handler returns the routed HTTP handler for the process role.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer, s.observe, s.cors)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errMethodNotAllowed) })
-
 	r.Get("/healthz", s.handleHealth)
 	r.Get("/readyz", s.handleReady)
 	r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
+	if s.opts.Role == config.RoleWorker {
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errWorkerOnly) })
+		return r
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errRouteNotFound) })
+
 	// Files and upload PUTs carry no credentials in fal clients; their
 	// random ids are the capability.
 	r.Get("/files/{key}", s.handleFile)
@@ -153,6 +169,12 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.log, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyCheckTimeout bounds each readiness check, so /readyz answers quickly
+// in an outage.
+const readyCheckTimeout = 2 * time.Second
+
+// handleReady is /readyz: 503 while shutting down or while a check fails
+// (its status names which), else 200 with ReadyInfo.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-s.stopping:
@@ -160,14 +182,24 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	e := s.currentEngine()
-	if e == nil {
-		writeJSON(w, s.log, http.StatusServiceUnavailable, map[string]string{"status": "loading"})
-		return
+	for _, c := range s.opts.Ready {
+		ctx, cancel := context.WithTimeout(r.Context(), readyCheckTimeout)
+		err := c.Check(ctx)
+		cancel()
+		if err != nil {
+			ev := s.log.Warn()
+			if c.Phase {
+				ev = s.log.Debug()
+			}
+			ev.Err(err).Str("status", c.Status).Msg("readiness: not ready")
+			writeJSON(w, s.log, http.StatusServiceUnavailable, map[string]string{"status": c.Status})
+			return
+		}
 	}
-	info := e.Info()
-	writeJSON(w, s.log, http.StatusOK, map[string]any{
-		"status": "ready", "model": info.Model, "variant": info.Variant, "provider": info.Provider,
-		"precision": info.Precision, "queue_depth": s.queue.Depth(), "running": s.queue.Running(),
-	})
+	body := map[string]any{}
+	if s.opts.ReadyInfo != nil {
+		body = s.opts.ReadyInfo()
+	}
+	body["status"] = "ready"
+	writeJSON(w, s.log, http.StatusOK, body)
 }

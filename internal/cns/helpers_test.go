@@ -5,7 +5,6 @@ import (
 	"math/cmplx"
 	"testing"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -19,7 +18,7 @@ func activeParams() Params {
 // approxFlat is a flat filter: approximation γ with zero tilt, so ξ = e·w.
 func approxFlat() Params {
 	p := activeParams()
-	p.GammaSource = engine.GammaSourceApproximation
+	p.GammaSource = GammaSourceApproximation
 	p.AlphaTiltStart, p.AlphaTiltEnd = 0, 0
 	return p
 }

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -216,7 +215,7 @@ func TestNoiseCancellations(t *testing.T) {
 	const step = 7
 	// approximation: the divider is a common factor.
 	base := activeParams()
-	base.GammaSource = engine.GammaSourceApproximation
+	base.GammaSource = GammaSourceApproximation
 	ref, _ := noiseOf(t, base, sig, h, w, seeds, step)
 	for _, d := range []float64{1, 3, 50} {
 		p := base
@@ -247,7 +246,7 @@ func TestNoiseCancellations(t *testing.T) {
 		}
 	}
 	// Flat tilt (fnorm off) with 1+α > 0: α cancels, in both γ sources.
-	for _, src := range []string{engine.GammaSourceMatrix, engine.GammaSourceApproximation} {
+	for _, src := range []GammaSource{GammaSourceMatrix, GammaSourceApproximation} {
 		p := activeParams()
 		p.GammaSource, p.AlphaUseFnorm = src, false
 		r, _ := noiseOf(t, p, sig, h, w, seeds, step)
@@ -289,7 +288,7 @@ func TestNoiseFallbacksAndCorners(t *testing.T) {
 	// d = 0.1 with γ ≥ 0.1 in every band: all residuals are negative.
 	p = activeParams()
 	p.GammaDivider = 0.1
-	for _, src := range []string{engine.GammaSourceApproximation, engine.GammaSourceMatrix} {
+	for _, src := range []GammaSource{GammaSourceApproximation, GammaSourceMatrix} {
 		p.GammaSource = src
 		got, white := noiseOf(t, p, sig, h, w, seeds, 6) // γ_fit(p=2/3) > 0.1, 1−σ_6 > 0.1
 		if !white || !slices.Equal(got, whitePacked(t, seeds, h, w, 6, float32(p.EnergyScale))) {
@@ -314,7 +313,7 @@ func TestNoiseFallbacksAndCorners(t *testing.T) {
 		p.AlphaExpSharpness = pick(5, 0.1, 10)
 		p.EnergyScale = pick(6, 0.5, 1.5)
 		p.SChurn = pick(7, 0.01, 2)
-		for _, src := range []string{engine.GammaSourceApproximation, engine.GammaSourceMatrix} {
+		for _, src := range []GammaSource{GammaSourceApproximation, GammaSourceMatrix} {
 			for _, fnorm := range []bool{true, false} {
 				p.GammaSource, p.AlphaUseFnorm = src, fnorm
 				s := mustSampler(t, Config{Params: p, Sigmas: sig, Height: h, Width: w, Seeds: seeds})

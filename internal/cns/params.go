@@ -3,21 +3,53 @@ package cns
 import (
 	"fmt"
 	"math"
-
-	"github.com/kleinserve/kleinserve/internal/engine"
 )
 
-// Params are the endpoint's CNS knobs; the engine's request type is used as
-// is so that the API, the pipeline and this package validate one struct.
-type Params = engine.CNSParams
+// GammaSource selects how γ(f, t) is obtained (the endpoint's
+// cns_gamma_source values).
+type GammaSource string
 
-// DefaultParams returns the endpoint defaults (fal UI, spec cns.md §2.1)
-// with Enable false.
+// Gamma sources.
+const (
+	// GammaSourceMatrix looks γ up in the model's measured table.
+	GammaSourceMatrix GammaSource = "matrix"
+	// GammaSourceApproximation uses 1 − σ_i/σ_0 in every band.
+	GammaSourceApproximation GammaSource = "approximation"
+)
+
+// GammaSources lists every gamma source, in the endpoint's order.
+func GammaSources() []GammaSource {
+	return []GammaSource{GammaSourceMatrix, GammaSourceApproximation}
+}
+
+// Params are the sampler's knobs, one per cns_* field of the endpoint. CNS is
+// active only when Enable is true and SChurn > 0. The JSON names are those
+// of the durable job payload (see internal/worker).
+type Params struct {
+	Enable            bool        `json:"enable"`
+	SChurn            float64     `json:"s_churn"`
+	GammaSource       GammaSource `json:"gamma_source"`
+	PowerGamma        float64     `json:"power_gamma"`
+	GammaDivider      float64     `json:"gamma_divider"`
+	AlphaTiltStart    float64     `json:"alpha_tilt_start"`
+	AlphaTiltEnd      float64     `json:"alpha_tilt_end"`
+	AlphaUseFnorm     bool        `json:"alpha_use_fnorm"`
+	AlphaExpInterp    bool        `json:"alpha_exp_interp"`
+	AlphaExpSharpness float64     `json:"alpha_exp_sharpness"`
+	NumFreqBins       int         `json:"num_freq_bins"`
+	EnergyScale       float64     `json:"energy_scale"`
+}
+
+// Active reports whether CNS changes the sampler at all.
+func (p Params) Active() bool { return p.Enable && p.SChurn > 0 }
+
+// DefaultParams returns the recommended settings (docs/cns.md), with Enable
+// false. The endpoint's defaults are these.
 func DefaultParams() Params {
 	return Params{
 		Enable:            false,
 		SChurn:            0.5,
-		GammaSource:       engine.GammaSourceMatrix,
+		GammaSource:       GammaSourceMatrix,
 		PowerGamma:        0.75,
 		GammaDivider:      1.73,
 		AlphaTiltStart:    0.15,
@@ -30,7 +62,8 @@ func DefaultParams() Params {
 	}
 }
 
-// Parameter ranges of spec cns.md §2.1 (the fal UI ranges).
+// Parameter ranges the sampler accepts (docs/cns.md); every value inside
+// them gives finite noise.
 const (
 	MinSChurn, MaxSChurn             = 0.0, 2.0
 	MinPowerGamma, MaxPowerGamma     = 0.1, 3.0
@@ -42,7 +75,7 @@ const (
 )
 
 // ParamError reports one invalid CNS parameter. Field is the endpoint's
-// JSON name (e.g. "cns_s_churn") so the API can point at it.
+// JSON name (e.g. "cns_s_churn").
 type ParamError struct {
 	Field string
 	Value any
@@ -53,9 +86,9 @@ func (e *ParamError) Error() string {
 	return fmt.Sprintf("cns: %s must be %s, got %v", e.Field, e.Want, e.Value)
 }
 
-// Validate checks every field against the ranges of spec cns.md §2.1,
-// whether or not CNS is enabled, and returns the first violation as a
-// *ParamError. NaN is rejected everywhere.
+// Validate checks every field against the accepted ranges, whether or not
+// CNS is enabled, and returns the first violation as a *ParamError. NaN is
+// rejected everywhere.
 func Validate(p Params) error {
 	checks := []struct {
 		field    string
@@ -80,10 +113,10 @@ func Validate(p Params) error {
 			Want: fmt.Sprintf("an integer in [%d, %d]", MinFreqBins, MaxFreqBins)}
 	}
 	switch p.GammaSource {
-	case engine.GammaSourceMatrix, engine.GammaSourceApproximation:
+	case GammaSourceMatrix, GammaSourceApproximation:
 	default:
 		return &ParamError{Field: "cns_gamma_source", Value: fmt.Sprintf("%q", p.GammaSource),
-			Want: fmt.Sprintf("%q or %q", engine.GammaSourceMatrix, engine.GammaSourceApproximation)}
+			Want: fmt.Sprintf("%q or %q", GammaSourceMatrix, GammaSourceApproximation)}
 	}
 	return nil
 }

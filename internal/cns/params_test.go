@@ -4,8 +4,6 @@ import (
 	"errors"
 	"math"
 	"testing"
-
-	"github.com/kleinserve/kleinserve/internal/engine"
 )
 
 // Property 19: out-of-range values are rejected with the field named.
@@ -88,7 +86,7 @@ func TestNewSamplerRejectsBadConfig(t *testing.T) {
 	}
 	zero := good
 	zero.Params.SChurn = 0
-	zero.Params.GammaSource = engine.GammaSourceApproximation
+	zero.Params.GammaSource = GammaSourceApproximation
 	s, err := NewSampler(zero)
 	if err != nil || s.Active() {
 		t.Errorf("s_churn 0: active=%v err=%v", s != nil && s.Active(), err)

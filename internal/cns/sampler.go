@@ -6,7 +6,6 @@ import (
 	"math"
 	"sync"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -273,7 +272,7 @@ const (
 // prepare computes γ, α, the band amplitudes, Z and the gain map of step i.
 func (s *Sampler) prepare(i int) noiseMode {
 	n := len(s.sigmas) - 1
-	if s.prm.GammaSource == engine.GammaSourceApproximation {
+	if s.prm.GammaSource == GammaSourceApproximation {
 		approximationGamma(s.sigmas, i, s.gamma)
 	} else {
 		s.table.Gamma(i, n, s.gamma)

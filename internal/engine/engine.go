@@ -1,15 +1,23 @@
 // Package engine is the contract between the serving layers (HTTP API, queue
-// workers, CLI) and the image-generation pipeline.
+// worker, CLI) and the image-generation pipeline, and the owner of the
+// request vocabulary: output formats, acceleration levels, the model's
+// physical limits, and the request and result types.
 //
-// It holds plain request/result types and the Engine interface only, so that
-// the API and queue can be tested against a fake engine and the ONNX Runtime
-// pipeline can be swapped for another implementation without touching them.
+// Protocol policy (fal's ranges and defaults) lives in internal/wire and is
+// built from the constants here; the CNS sampler's own parameters are owned
+// by internal/cns. The pipeline implements Engine; the API and the worker
+// are tested against fakes of it.
 package engine
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/cns"
+	"github.com/kleinserve/kleinserve/internal/imagecodec"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // Sentinel errors shared by every Engine implementation. Callers map them to
@@ -25,45 +33,64 @@ var (
 	ErrClosed = errors.New("engine closed")
 )
 
-// Output formats an engine must be able to encode.
+// OutputFormat is the file format of generated images.
+type OutputFormat string
+
+// Output formats.
 const (
-	FormatPNG  = "png"
-	FormatJPEG = "jpeg"
-	FormatWebP = "webp"
+	FormatJPEG OutputFormat = "jpeg"
+	FormatPNG  OutputFormat = "png"
+	FormatWebP OutputFormat = "webp"
 )
 
-// Acceleration levels (fal's AccelerationEnum).
-const (
-	AccelerationNone    = "none"
-	AccelerationRegular = "regular"
-	AccelerationHigh    = "high"
-)
+// OutputFormats lists every output format, in the endpoint's order.
+func OutputFormats() []OutputFormat { return []OutputFormat{FormatJPEG, FormatPNG, FormatWebP} }
 
-// CNS gamma sources (fal's CNSGammaSourceEnum).
-const (
-	GammaSourceMatrix        = "matrix"
-	GammaSourceApproximation = "approximation"
-)
-
-// CNSParams are the Colored Noise Sampling knobs of the endpoint. CNS is
-// active only when Enable is true and SChurn > 0.
-type CNSParams struct {
-	Enable            bool
-	SChurn            float64
-	GammaSource       string
-	PowerGamma        float64
-	GammaDivider      float64
-	AlphaTiltStart    float64
-	AlphaTiltEnd      float64
-	AlphaUseFnorm     bool
-	AlphaExpInterp    bool
-	AlphaExpSharpness float64
-	NumFreqBins       int
-	EnergyScale       float64
+// Codec returns the encoder of a format.
+func (f OutputFormat) Codec() (imagecodec.Codec, error) {
+	switch f {
+	case FormatJPEG:
+		return imagecodec.JPEG(), nil
+	case FormatPNG:
+		return imagecodec.PNG(), nil
+	case FormatWebP:
+		return imagecodec.WebP(), nil
+	}
+	return imagecodec.Codec{}, fmt.Errorf("unknown output format %q", string(f))
 }
 
-// Active reports whether CNS changes the sampler at all.
-func (c CNSParams) Active() bool { return c.Enable && c.SChurn > 0 }
+// Acceleration trades a bounded amount of fidelity for speed by skipping
+// transformer calls (see internal/pipeline/accel.go).
+type Acceleration string
+
+// Acceleration levels.
+const (
+	AccelerationNone    Acceleration = "none"
+	AccelerationRegular Acceleration = "regular"
+	AccelerationHigh    Acceleration = "high"
+)
+
+// Accelerations lists every level, in the endpoint's order.
+func Accelerations() []Acceleration {
+	return []Acceleration{AccelerationNone, AccelerationRegular, AccelerationHigh}
+}
+
+// Physical limits of the model and of one request. Protocols may be
+// stricter (internal/wire), never looser.
+const (
+	// SizeMultiple: widths and heights are multiples of the pixel size of
+	// one latent token (the VAE's 8x times the 2x2 patch).
+	SizeMultiple = sampler.Downscale
+	// MinSide and MaxSide bound each side, in pixels.
+	MinSide = SizeMultiple
+	MaxSide = 2048
+	// MaxPixels bounds width*height.
+	MaxPixels = MaxSide * MaxSide
+	// MaxImages bounds one request's batch.
+	MaxImages = 4
+	// MaxSteps bounds the denoising loop.
+	MaxSteps = 1000
+)
 
 // Request is a fully resolved generation request: every default applied,
 // every value validated, the seed chosen.
@@ -74,13 +101,12 @@ type Request struct {
 	Steps          int
 	Width, Height  int
 	NumImages      int
-	// Seed of the first image; image k uses Seed+k so that each image of a
-	// batch can be reproduced alone.
+	// Seed of the request; ImageSeed gives each image's.
 	Seed                int64
-	Acceleration        string
+	Acceleration        Acceleration
 	EnableSafetyChecker bool
-	OutputFormat        string
-	CNS                 CNSParams
+	OutputFormat        OutputFormat
+	CNS                 cns.Params
 	// PreviewEvery asks for a cheap latent preview in the progress callback
 	// every N steps (0: no previews).
 	PreviewEvery int
@@ -88,6 +114,61 @@ type Request struct {
 	// is laid out (NumImages, 128, Height/16, Width/16), float32. Used by
 	// reference tests; never set from the HTTP API.
 	InitialNoise []float32
+}
+
+// ImageSeed is the seed of image k of the request: Seed+k, so that each image
+// of a batch can be reproduced alone.
+func (r *Request) ImageSeed(k int) int64 { return r.Seed + int64(k) }
+
+// UsesCFG reports whether the request runs classifier-free guidance.
+func (r *Request) UsesCFG() bool { return sampler.UsesCFG(r.GuidanceScale) }
+
+// LatentGrid is the packed latent grid (rows, columns) of the output.
+func (r *Request) LatentGrid() (h, w int) { return r.Height / SizeMultiple, r.Width / SizeMultiple }
+
+// Check is the engine's guard of its own invariants: it rejects, wrapped in
+// ErrInvalidRequest, what no engine can run. Protocol layers validate their
+// input before; this catches callers that bypass them.
+func (r *Request) Check() error {
+	var errs []error
+	if r.Width%SizeMultiple != 0 || r.Height%SizeMultiple != 0 {
+		errs = append(errs, fmt.Errorf("width and height must be multiples of %d, got %dx%d", SizeMultiple, r.Width, r.Height))
+	}
+	if r.Width < MinSide || r.Height < MinSide || r.Width > MaxSide || r.Height > MaxSide {
+		errs = append(errs, fmt.Errorf("width and height must be in [%d, %d], got %dx%d", MinSide, MaxSide, r.Width, r.Height))
+	}
+	if r.Width*r.Height > MaxPixels {
+		errs = append(errs, fmt.Errorf("at most %d pixels, got %d", MaxPixels, r.Width*r.Height))
+	}
+	if r.Steps < 1 || r.Steps > MaxSteps {
+		errs = append(errs, fmt.Errorf("steps must be in [1, %d], got %d", MaxSteps, r.Steps))
+	}
+	if r.NumImages < 1 || r.NumImages > MaxImages {
+		errs = append(errs, fmt.Errorf("num_images must be in [1, %d], got %d", MaxImages, r.NumImages))
+	}
+	if !(r.GuidanceScale >= 0) { // also NaN
+		errs = append(errs, fmt.Errorf("guidance_scale must be >= 0, got %g", r.GuidanceScale))
+	}
+	if _, err := r.OutputFormat.Codec(); err != nil {
+		errs = append(errs, err)
+	}
+	if r.InitialNoise != nil {
+		h, w := r.LatentGrid()
+		if want := r.NumImages * sampler.PackedChannels * h * w; len(r.InitialNoise) != want {
+			errs = append(errs, fmt.Errorf("initial noise has %d values, want %d", len(r.InitialNoise), want))
+		}
+	}
+	// Inactive CNS settings are ignored by the sampler, so only active ones
+	// must be runnable.
+	if r.CNS.Active() {
+		if err := cns.Validate(r.CNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return nil
 }
 
 // Image is one encoded output image.
@@ -139,8 +220,6 @@ type Info struct {
 	Variant   string // e.g. "tiny", "klein-4b-base"
 	Provider  string // cpu, cuda, tensorrt
 	Precision string // fp32, fp16, bf16
-	// Size limits the engine accepts (pixels, inclusive).
-	MinSide, MaxSide, MaxPixels int
 }
 
 // Engine generates images. Implementations must be safe for concurrent use;

@@ -25,21 +25,22 @@ func TestEncodeRoundTrip(t *testing.T) {
 	const w, h = 48, 32
 	pix := gradient(w, h)
 	for _, tc := range []struct {
-		format, contentType string
-		decode              func([]byte) (image.Image, error)
-		maxErr              int
+		codec       Codec
+		contentType string
+		decode      func([]byte) (image.Image, error)
+		maxErr      int
 	}{
-		{"png", "image/png", func(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }, 0},
-		{"jpeg", "image/jpeg", func(b []byte) (image.Image, error) { return jpeg.Decode(bytes.NewReader(b)) }, 40},
-		{"webp", "image/webp", func(b []byte) (image.Image, error) { return webp.Decode(bytes.NewReader(b)) }, 60},
+		{PNG(), "image/png", func(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }, 0},
+		{JPEG(), "image/jpeg", func(b []byte) (image.Image, error) { return jpeg.Decode(bytes.NewReader(b)) }, 40},
+		{WebP(), "image/webp", func(b []byte) (image.Image, error) { return webp.Decode(bytes.NewReader(b)) }, 60},
 	} {
-		t.Run(tc.format, func(t *testing.T) {
-			data, f, err := Encode(pix, w, h, tc.format)
+		t.Run(tc.codec.Extension, func(t *testing.T) {
+			data, err := tc.codec.Encode(pix, w, h)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.ContentType != tc.contentType {
-				t.Fatalf("content type %q", f.ContentType)
+			if tc.codec.ContentType != tc.contentType {
+				t.Fatalf("content type %q", tc.codec.ContentType)
 			}
 			img, err := tc.decode(data)
 			if err != nil {
@@ -70,10 +71,10 @@ func TestEncodeRoundTrip(t *testing.T) {
 }
 
 func TestEncodeRejectsBadInput(t *testing.T) {
-	if _, _, err := Encode(make([]uint8, 10), 2, 2, "png"); err == nil {
+	if _, err := PNG().Encode(make([]uint8, 10), 2, 2); err == nil {
 		t.Fatal("want error for short pixel buffer")
 	}
-	if _, _, err := Encode(make([]uint8, 12), 2, 2, "gif"); err == nil {
-		t.Fatal("want error for unknown format")
+	if _, err := (Codec{}).Encode(make([]uint8, 12), 2, 2); err == nil {
+		t.Fatal("want error for the zero Codec")
 	}
 }

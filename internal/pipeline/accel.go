@@ -20,13 +20,13 @@ type accelPattern struct {
 	every  int     // reuse one step in every this many
 }
 
-var accelPatterns = map[string]accelPattern{
+var accelPatterns = map[engine.Acceleration]accelPattern{
 	engine.AccelerationRegular: {window: 0.6, every: 3},
 	engine.AccelerationHigh:    {window: 0.7, every: 2},
 }
 
 // computePlan returns, per step, whether the transformer runs.
-func computePlan(level string, steps int) []bool {
+func computePlan(level engine.Acceleration, steps int) []bool {
 	plan := make([]bool, steps)
 	for i := range plan {
 		plan[i] = true

@@ -18,7 +18,7 @@ func TestComputePlan(t *testing.T) {
 		return n
 	}
 	for _, tc := range []struct {
-		level        string
+		level        engine.Acceleration
 		steps, calls int
 	}{
 		{engine.AccelerationNone, 28, 28},
@@ -64,8 +64,8 @@ func psnr(a, b []uint8) float64 {
 // the floors the README states. The figures are logged for the README.
 func TestAccelerationFidelity(t *testing.T) {
 	e := openTiny(t)
-	floors := map[string]float64{engine.AccelerationRegular: 35, engine.AccelerationHigh: 30}
-	worst := map[string]float64{engine.AccelerationRegular: math.Inf(1), engine.AccelerationHigh: math.Inf(1)}
+	floors := map[engine.Acceleration]float64{engine.AccelerationRegular: 35, engine.AccelerationHigh: 30}
+	worst := map[engine.Acceleration]float64{engine.AccelerationRegular: math.Inf(1), engine.AccelerationHigh: math.Inf(1)}
 	for _, size := range [][2]int{{128, 128}, {192, 128}} {
 		for seed := int64(0); seed < 3; seed++ {
 			req := engine.Request{Prompt: "a lighthouse on a cliff at dusk", GuidanceScale: 5, Steps: 28,

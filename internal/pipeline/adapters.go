@@ -11,7 +11,7 @@ import (
 // schedule returns the N+1 sigmas of the reference schedule.
 func schedule(seqLen, steps int) []float32 {
 	s, err := sampler.Sigmas(seqLen, steps)
-	if err != nil { // checkRequest has ruled out steps < 1 and empty grids
+	if err != nil { // Request.Check has ruled out steps < 1 and empty grids
 		panic(fmt.Sprintf("pipeline: schedule: %v", err))
 	}
 	return s
@@ -52,7 +52,7 @@ func newStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (*ste
 		if err != nil {
 			return nil, err
 		}
-		return &stepper{s: s, cns: s, xi: make([]float32, req.NumImages*h*w*128)}, nil
+		return &stepper{s: s, cns: s, xi: make([]float32, req.NumImages*h*w*sampler.PackedChannels)}, nil
 	}
 	return &stepper{s: sampler.EulerStepper{Sigmas: sigmas, BF16: e.latentBF16()}}, nil
 }

@@ -125,7 +125,7 @@ func (d *ditCall) destroy() {
 	}
 }
 
-// predict runs the transformer on x (B, S, 128) at noise level sigma and
+// predict runs the transformer on x (B, S, PackedChannels) at noise level sigma and
 // writes the velocity (CFG-combined when guidance is on) into v.
 func (d *ditCall) predict(x, v []float32, sigma float32) error {
 	b, g, s := d.r.e.batcher, d.g, &d.step
@@ -198,7 +198,7 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	e := b.e
 	h, w := g.key[0], g.key[1]
 	S, L, J := h*w, e.man.Text.MaxLength, e.man.Text.JointAttentionDim
-	tok := S * 128
+	tok := S * sampler.PackedChannels
 	rows := 0
 	for _, s := range batch {
 		rows += s.d.rows()
@@ -274,13 +274,13 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 	h, w := g.key[0], g.key[1]
 	S, L, J := int64(h*w), int64(e.man.Text.MaxLength), int64(e.man.Text.JointAttentionDim)
 	ft := e.dit.floatT
-	if g.hidden, err = newFloatTensor(ft, int64(rows), S, 128); err != nil {
+	if g.hidden, err = newFloatTensor(ft, int64(rows), S, sampler.PackedChannels); err != nil {
 		return err
 	}
 	if g.ctxT, err = newFloatTensor(ft, int64(rows), L, J); err != nil {
 		return err
 	}
-	if g.pred, err = newFloatTensor(ft, int64(rows), S, 128); err != nil {
+	if g.pred, err = newFloatTensor(ft, int64(rows), S, sampler.PackedChannels); err != nil {
 		return err
 	}
 	if g.timestep, err = ort.NewEmptyTensor[float32](ort.NewShape(int64(rows))); err != nil {
@@ -293,7 +293,7 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 		return fmt.Errorf("txt_ids tensor: %w", err)
 	}
 	if ft != "float32" {
-		g.scratch = make([]float32, rows*int(S)*128)
+		g.scratch = make([]float32, rows*int(S)*sampler.PackedChannels)
 	}
 	g.call, err = e.dit.bind(&g.callTime, map[string]ort.Value{
 		"hidden_states": g.hidden.value(), "encoder_hidden_states": g.ctxT.value(),

@@ -24,24 +24,12 @@ func loadGammaSource(dir string) (*gammaSource, error) {
 	return &gammaSource{table: table, source: source, bands: &cns.BandCache{}}, nil
 }
 
-// checkCNS validates CNS parameters when CNS is active; inactive requests
-// ignore them, as the sampler does.
-func checkCNS(p engine.CNSParams) error {
-	if !p.Active() {
-		return nil
-	}
-	if err := cns.Validate(p); err != nil {
-		return fmt.Errorf("cns: %w", err)
-	}
-	return nil
-}
-
 // newCNSStepper builds the CNS sampler of one request: one seed per image,
 // the same seeds as the initial noise.
 func newCNSStepper(e *Engine, req engine.Request, h, w int, sigmas []float32) (*cns.Sampler, error) {
 	seeds := make([]int64, req.NumImages)
 	for k := range seeds {
-		seeds[k] = req.Seed + int64(k)
+		seeds[k] = req.ImageSeed(k)
 	}
 	s, err := cns.NewSampler(cns.Config{
 		Params: req.CNS, Sigmas: sigmas, Height: h, Width: w, Seeds: seeds,

@@ -37,15 +37,6 @@ type Config struct {
 	Logger    zerolog.Logger
 }
 
-// Size limits of generated images, in pixels.
-const (
-	MinSide   = 16
-	MaxSide   = 2048
-	MaxPixels = 2048 * 2048
-	// MaxImages bounds one request's batch.
-	MaxImages = 4
-)
-
 // Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
 // Config.MaxConcurrent generations run at once (default one: a single
 // accelerator is nearly saturated by one denoising loop at full size);
@@ -153,7 +144,6 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	e.info = engine.Info{
 		Model: man.Name, Variant: man.Variant, Provider: cfg.Provider, Precision: man.Precision,
-		MinSide: MinSide, MaxSide: MaxSide, MaxPixels: MaxPixels,
 	}
 	for range cfg.MaxConcurrent {
 		e.slots <- struct{}{}
@@ -187,51 +177,12 @@ func (e *Engine) Close() error {
 	return err
 }
 
-// checkRequest rejects what this model cannot run.
-func (e *Engine) checkRequest(req *engine.Request) error {
-	var errs []error
-	if req.Width%16 != 0 || req.Height%16 != 0 {
-		errs = append(errs, fmt.Errorf("width and height must be multiples of 16, got %dx%d", req.Width, req.Height))
-	}
-	if req.Width < MinSide || req.Height < MinSide || req.Width > MaxSide || req.Height > MaxSide {
-		errs = append(errs, fmt.Errorf("width and height must be in [%d, %d], got %dx%d", MinSide, MaxSide, req.Width, req.Height))
-	}
-	if req.Width*req.Height > MaxPixels {
-		errs = append(errs, fmt.Errorf("at most %d pixels, got %d", MaxPixels, req.Width*req.Height))
-	}
-	if req.Steps < 1 || req.Steps > 1000 {
-		errs = append(errs, fmt.Errorf("steps must be in [1, 1000], got %d", req.Steps))
-	}
-	if req.NumImages < 1 || req.NumImages > MaxImages {
-		errs = append(errs, fmt.Errorf("num_images must be in [1, %d], got %d", MaxImages, req.NumImages))
-	}
-	if req.GuidanceScale < 0 {
-		errs = append(errs, fmt.Errorf("guidance_scale must be >= 0, got %g", req.GuidanceScale))
-	}
-	if _, ok := map[string]bool{engine.FormatPNG: true, engine.FormatJPEG: true, engine.FormatWebP: true}[req.OutputFormat]; !ok {
-		errs = append(errs, fmt.Errorf("unknown output format %q", req.OutputFormat))
-	}
-	if req.InitialNoise != nil {
-		want := req.NumImages * 128 * (req.Height / 16) * (req.Width / 16)
-		if len(req.InitialNoise) != want {
-			errs = append(errs, fmt.Errorf("initial noise has %d values, want %d", len(req.InitialNoise), want))
-		}
-	}
-	if err := checkCNS(req.CNS); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
-	}
-	return nil
-}
-
 // Generate runs one request end to end.
 func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engine.ProgressFunc) (*engine.Result, error) {
 	if req.OutputFormat == "" {
 		req.OutputFormat = engine.FormatPNG
 	}
-	if err := e.checkRequest(&req); err != nil {
+	if err := req.Check(); err != nil {
 		return nil, err
 	}
 	release, err := e.acquire(ctx)

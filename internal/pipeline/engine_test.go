@@ -215,7 +215,7 @@ func TestGenerateRejectsBadRequests(t *testing.T) {
 
 func TestGenerateOutputFormats(t *testing.T) {
 	e := openTiny(t)
-	for format, ct := range map[string]string{"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"} {
+	for format, ct := range map[engine.OutputFormat]string{"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"} {
 		req := tinyRequest()
 		req.OutputFormat = format
 		res, err := e.Generate(context.Background(), req, nil)

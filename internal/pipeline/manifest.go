@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // ManifestFile is the name of the manifest inside a model directory.
@@ -142,9 +144,9 @@ func (m *Manifest) check() error {
 	if m.Text.JointAttentionDim <= 0 {
 		errs = append(errs, errors.New("text.joint_attention_dim must be positive"))
 	}
-	if m.Latent.Channels != 128 || m.Latent.SpatialFactor != 16 {
-		errs = append(errs, fmt.Errorf("latent: want 128 channels and spatial factor 16, got %d and %d",
-			m.Latent.Channels, m.Latent.SpatialFactor))
+	if m.Latent.Channels != sampler.PackedChannels || m.Latent.SpatialFactor != sampler.Downscale {
+		errs = append(errs, fmt.Errorf("latent: want %d channels and spatial factor %d, got %d and %d",
+			sampler.PackedChannels, sampler.Downscale, m.Latent.Channels, m.Latent.SpatialFactor))
 	}
 	for _, g := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphSafetyChecker} {
 		if _, ok := m.Graphs[g]; !ok {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/imagecodec"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // previewScale is how many pixels each latent token covers in a preview:
@@ -16,7 +17,8 @@ const previewScale = 4
 // fit. It costs microseconds, against seconds for a VAE decode.
 func (e *Engine) preview(tokens []float32, h, w int) *engine.Image {
 	f, bias := e.man.Preview.RGBFactors, e.man.Preview.RGBBias
-	if len(f) != 128 || len(bias) != 3 {
+	C := sampler.PackedChannels
+	if len(f) != C || len(bias) != 3 {
 		return nil
 	}
 	W, H := w*previewScale, h*previewScale
@@ -24,7 +26,7 @@ func (e *Engine) preview(tokens []float32, h, w int) *engine.Image {
 	for t := 0; t < h*w; t++ {
 		var rgb [3]float64
 		copy(rgb[:], bias)
-		tok := tokens[t*128 : (t+1)*128]
+		tok := tokens[t*C : (t+1)*C]
 		for c, v := range tok {
 			row := f[c]
 			rgb[0] += float64(v) * row[0]
@@ -44,9 +46,10 @@ func (e *Engine) preview(tokens []float32, h, w int) *engine.Image {
 			}
 		}
 	}
-	data, f2, err := imagecodec.Encode(pix, W, H, engine.FormatJPEG)
+	codec := imagecodec.JPEG()
+	data, err := codec.Encode(pix, W, H)
 	if err != nil {
 		return nil
 	}
-	return &engine.Image{Data: data, ContentType: f2.ContentType, Extension: f2.Extension, Width: W, Height: H}
+	return &engine.Image{Data: data, ContentType: codec.ContentType, Extension: codec.Extension, Width: W, Height: H}
 }

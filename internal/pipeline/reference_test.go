@@ -146,7 +146,7 @@ func openTinyWith(t testing.TB, configure func(*Config)) *Engine {
 
 // captureLatents runs a reference case with the noise the reference used
 // and returns the result and the final packed latents.
-func runReference(t *testing.T, e *Engine, c refCase, format string) (*engine.Result, []float32) {
+func runReference(t *testing.T, e *Engine, c refCase, format engine.OutputFormat) (*engine.Result, []float32) {
 	t.Helper()
 	req := engine.Request{
 		Prompt: c.Prompt, NegativePrompt: c.NegativePrompt, GuidanceScale: c.GuidanceScale,

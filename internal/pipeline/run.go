@@ -9,7 +9,6 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
-	"github.com/kleinserve/kleinserve/internal/imagecodec"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -31,10 +30,10 @@ type run struct {
 func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 	start := time.Now()
 	req := r.req
-	r.h, r.w = req.Height/16, req.Width/16
+	r.h, r.w = req.LatentGrid()
 	r.seqLen = r.h * r.w
 	r.batch = req.NumImages
-	r.cfg = req.GuidanceScale > 1
+	r.cfg = req.UsesCFG()
 
 	t := time.Now()
 	pos, neg, err := r.encodePrompts(ctx)
@@ -60,7 +59,8 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if pixels[k], err = r.decode(latents[k*r.seqLen*128 : (k+1)*r.seqLen*128]); err != nil {
+		tokens := r.seqLen * sampler.PackedChannels
+		if pixels[k], err = r.decode(latents[k*tokens : (k+1)*tokens]); err != nil {
 			return nil, err
 		}
 	}
@@ -81,12 +81,16 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 	r.timings.Safety = time.Since(t)
 
 	t = time.Now()
+	codec, err := req.OutputFormat.Codec()
+	if err != nil {
+		return nil, err
+	}
 	for k := range images {
-		data, f, err := imagecodec.Encode(pixels[k], req.Width, req.Height, req.OutputFormat)
+		data, err := codec.Encode(pixels[k], req.Width, req.Height)
 		if err != nil {
 			return nil, err
 		}
-		images[k] = engine.Image{Data: data, ContentType: f.ContentType, Extension: f.Extension,
+		images[k] = engine.Image{Data: data, ContentType: codec.ContentType, Extension: codec.Extension,
 			Width: req.Width, Height: req.Height, NSFW: flags[k]}
 	}
 	r.timings.Encoding = time.Since(t)
@@ -173,11 +177,12 @@ func (e *Engine) embed(ctx context.Context, prompts []string, clock *time.Durati
 }
 
 // denoise runs the sampler loop and returns the final packed latents,
-// [batch, seqLen, 128] float32.
+// [batch, seqLen, PackedChannels] float32.
 func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error) {
 	e, req := r.e, r.req
 	B, S := r.batch, r.seqLen
-	tokens := S * 128
+	C := sampler.PackedChannels
+	tokens := S * C
 	dit, err := r.newDiTCall(pos, neg)
 	if err != nil {
 		return nil, err
@@ -188,11 +193,11 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 	if noise == nil {
 		noise = make([]float32, B*tokens)
 		for k := 0; k < B; k++ {
-			sampler.InitialNoise(req.Seed+int64(k), noise[k*tokens:(k+1)*tokens])
+			sampler.InitialNoise(req.ImageSeed(k), noise[k*tokens:(k+1)*tokens])
 		}
 	}
 	x := make([]float32, B*tokens)
-	if err := sampler.Pack(x, noise, B, 128, r.h, r.w); err != nil {
+	if err := sampler.Pack(x, noise, B, C, r.h, r.w); err != nil {
 		return nil, err
 	}
 	sigmas := schedule(S, req.Steps)
@@ -238,17 +243,18 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 // diffusers does: round(clamp(x/2+0.5, 0, 1)*255), half to even.
 func (r *run) decode(packed []float32) ([]uint8, error) {
 	e := r.e
-	lat, err := newFloatTensor(e.vae.floatT, 1, 128, int64(r.h), int64(r.w))
+	C, H, W := sampler.PackedChannels, r.h*sampler.Downscale, r.w*sampler.Downscale
+	lat, err := newFloatTensor(e.vae.floatT, 1, int64(C), int64(r.h), int64(r.w))
 	if err != nil {
 		return nil, err
 	}
-	img, err := newFloatTensor(e.vae.floatT, 1, 3, int64(16*r.h), int64(16*r.w))
+	img, err := newFloatTensor(e.vae.floatT, 1, 3, int64(H), int64(W))
 	if err != nil {
 		return nil, err
 	}
 	defer destroyAll(lat, img)
 	chw := make([]float32, len(packed))
-	if err := sampler.Unpack(chw, packed, 1, 128, r.h, r.w); err != nil {
+	if err := sampler.Unpack(chw, packed, 1, C, r.h, r.w); err != nil {
 		return nil, err
 	}
 	lat.write(0, chw)
@@ -259,7 +265,6 @@ func (r *run) decode(packed []float32) ([]uint8, error) {
 	if err := call.run(); err != nil {
 		return nil, err
 	}
-	H, W := 16*r.h, 16*r.w
 	planes := make([]float32, 3*H*W)
 	img.read(0, planes)
 	return toRGB8(planes, W, H), nil

@@ -5,10 +5,11 @@ import (
 	"fmt"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // VelocityFunc is the model's CFG-combined velocity on one packed latent
-// (1, h*w, 128) at noise level sigma, written into dst.
+// (1, h*w, PackedChannels) at noise level sigma, written into dst.
 type VelocityFunc func(ctx context.Context, x []float32, sigma float32, dst []float32) error
 
 // Velocity exposes the denoiser of one prompt on an h x w packed grid for
@@ -18,15 +19,16 @@ type VelocityFunc func(ctx context.Context, x []float32, sigma float32, dst []fl
 // called; it takes one of the engine's generation slots meanwhile.
 func (e *Engine) Velocity(ctx context.Context, prompt, negative string, guidance float64, h, w int) (_ VelocityFunc, release func(), err error) {
 	req := engine.Request{Prompt: prompt, NegativePrompt: negative, GuidanceScale: guidance,
-		Width: 16 * w, Height: 16 * h, Steps: 1, NumImages: 1, OutputFormat: engine.FormatPNG}
-	if err := e.checkRequest(&req); err != nil {
+		Width: engine.SizeMultiple * w, Height: engine.SizeMultiple * h, Steps: 1, NumImages: 1,
+		OutputFormat: engine.FormatPNG}
+	if err := req.Check(); err != nil {
 		return nil, nil, err
 	}
 	giveBack, err := e.acquire(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &run{e: e, req: req, h: h, w: w, seqLen: h * w, batch: 1, cfg: guidance > 1}
+	r := &run{e: e, req: req, h: h, w: w, seqLen: h * w, batch: 1, cfg: req.UsesCFG()}
 	pos, neg, err := r.encodePrompts(ctx)
 	if err != nil {
 		giveBack()
@@ -38,8 +40,8 @@ func (e *Engine) Velocity(ctx context.Context, prompt, negative string, guidance
 		return nil, nil, err
 	}
 	fn := func(ctx context.Context, x []float32, sigma float32, dst []float32) error {
-		if len(x) != h*w*128 || len(dst) != len(x) {
-			return fmt.Errorf("velocity: want %d values, got x %d dst %d", h*w*128, len(x), len(dst))
+		if n := h * w * sampler.PackedChannels; len(x) != n || len(dst) != n {
+			return fmt.Errorf("velocity: want %d values, got x %d dst %d", n, len(x), len(dst))
 		}
 		if err := ctx.Err(); err != nil {
 			return err

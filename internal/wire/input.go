@@ -6,75 +6,74 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kleinserve/kleinserve/internal/cns"
+	"github.com/kleinserve/kleinserve/internal/engine"
 )
 
-// Limits of the HTTP API, in one place. They are the bounds a request must
-// satisfy before it is queued; the loaded engine may be stricter (its
-// engine.Info limits are checked by the API as well).
+// fal's policy for the endpoint: its ranges and defaults. Every bound sits
+// inside the engine's physical limits (internal/engine) and the CNS
+// sampler's accepted ranges (internal/cns); TestPolicyInsideEngine checks it.
 const (
 	// MaxPromptChars bounds prompt and negative_prompt, counted in Unicode
 	// characters (code points), as pydantic's max_length does.
 	MaxPromptChars = 10_000
 	// MinNumImages and MaxNumImages bound num_images.
 	MinNumImages = 1
-	MaxNumImages = 4
+	MaxNumImages = engine.MaxImages
 	// MinSteps and MaxSteps bound num_inference_steps.
 	MinSteps = 1
 	MaxSteps = 50
 	// MinGuidance and MaxGuidance bound guidance_scale.
 	MinGuidance = 0.0
 	MaxGuidance = 20.0
-	// SizeMultiple: custom widths and heights must be multiples of it (the
-	// model's VAE factor 8 times the 2x2 patch).
-	SizeMultiple = 16
+	// SizeMultiple: custom widths and heights must be multiples of it.
+	SizeMultiple = engine.SizeMultiple
 	// MinSide and MaxSide bound each side of a custom image_size.
 	MinSide = 64
-	MaxSide = 2048
+	MaxSide = engine.MaxSide
 	// MaxPixels bounds width*height of a custom image_size (4 MP).
-	MaxPixels = 4 * 1024 * 1024
+	MaxPixels = engine.MaxPixels
 	// DefaultCustomSide is the side used when a custom image_size object
-	// omits width or height (the endpoint page's ImageSize default).
+	// omits width or height (the endpoint's ImageSize default).
 	DefaultCustomSide = 512
 )
 
-// Enum values of the endpoint.
-const (
-	AccelerationNone    = "none"
-	AccelerationRegular = "regular"
-	AccelerationHigh    = "high"
-
-	FormatJPEG = "jpeg"
-	FormatPNG  = "png"
-	FormatWebP = "webp"
-
-	GammaSourceMatrix        = "matrix"
-	GammaSourceApproximation = "approximation"
-)
-
-// Endpoint defaults, from the endpoint page.
+// Endpoint defaults. The CNS defaults are the sampler's own
+// (cns.DefaultParams).
 const (
 	DefaultGuidanceScale     = 5.0
 	DefaultNumInferenceSteps = 28
 	DefaultImageSize         = "landscape_4_3"
 	DefaultNumImages         = 1
-	DefaultAcceleration      = AccelerationRegular
-	DefaultOutputFormat      = FormatPNG
-
-	DefaultCNSSChurn            = 0.5
-	DefaultCNSGammaSource       = GammaSourceMatrix
-	DefaultCNSPowerGamma        = 0.75
-	DefaultCNSGammaDivider      = 1.73
-	DefaultCNSAlphaTiltStart    = 0.15
-	DefaultCNSAlphaTiltEnd      = -0.5
-	DefaultCNSAlphaUseFnorm     = true
-	DefaultCNSAlphaExpInterp    = true
-	DefaultCNSAlphaExpSharpness = 0.75
-	DefaultCNSNumFreqBins       = 32
-	DefaultCNSEnergyScale       = 0.98
+	DefaultAcceleration      = engine.AccelerationRegular
+	DefaultOutputFormat      = engine.FormatPNG
 )
+
+// cnsRanges are the endpoint's ranges of the numeric cns_* fields: the
+// sampler's accepted ranges.
+var cnsRanges = map[string][2]float64{
+	"cns_s_churn":             {cns.MinSChurn, cns.MaxSChurn},
+	"cns_power_gamma":         {cns.MinPowerGamma, cns.MaxPowerGamma},
+	"cns_gamma_divider":       {cns.MinGammaDivider, cns.MaxGammaDivider},
+	"cns_alpha_tilt_start":    {cns.MinAlphaTilt, cns.MaxAlphaTilt},
+	"cns_alpha_tilt_end":      {cns.MinAlphaTilt, cns.MaxAlphaTilt},
+	"cns_alpha_exp_sharpness": {cns.MinSharpness, cns.MaxSharpness},
+	"cns_energy_scale":        {cns.MinEnergyScale, cns.MaxEnergyScale},
+	"cns_num_freq_bins":       {cns.MinFreqBins, cns.MaxFreqBins},
+}
+
+// MaxRandomSeed bounds the seeds the server picks to [0, 2^53): JavaScript
+// numbers hold them exactly, so a seed reported back can be sent again
+// unchanged.
+const MaxRandomSeed = 1 << 53
+
+// RandomSeed picks the seed of a request that sent none.
+func RandomSeed() int64 { return rand.Int64N(MaxRandomSeed) }
 
 // Size is a resolved image size in pixels.
 type Size struct {
@@ -92,7 +91,7 @@ var SizePresets = map[string]Size{
 	"landscape_16_9": {1024, 576},
 }
 
-// sizePresetNames lists the presets in the endpoint page's order, for messages.
+// sizePresetNames lists the presets in the endpoint's order, for messages.
 var sizePresetNames = []string{"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
 
 // ImageSize is the image_size input: a preset name or a custom size.
@@ -117,122 +116,49 @@ func (s ImageSize) MarshalJSON() ([]byte, error) {
 	return json.Marshal(s.Custom)
 }
 
-// Input is the endpoint's input as sent. Pointer fields are nil when the
-// field was absent (or null), so defaults can be told apart from explicit
-// values. Build it with DecodeInput, which also validates it.
-type Input struct {
-	Prompt              *string    `json:"prompt,omitempty"`
-	NegativePrompt      *string    `json:"negative_prompt,omitempty"`
-	GuidanceScale       *float64   `json:"guidance_scale,omitempty"`
-	NumInferenceSteps   *int       `json:"num_inference_steps,omitempty"`
-	ImageSize           *ImageSize `json:"image_size,omitempty"`
-	NumImages           *int       `json:"num_images,omitempty"`
-	Seed                *int64     `json:"seed,omitempty"`
-	Acceleration        *string    `json:"acceleration,omitempty"`
-	EnableSafetyChecker *bool      `json:"enable_safety_checker,omitempty"`
-	OutputFormat        *string    `json:"output_format,omitempty"`
-	SyncMode            *bool      `json:"sync_mode,omitempty"`
-
-	EnableCNS            *bool    `json:"enable_cns,omitempty"`
-	CNSSChurn            *float64 `json:"cns_s_churn,omitempty"`
-	CNSGammaSource       *string  `json:"cns_gamma_source,omitempty"`
-	CNSPowerGamma        *float64 `json:"cns_power_gamma,omitempty"`
-	CNSGammaDivider      *float64 `json:"cns_gamma_divider,omitempty"`
-	CNSAlphaTiltStart    *float64 `json:"cns_alpha_tilt_start,omitempty"`
-	CNSAlphaTiltEnd      *float64 `json:"cns_alpha_tilt_end,omitempty"`
-	CNSAlphaUseFnorm     *bool    `json:"cns_alpha_use_fnorm,omitempty"`
-	CNSAlphaExpInterp    *bool    `json:"cns_alpha_exp_interp,omitempty"`
-	CNSAlphaExpSharpness *float64 `json:"cns_alpha_exp_sharpness,omitempty"`
-	CNSNumFreqBins       *int     `json:"cns_num_freq_bins,omitempty"`
-	CNSEnergyScale       *float64 `json:"cns_energy_scale,omitempty"`
-}
-
-// CNS holds the resolved Colored Noise Sampling parameters.
-type CNS struct {
-	Enable            bool    `json:"enable"`
-	SChurn            float64 `json:"s_churn"`
-	GammaSource       string  `json:"gamma_source"`
-	PowerGamma        float64 `json:"power_gamma"`
-	GammaDivider      float64 `json:"gamma_divider"`
-	AlphaTiltStart    float64 `json:"alpha_tilt_start"`
-	AlphaTiltEnd      float64 `json:"alpha_tilt_end"`
-	AlphaUseFnorm     bool    `json:"alpha_use_fnorm"`
-	AlphaExpInterp    bool    `json:"alpha_exp_interp"`
-	AlphaExpSharpness float64 `json:"alpha_exp_sharpness"`
-	NumFreqBins       int     `json:"num_freq_bins"`
-	EnergyScale       float64 `json:"energy_scale"`
-}
-
-// Params is a validated input with every default applied. Seed stays nil
-// when the client sent none; the server picks one before queueing.
+// Params is a validated input with every default applied: what a queued job
+// carries. Seed stays nil when the client sent none; the server picks one
+// before queueing.
 type Params struct {
-	Prompt              string  `json:"prompt"`
-	NegativePrompt      string  `json:"negative_prompt"`
-	GuidanceScale       float64 `json:"guidance_scale"`
-	NumInferenceSteps   int     `json:"num_inference_steps"`
-	Size                Size    `json:"size"`
-	NumImages           int     `json:"num_images"`
-	Seed                *int64  `json:"seed,omitempty"`
-	Acceleration        string  `json:"acceleration"`
-	EnableSafetyChecker bool    `json:"enable_safety_checker"`
-	OutputFormat        string  `json:"output_format"`
-	SyncMode            bool    `json:"sync_mode"`
-	CNS                 CNS     `json:"cns"`
+	Prompt              string              `json:"prompt"`
+	NegativePrompt      string              `json:"negative_prompt"`
+	GuidanceScale       float64             `json:"guidance_scale"`
+	NumInferenceSteps   int                 `json:"num_inference_steps"`
+	Size                Size                `json:"size"`
+	NumImages           int                 `json:"num_images"`
+	Seed                *int64              `json:"seed,omitempty"`
+	Acceleration        engine.Acceleration `json:"acceleration"`
+	EnableSafetyChecker bool                `json:"enable_safety_checker"`
+	OutputFormat        engine.OutputFormat `json:"output_format"`
+	SyncMode            bool                `json:"sync_mode"`
+	CNS                 cns.Params          `json:"cns"`
 }
 
-// ParseInput decodes, validates and resolves a request body. The error is a
+// Request is the engine request of these parameters: the one place where
+// the protocol's and the engine's vocabularies meet. A nil Seed is 0.
+func (p *Params) Request() engine.Request {
+	var seed int64
+	if p.Seed != nil {
+		seed = *p.Seed
+	}
+	return engine.Request{
+		Prompt:              p.Prompt,
+		NegativePrompt:      p.NegativePrompt,
+		GuidanceScale:       p.GuidanceScale,
+		Steps:               p.NumInferenceSteps,
+		Width:               p.Size.Width,
+		Height:              p.Size.Height,
+		NumImages:           p.NumImages,
+		Seed:                seed,
+		Acceleration:        p.Acceleration,
+		EnableSafetyChecker: p.EnableSafetyChecker,
+		OutputFormat:        p.OutputFormat,
+		CNS:                 p.CNS,
+	}
+}
+
+// ParseInput decodes, validates and resolves a request body; the error is a
 // *ValidationError listing every problem.
-func ParseInput(body []byte) (Params, error) {
-	in, err := DecodeInput(body)
-	if err != nil {
-		return Params{}, err
-	}
-	return in.Resolve(), nil
-}
-
-// Resolve applies the endpoint defaults to a decoded input.
-func (in *Input) Resolve() Params {
-	p := Params{
-		Prompt:              deref(in.Prompt, ""),
-		NegativePrompt:      deref(in.NegativePrompt, ""),
-		GuidanceScale:       deref(in.GuidanceScale, DefaultGuidanceScale),
-		NumInferenceSteps:   deref(in.NumInferenceSteps, DefaultNumInferenceSteps),
-		Size:                SizePresets[DefaultImageSize],
-		NumImages:           deref(in.NumImages, DefaultNumImages),
-		Seed:                in.Seed,
-		Acceleration:        deref(in.Acceleration, DefaultAcceleration),
-		EnableSafetyChecker: deref(in.EnableSafetyChecker, true),
-		OutputFormat:        deref(in.OutputFormat, DefaultOutputFormat),
-		SyncMode:            deref(in.SyncMode, false),
-		CNS: CNS{
-			Enable:            deref(in.EnableCNS, false),
-			SChurn:            deref(in.CNSSChurn, DefaultCNSSChurn),
-			GammaSource:       deref(in.CNSGammaSource, DefaultCNSGammaSource),
-			PowerGamma:        deref(in.CNSPowerGamma, DefaultCNSPowerGamma),
-			GammaDivider:      deref(in.CNSGammaDivider, DefaultCNSGammaDivider),
-			AlphaTiltStart:    deref(in.CNSAlphaTiltStart, DefaultCNSAlphaTiltStart),
-			AlphaTiltEnd:      deref(in.CNSAlphaTiltEnd, DefaultCNSAlphaTiltEnd),
-			AlphaUseFnorm:     deref(in.CNSAlphaUseFnorm, DefaultCNSAlphaUseFnorm),
-			AlphaExpInterp:    deref(in.CNSAlphaExpInterp, DefaultCNSAlphaExpInterp),
-			AlphaExpSharpness: deref(in.CNSAlphaExpSharpness, DefaultCNSAlphaExpSharpness),
-			NumFreqBins:       deref(in.CNSNumFreqBins, DefaultCNSNumFreqBins),
-			EnergyScale:       deref(in.CNSEnergyScale, DefaultCNSEnergyScale),
-		},
-	}
-	if in.ImageSize != nil {
-		p.Size = in.ImageSize.Resolve()
-	}
-	return p
-}
-
-func deref[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
-}
-
-// DecodeInput parses a request body into an Input and validates every field.
 //
 // Rules (pydantic/FastAPI behaviour where fal would apply it):
 //   - the body must be a JSON object; anything else is a 422 about "body";
@@ -241,7 +167,48 @@ func deref[T any](p *T, def T) T {
 //   - numbers must be JSON numbers, booleans JSON booleans, strings JSON
 //     strings (no coercion of "5" to 5);
 //   - integer fields accept integral numbers such as 28.0 but not 28.5.
-func DecodeInput(body []byte) (*Input, error) {
+func ParseInput(body []byte) (Params, error) {
+	fields, err := decodeObject(body)
+	if err != nil {
+		return Params{}, err
+	}
+	d := fieldDecoder{fields: fields}
+	def := cns.DefaultParams()
+	p := Params{
+		Prompt:              d.prompt("prompt"),
+		NegativePrompt:      d.optString("negative_prompt", MaxPromptChars, ""),
+		GuidanceScale:       d.number("guidance_scale", MinGuidance, MaxGuidance, DefaultGuidanceScale),
+		NumInferenceSteps:   d.integer("num_inference_steps", MinSteps, MaxSteps, DefaultNumInferenceSteps),
+		Size:                d.imageSize("image_size", SizePresets[DefaultImageSize]),
+		NumImages:           d.integer("num_images", MinNumImages, MaxNumImages, DefaultNumImages),
+		Seed:                d.seed("seed"),
+		Acceleration:        enum(&d, "acceleration", engine.Accelerations(), DefaultAcceleration),
+		EnableSafetyChecker: d.boolean("enable_safety_checker", true),
+		OutputFormat:        enum(&d, "output_format", engine.OutputFormats(), DefaultOutputFormat),
+		SyncMode:            d.boolean("sync_mode", false),
+		CNS: cns.Params{
+			Enable:            d.boolean("enable_cns", def.Enable),
+			SChurn:            d.cnsNumber("cns_s_churn", def.SChurn),
+			GammaSource:       enum(&d, "cns_gamma_source", cns.GammaSources(), def.GammaSource),
+			PowerGamma:        d.cnsNumber("cns_power_gamma", def.PowerGamma),
+			GammaDivider:      d.cnsNumber("cns_gamma_divider", def.GammaDivider),
+			AlphaTiltStart:    d.cnsNumber("cns_alpha_tilt_start", def.AlphaTiltStart),
+			AlphaTiltEnd:      d.cnsNumber("cns_alpha_tilt_end", def.AlphaTiltEnd),
+			AlphaUseFnorm:     d.boolean("cns_alpha_use_fnorm", def.AlphaUseFnorm),
+			AlphaExpInterp:    d.boolean("cns_alpha_exp_interp", def.AlphaExpInterp),
+			AlphaExpSharpness: d.cnsNumber("cns_alpha_exp_sharpness", def.AlphaExpSharpness),
+			NumFreqBins:       d.cnsInteger("cns_num_freq_bins", def.NumFreqBins),
+			EnergyScale:       d.cnsNumber("cns_energy_scale", def.EnergyScale),
+		},
+	}
+	if len(d.errs) > 0 {
+		return Params{}, &ValidationError{Detail: d.errs}
+	}
+	return p, nil
+}
+
+// decodeObject parses a body that must be one JSON object into its fields.
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
 		return nil, NewValidationError([]any{"body"}, "Field required", "missing")
@@ -258,40 +225,7 @@ func DecodeInput(body []byte) (*Input, error) {
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		return nil, jsonSyntaxError(err)
 	}
-
-	d := fieldDecoder{fields: fields}
-	in := &Input{}
-
-	in.Prompt = d.prompt("prompt")
-	in.NegativePrompt = d.optString("negative_prompt", MaxPromptChars)
-	in.GuidanceScale = d.number("guidance_scale", MinGuidance, MaxGuidance)
-	in.NumInferenceSteps = d.integer("num_inference_steps", MinSteps, MaxSteps)
-	in.ImageSize = d.imageSize("image_size")
-	in.NumImages = d.integer("num_images", MinNumImages, MaxNumImages)
-	in.Seed = d.seed("seed")
-	in.Acceleration = d.enum("acceleration", AccelerationNone, AccelerationRegular, AccelerationHigh)
-	in.EnableSafetyChecker = d.boolean("enable_safety_checker")
-	in.OutputFormat = d.enum("output_format", FormatJPEG, FormatPNG, FormatWebP)
-	in.SyncMode = d.boolean("sync_mode")
-
-	// CNS ranges: the fal UI ranges listed in cns.md §2.1.
-	in.EnableCNS = d.boolean("enable_cns")
-	in.CNSSChurn = d.number("cns_s_churn", 0, 2)
-	in.CNSGammaSource = d.enum("cns_gamma_source", GammaSourceMatrix, GammaSourceApproximation)
-	in.CNSPowerGamma = d.number("cns_power_gamma", 0.1, 3)
-	in.CNSGammaDivider = d.number("cns_gamma_divider", 0.1, 50)
-	in.CNSAlphaTiltStart = d.number("cns_alpha_tilt_start", -2, 2)
-	in.CNSAlphaTiltEnd = d.number("cns_alpha_tilt_end", -2, 2)
-	in.CNSAlphaUseFnorm = d.boolean("cns_alpha_use_fnorm")
-	in.CNSAlphaExpInterp = d.boolean("cns_alpha_exp_interp")
-	in.CNSAlphaExpSharpness = d.number("cns_alpha_exp_sharpness", 0.1, 10)
-	in.CNSNumFreqBins = d.integer("cns_num_freq_bins", 8, 128)
-	in.CNSEnergyScale = d.number("cns_energy_scale", 0.5, 1.5)
-
-	if len(d.errs) > 0 {
-		return nil, &ValidationError{Detail: d.errs}
-	}
-	return in, nil
+	return fields, nil
 }
 
 // jsonSyntaxError turns a decoding error into FastAPI's json_invalid entry,
@@ -337,42 +271,43 @@ func (d *fieldDecoder) raw(name string) json.RawMessage {
 	return v
 }
 
-func (d *fieldDecoder) prompt(name string) *string {
+// prompt decodes a required, non-empty string (null is not absent here).
+func (d *fieldDecoder) prompt(name string) string {
 	v, ok := d.fields[name]
 	if !ok {
 		d.fail([]any{"body", name}, "Field required", "missing", nil)
-		return nil
+		return ""
 	}
 	s, ok := decodeString(v)
 	if !ok {
 		d.fail([]any{"body", name}, "Input should be a valid string", "string_type", nil)
-		return nil
+		return ""
 	}
 	if s == "" {
 		d.fail([]any{"body", name}, "String should have at least 1 character", "string_too_short",
 			map[string]any{"min_length": 1})
-		return nil
+		return ""
 	}
 	if !d.checkLength(name, s, MaxPromptChars) {
-		return nil
+		return ""
 	}
-	return &s
+	return s
 }
 
-func (d *fieldDecoder) optString(name string, maxChars int) *string {
+func (d *fieldDecoder) optString(name string, maxChars int, def string) string {
 	v := d.raw(name)
 	if v == nil {
-		return nil
+		return def
 	}
 	s, ok := decodeString(v)
 	if !ok {
 		d.fail([]any{"body", name}, "Input should be a valid string", "string_type", nil)
-		return nil
+		return def
 	}
 	if !d.checkLength(name, s, maxChars) {
-		return nil
+		return def
 	}
-	return &s
+	return s
 }
 
 func (d *fieldDecoder) checkLength(name, s string, maxChars int) bool {
@@ -401,21 +336,33 @@ func isNumber(v json.RawMessage) bool {
 	return len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))
 }
 
-func (d *fieldDecoder) number(name string, lo, hi float64) *float64 {
+func (d *fieldDecoder) number(name string, lo, hi, def float64) float64 {
 	v := d.raw(name)
 	if v == nil {
-		return nil
+		return def
 	}
 	loc := []any{"body", name}
 	f, ok := parseFloat(v)
 	if !ok {
 		d.fail(loc, "Input should be a valid number", "float_type", nil)
-		return nil
+		return def
 	}
 	if !d.checkRange(loc, f, lo, hi) {
-		return nil
+		return def
 	}
-	return &f
+	return f
+}
+
+// cnsNumber decodes a numeric cns_* field within its range (cnsRanges).
+func (d *fieldDecoder) cnsNumber(name string, def float64) float64 {
+	r := cnsRanges[name]
+	return d.number(name, r[0], r[1], def)
+}
+
+// cnsInteger decodes an integer cns_* field within its range (cnsRanges).
+func (d *fieldDecoder) cnsInteger(name string, def int) int {
+	r := cnsRanges[name]
+	return d.integer(name, int(r[0]), int(r[1]), def)
 }
 
 func parseFloat(v json.RawMessage) (float64, bool) {
@@ -478,22 +425,21 @@ var intErrorMessages = map[string]string{
 	"int_parsing_size": "Input should be a valid integer, unable to parse number as an integer within the int64 range",
 }
 
-func (d *fieldDecoder) integer(name string, lo, hi int) *int {
+func (d *fieldDecoder) integer(name string, lo, hi, def int) int {
 	v := d.raw(name)
 	if v == nil {
-		return nil
+		return def
 	}
 	loc := []any{"body", name}
 	n, problem := parseInt(v)
 	if problem != "" {
 		d.fail(loc, intErrorMessages[problem], problem, nil)
-		return nil
+		return def
 	}
 	if !d.checkIntRange(loc, n, lo, hi) {
-		return nil
+		return def
 	}
-	i := int(n)
-	return &i
+	return int(n)
 }
 
 func (d *fieldDecoder) checkIntRange(loc []any, n int64, lo, hi int) bool {
@@ -523,42 +469,44 @@ func (d *fieldDecoder) seed(name string) *int64 {
 	return &n
 }
 
-func (d *fieldDecoder) boolean(name string) *bool {
+func (d *fieldDecoder) boolean(name string, def bool) bool {
 	v := d.raw(name)
 	if v == nil {
-		return nil
+		return def
 	}
 	switch string(v) {
 	case "true":
-		b := true
-		return &b
+		return true
 	case "false":
-		b := false
-		return &b
+		return false
 	}
 	d.fail([]any{"body", name}, "Input should be a valid boolean", "bool_type", nil)
-	return nil
+	return def
 }
 
-func (d *fieldDecoder) enum(name string, allowed ...string) *string {
+// enum decodes a string field that must be one of allowed (the owning
+// package's list of values, in the endpoint's order).
+func enum[T ~string](d *fieldDecoder, name string, allowed []T, def T) T {
 	v := d.raw(name)
 	if v == nil {
-		return nil
+		return def
 	}
 	loc := []any{"body", name}
 	s, ok := decodeString(v)
 	if !ok {
 		d.fail(loc, "Input should be a valid string", "string_type", nil)
-		return nil
+		return def
 	}
-	for _, a := range allowed {
-		if s == a {
-			return &s
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		if s == string(a) {
+			return a
 		}
+		names[i] = string(a)
 	}
-	d.fail(loc, "Input should be "+quoteAlternatives(allowed), "enum",
-		map[string]any{"expected": quoteAlternatives(allowed)})
-	return nil
+	d.fail(loc, "Input should be "+quoteAlternatives(names), "enum",
+		map[string]any{"expected": quoteAlternatives(names)})
+	return def
 }
 
 // quoteAlternatives renders pydantic's "'a', 'b' or 'c'".
@@ -573,7 +521,16 @@ func quoteAlternatives(values []string) string {
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
-func (d *fieldDecoder) imageSize(name string) *ImageSize {
+// imageSize decodes image_size to pixels; def when absent.
+func (d *fieldDecoder) imageSize(name string, def Size) Size {
+	if s := d.imageSizeValue(name); s != nil {
+		return s.Resolve()
+	}
+	return def
+}
+
+// imageSizeValue decodes image_size as sent; nil when absent or invalid.
+func (d *fieldDecoder) imageSizeValue(name string) *ImageSize {
 	v := d.raw(name)
 	if v == nil {
 		return nil

@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/cns"
+	"github.com/kleinserve/kleinserve/internal/engine"
 )
 
 func TestParseInputDefaults(t *testing.T) {
@@ -17,7 +20,7 @@ func TestParseInputDefaults(t *testing.T) {
 	want := Params{
 		Prompt: "a cat", GuidanceScale: 5, NumInferenceSteps: 28, Size: Size{1024, 768}, NumImages: 1,
 		Acceleration: "regular", EnableSafetyChecker: true, OutputFormat: "png",
-		CNS: CNS{SChurn: 0.5, GammaSource: "matrix", PowerGamma: 0.75, GammaDivider: 1.73,
+		CNS: cns.Params{SChurn: 0.5, GammaSource: "matrix", PowerGamma: 0.75, GammaDivider: 1.73,
 			AlphaTiltStart: 0.15, AlphaTiltEnd: -0.5, AlphaUseFnorm: true, AlphaExpInterp: true,
 			AlphaExpSharpness: 0.75, NumFreqBins: 32, EnergyScale: 0.98},
 	}
@@ -42,7 +45,7 @@ func TestParseInputEveryField(t *testing.T) {
 		Prompt: "p", NegativePrompt: "n", GuidanceScale: 0, NumInferenceSteps: 50, Size: Size{2048, 2048},
 		NumImages: 4, Seed: &seed, Acceleration: "high", EnableSafetyChecker: false, OutputFormat: "webp",
 		SyncMode: true,
-		CNS: CNS{Enable: true, SChurn: 2, GammaSource: "approximation", PowerGamma: 0.1, GammaDivider: 50,
+		CNS: cns.Params{Enable: true, SChurn: 2, GammaSource: "approximation", PowerGamma: 0.1, GammaDivider: 50,
 			AlphaTiltStart: -2, AlphaTiltEnd: 2, AlphaUseFnorm: false, AlphaExpInterp: false,
 			AlphaExpSharpness: 10, NumFreqBins: 8, EnergyScale: 1.5},
 	}
@@ -200,7 +203,7 @@ func TestPixelLimit(t *testing.T) {
 		t.Fatalf("4 MP rejected: %v", err)
 	}
 	d := fieldDecoder{fields: map[string]json.RawMessage{"image_size": json.RawMessage(`{"width":2048,"height":2048}`)}}
-	if d.imageSize("image_size") == nil || len(d.errs) != 0 {
+	if d.imageSizeValue("image_size") == nil || len(d.errs) != 0 {
 		t.Fatal("unexpected failure")
 	}
 	if MinSide*MinSide > MaxPixels || MinSide%SizeMultiple != 0 || MaxSide%SizeMultiple != 0 {
@@ -222,5 +225,85 @@ func TestImageSizeMarshal(t *testing.T) {
 	b, _ := json.Marshal(ImageSize{Custom: Size{64, 128}})
 	if string(a) != `"square"` || string(b) != `{"width":64,"height":128}` {
 		t.Fatalf("%s %s", a, b)
+	}
+}
+
+// TestPolicyInsideEngine holds fal's policy inside what the engine and the
+// CNS sampler accept, and its defaults inside its own ranges: a request the
+// API accepts never fails the engine's own checks.
+func TestPolicyInsideEngine(t *testing.T) {
+	if MinSide < engine.MinSide || MaxSide > engine.MaxSide || MaxPixels > engine.MaxPixels ||
+		SizeMultiple%engine.SizeMultiple != 0 || MinSide%SizeMultiple != 0 {
+		t.Errorf("image size policy [%d, %d] /%d, %d px outside the engine's [%d, %d] /%d, %d px",
+			MinSide, MaxSide, SizeMultiple, MaxPixels, engine.MinSide, engine.MaxSide, engine.SizeMultiple, engine.MaxPixels)
+	}
+	if MinNumImages < 1 || MaxNumImages > engine.MaxImages || MinSteps < 1 || MaxSteps > engine.MaxSteps || MinGuidance < 0 {
+		t.Error("num_images, steps or guidance policy outside the engine's limits")
+	}
+	for _, s := range SizePresets {
+		if s.Width%SizeMultiple != 0 || s.Height%SizeMultiple != 0 || s.Width < MinSide || s.Height < MinSide ||
+			s.Width > MaxSide || s.Height > MaxSide {
+			t.Errorf("preset %v outside the policy", s)
+		}
+	}
+	// Each CNS range must sit inside the sampler's: check both corners of
+	// every range through the sampler's own validator.
+	fieldOf := map[string]func(*cns.Params, float64){
+		"cns_s_churn":             func(p *cns.Params, v float64) { p.SChurn = v },
+		"cns_power_gamma":         func(p *cns.Params, v float64) { p.PowerGamma = v },
+		"cns_gamma_divider":       func(p *cns.Params, v float64) { p.GammaDivider = v },
+		"cns_alpha_tilt_start":    func(p *cns.Params, v float64) { p.AlphaTiltStart = v },
+		"cns_alpha_tilt_end":      func(p *cns.Params, v float64) { p.AlphaTiltEnd = v },
+		"cns_alpha_exp_sharpness": func(p *cns.Params, v float64) { p.AlphaExpSharpness = v },
+		"cns_energy_scale":        func(p *cns.Params, v float64) { p.EnergyScale = v },
+		"cns_num_freq_bins":       func(p *cns.Params, v float64) { p.NumFreqBins = int(v) },
+	}
+	if len(fieldOf) != len(cnsRanges) {
+		t.Fatalf("%d CNS ranges, %d checked", len(cnsRanges), len(fieldOf))
+	}
+	for name, r := range cnsRanges {
+		for _, v := range r {
+			p := cns.DefaultParams()
+			fieldOf[name](&p, v)
+			if err := cns.Validate(p); err != nil {
+				t.Errorf("%s = %g accepted by the API, refused by the sampler: %v", name, v, err)
+			}
+		}
+	}
+	// Defaults: the endpoint's defaults parse back as themselves and the
+	// engine accepts the request they make.
+	p, err := ParseInput([]byte(`{"prompt":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.CNS != cns.DefaultParams() {
+		t.Errorf("CNS defaults %+v differ from the sampler's %+v", p.CNS, cns.DefaultParams())
+	}
+	p.CNS.Enable = true
+	req := p.Request()
+	if err := req.Check(); err != nil {
+		t.Errorf("default request refused by the engine: %v", err)
+	}
+}
+
+// TestParamsRequest checks the one mapping from the protocol to an engine
+// request, field by field.
+func TestParamsRequest(t *testing.T) {
+	params, err := ParseInput([]byte(`{"prompt":"p","negative_prompt":"n","guidance_scale":3.5,"num_inference_steps":9,
+	"image_size":{"width":96,"height":64},"num_images":3,"seed":11,"acceleration":"high","enable_safety_checker":false,
+	"output_format":"webp","enable_cns":true,"cns_s_churn":1.5,"cns_gamma_source":"approximation","cns_power_gamma":2,
+	"cns_gamma_divider":25,"cns_alpha_tilt_start":-1,"cns_alpha_tilt_end":1,"cns_alpha_use_fnorm":false,
+	"cns_alpha_exp_interp":false,"cns_alpha_exp_sharpness":4,"cns_num_freq_bins":64,"cns_energy_scale":0.998}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := params.Request()
+	want := engine.Request{Prompt: "p", NegativePrompt: "n", GuidanceScale: 3.5, Steps: 9, Width: 96, Height: 64,
+		NumImages: 3, Seed: 11, Acceleration: "high", EnableSafetyChecker: false, OutputFormat: "webp",
+		CNS: cns.Params{Enable: true, SChurn: 1.5, GammaSource: "approximation", PowerGamma: 2, GammaDivider: 25,
+			AlphaTiltStart: -1, AlphaTiltEnd: 1, AlphaUseFnorm: false, AlphaExpInterp: false, AlphaExpSharpness: 4,
+			NumFreqBins: 64, EnergyScale: 0.998}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("mapping\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -3,8 +3,9 @@
 // queue status bodies, log entries, webhook and upload bodies, streaming
 // events and error envelopes.
 //
-// It deliberately imports nothing from the engine, so the protocol can be
-// tested and evolved on its own; the API package maps between the two.
+// Its policy (ranges, defaults, enum values) is built from the engine's
+// vocabulary (internal/engine) and the CNS sampler's (internal/cns), and
+// Params.Request is the one mapping from the protocol to an engine request.
 package wire
 
 import "time"

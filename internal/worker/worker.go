@@ -1,0 +1,215 @@
+// Package worker runs queued generation jobs: it decodes a job's payload,
+// runs the engine, stores the images (or inlines them for sync_mode), builds
+// the fal output and publishes step progress and previews for streams. It
+// is the queue's Processor in every process that generates (-role all or
+// worker) and knows nothing of HTTP.
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/metrics"
+	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/storage"
+	"github.com/kleinserve/kleinserve/internal/wire"
+)
+
+// ErrNotReady is returned while no engine is installed.
+var ErrNotReady = errors.New("model is not loaded yet")
+
+// Publisher delivers a job's live events (step progress, previews) to
+// whoever streams that job, in this process or another.
+type Publisher interface {
+	Publish(ctx context.Context, id string, event []byte)
+}
+
+// Options configures a Worker.
+type Options struct {
+	Storage storage.Store
+	Metrics *metrics.Metrics
+	Events  Publisher
+	Logger  zerolog.Logger
+}
+
+// Worker processes jobs on the installed engine.
+type Worker struct {
+	opts   Options
+	engine atomic.Pointer[engineRef]
+}
+
+type engineRef struct{ e engine.Engine }
+
+// New builds a Worker; it processes jobs once SetEngine installs an engine.
+func New(opts Options) *Worker { return &Worker{opts: opts} }
+
+// SetEngine installs the loaded engine.
+func (w *Worker) SetEngine(e engine.Engine) {
+	w.engine.Store(&engineRef{e: e})
+	info := e.Info()
+	w.opts.Metrics.SetModelInfo(info.Model, info.Variant, info.Provider, info.Precision)
+}
+
+// Engine returns the installed engine, or nil while loading.
+func (w *Worker) Engine() engine.Engine {
+	if ref := w.engine.Load(); ref != nil {
+		return ref.e
+	}
+	return nil
+}
+
+// Process is the queue's Processor: it runs one job and returns the fal
+// output to store as the job's result.
+func (w *Worker) Process(ctx context.Context, job *queue.Job, logf queue.LogFunc) (json.RawMessage, error) {
+	eng := w.Engine()
+	if eng == nil {
+		return nil, ErrNotReady
+	}
+	p, err := DecodePayload(job.Payload)
+	if err != nil {
+		return nil, err
+	}
+	req := p.Input.Request()
+	req.PreviewEvery = p.PreviewEvery
+	m := w.opts.Metrics
+	m.ObserveQueueWait(job.StartedAt.Sub(job.SubmittedAt))
+	logf(wire.LogLevelInfo, fmt.Sprintf("Generating %d image(s) of %dx%d with %d steps, guidance %g, seed %d",
+		req.NumImages, req.Width, req.Height, req.Steps, req.GuidanceScale, req.Seed))
+
+	res, err := eng.Generate(ctx, req, func(pr engine.Progress) {
+		m.ObserveStep(pr.StepTime)
+		logf(wire.LogLevelInfo, fmt.Sprintf("Step %d/%d", pr.Step, pr.TotalSteps))
+		w.publish(ctx, job.ID, pr)
+	})
+	if err != nil {
+		if errors.Is(err, engine.ErrCanceled) || ctx.Err() != nil {
+			m.FinishRequest(metrics.OutcomeCanceled)
+		} else {
+			m.FinishRequest(metrics.OutcomeError)
+		}
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	if res == nil || len(res.Images) != req.NumImages {
+		m.FinishRequest(metrics.OutcomeError)
+		return nil, fmt.Errorf("generate: engine returned %s for %d requested image(s)", describeResult(res), req.NumImages)
+	}
+	out, err := w.buildOutput(ctx, p.Input, res)
+	if err != nil {
+		m.FinishRequest(metrics.OutcomeError)
+		return nil, err
+	}
+	flagged := 0
+	for _, nsfw := range out.HasNSFWConcepts {
+		if nsfw {
+			flagged++
+		}
+	}
+	m.ObserveInference(res.Timings.Total)
+	m.AddImages(len(out.Images), flagged)
+	m.FinishRequest(metrics.OutcomeOK)
+	logf(wire.LogLevelInfo, fmt.Sprintf("Generated %d image(s) in %.2fs", len(out.Images), res.Timings.Total.Seconds()))
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode output: %w", err)
+	}
+	return raw, nil
+}
+
+// publish sends one step's progress event. The engine may reuse the
+// preview's buffer after the callback returns; the event is encoded before.
+func (w *Worker) publish(ctx context.Context, id string, pr engine.Progress) {
+	if w.opts.Events == nil {
+		return
+	}
+	raw, err := json.Marshal(ProgressEvent(pr))
+	if err != nil {
+		w.opts.Logger.Error().Err(err).Msg("encode progress event")
+		return
+	}
+	w.opts.Events.Publish(ctx, id, raw)
+}
+
+// ProgressEvent is a stream's partial event for one step: output-shaped, so
+// that consumers reading images[0] on every event work, with the step
+// counters alongside; images only on preview steps.
+func ProgressEvent(p engine.Progress) wire.StreamProgress {
+	ev := wire.StreamProgress{
+		Step:              p.Step,
+		NumInferenceSteps: p.TotalSteps,
+		Message:           fmt.Sprintf("Step %d/%d", p.Step, p.TotalSteps),
+		Partial:           true,
+	}
+	if p.TotalSteps > 0 {
+		ev.Progress = float64(p.Step) / float64(p.TotalSteps)
+	}
+	if img := p.Preview; img != nil && len(img.Data) > 0 {
+		ct := img.ContentType
+		if ct == "" {
+			ct = "image/jpeg"
+		}
+		ev.Images = []wire.Image{{URL: dataURI(ct, img.Data), ContentType: ct, Width: img.Width, Height: img.Height}}
+	}
+	return ev
+}
+
+// buildOutput turns an engine result into fal's output, storing each image
+// (or, with sync_mode, inlining it as a data URI and storing nothing).
+func (w *Worker) buildOutput(ctx context.Context, in wire.Params, res *engine.Result) (*wire.Output, error) {
+	out := &wire.Output{
+		Images:          make([]wire.Image, 0, len(res.Images)),
+		HasNSFWConcepts: make([]bool, 0, len(res.Images)),
+		Seed:            res.Seed,
+		Prompt:          in.Prompt,
+		Timings: wire.Timings{
+			Inference:    wire.Seconds(res.Timings.Total),
+			TextEncoding: wire.Seconds(res.Timings.TextEncoding),
+			Denoising:    wire.Seconds(res.Timings.Denoising),
+			Decoding:     wire.Seconds(res.Timings.Decoding),
+			SafetyCheck:  wire.Seconds(res.Timings.Safety),
+			Encoding:     wire.Seconds(res.Timings.Encoding),
+		},
+	}
+	for i, img := range res.Images {
+		wi := wire.Image{ContentType: img.ContentType, FileSize: int64(len(img.Data)), Width: img.Width, Height: img.Height}
+		if in.SyncMode {
+			wi.URL = dataURI(img.ContentType, img.Data)
+			wi.FileName = fmt.Sprintf("image_%d.%s", i, img.Extension)
+		} else {
+			f, err := w.opts.Storage.Save(ctx, img.Data, img.ContentType, img.Extension)
+			if err != nil {
+				return nil, fmt.Errorf("store image %d: %w", i, err)
+			}
+			wi.URL, wi.FileName = f.URL, f.FileName
+		}
+		out.Images = append(out.Images, wi)
+		out.HasNSFWConcepts = append(out.HasNSFWConcepts, img.NSFW)
+	}
+	return out, nil
+}
+
+func describeResult(res *engine.Result) string {
+	if res == nil {
+		return "no result"
+	}
+	return fmt.Sprintf("%d image(s)", len(res.Images))
+}
+
+func dataURI(contentType string, data []byte) string {
+	var b bytes.Buffer
+	b.Grow(len(contentType) + 13 + base64.StdEncoding.EncodedLen(len(data)))
+	b.WriteString("data:")
+	b.WriteString(contentType)
+	b.WriteString(";base64,")
+	enc := base64.NewEncoder(base64.StdEncoding, &b)
+	_, _ = enc.Write(data)
+	_ = enc.Close()
+	return b.String()
+}
