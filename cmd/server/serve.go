@@ -278,4 +278,3 @@ func openFileStore(ctx context.Context, cfg config.Config, log zerolog.Logger) (
 	log.Info().Str("storage", cfg.Storage).Msg("using the shared S3 file store")
 	return files, nil
 }
-
