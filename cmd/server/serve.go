@@ -18,6 +18,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/api"
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/httpserver"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
@@ -109,6 +110,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		Ready:        ready,
 		ReadyInfo:    readyInfo,
 		Keys:         cfg.Keys,
+		PrivateFiles: cfg.PrivateFiles,
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		PreviewEvery: cfg.PreviewEvery,
@@ -118,11 +120,8 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	httpServer := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	ln = httpserver.LimitPerIP(ln, cfg.MaxConnsPerIP)
+	httpServer := httpserver.New(srv.Handler())
 	var background sync.WaitGroup
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	serveErr := make(chan error, 1)

@@ -23,6 +23,8 @@ var (
 	errRouteNotFound    = errors.New("no such route")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errWorkerOnly       = errors.New("this is a worker process")
+	errBodyTimeout      = errors.New("request body not received in time")
+	errBadBody          = errors.New("request body could not be read")
 )
 
 // retryAfterSeconds is what a 429 asks clients to wait.
@@ -69,6 +71,9 @@ func classify(err error) apiError {
 		e := simple(http.StatusUnauthorized, "Invalid or missing API key; send 'Authorization: Key <key>'",
 			wire.ErrorTypeUnauthorized)
 		e.header["WWW-Authenticate"] = "Key"
+		// Answered before the body is read; a client trickling one must
+		// not keep the connection.
+		e.header["Connection"] = "close"
 		return e
 	case errors.Is(err, queue.ErrNotFound):
 		e := simple(http.StatusNotFound, "Request not found", wire.ErrorTypeNotFound)
@@ -107,6 +112,14 @@ func classify(err error) apiError {
 	case errors.Is(err, queue.ErrClosed), errors.Is(err, engine.ErrClosed), errors.Is(err, worker.ErrNotReady):
 		return simple(http.StatusServiceUnavailable, "Server is not accepting work right now; retry later",
 			wire.ErrorTypeUnavailable)
+	case errors.Is(err, errBodyTimeout):
+		e := simple(http.StatusRequestTimeout, "The request body was not received in time", wire.ErrorTypeRequestTimeout)
+		e.header["Connection"] = "close"
+		return e
+	case errors.Is(err, errBadBody):
+		e := simple(http.StatusBadRequest, "The request body could not be read (truncated or malformed)", "bad_request")
+		e.header["Connection"] = "close"
+		return e
 	case errors.As(err, &maxBytes):
 		return simple(http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes.Limit), wire.ErrorTypeBodyTooLarge)
@@ -117,7 +130,9 @@ func classify(err error) apiError {
 	case errors.Is(err, context.DeadlineExceeded):
 		return simple(http.StatusGatewayTimeout, "Request timed out", wire.ErrorTypeRequestTimeout)
 	}
-	return simple(http.StatusInternalServerError, "Internal server error: "+err.Error(), wire.ErrorTypeInternal)
+	// Details stay in the log (with the request id); clients get a fixed
+	// message.
+	return simple(http.StatusInternalServerError, "Internal server error", wire.ErrorTypeInternal)
 }
 
 // DescribeFailure is the queue's DescribeFunc: a job's stored failure is

@@ -58,6 +58,9 @@ type envOptions struct {
 	s3 *storagetest.FakeS3
 	// admit is the server's submit-time admission check.
 	admit func(wire.Params) error
+	// pace overrides the body and write deadlines.
+	pace         Pace
+	privateFiles bool
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -96,7 +99,8 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop()})
 	srv := New(Options{Queue: q, Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop(), Keys: o.keys,
 		PublicURL: base, MaxBodyBytes: o.maxBody, PreviewEvery: o.previewEvery, KeepAlive: o.keepAlive,
-		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit,
+		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit, Pace: o.pace,
+		PrivateFiles: o.privateFiles,
 		Ready: []ReadyCheck{{Status: "loading", Phase: true, Check: func(context.Context) error {
 			if wk.Engine() == nil {
 				return worker.ErrNotReady

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,7 +21,7 @@ import (
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
+		return nil, bodyError(err)
 	}
 	return body, nil
 }
@@ -109,4 +111,18 @@ func truthy(v string) bool {
 		return true
 	}
 	return false
+}
+
+// bodyError classifies a failed body read: too large, too slow, or broken
+// (truncated, bad chunked encoding, client gone), all the client's doing.
+func bodyError(err error) error {
+	var maxBytes *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &maxBytes):
+		return fmt.Errorf("read body: %w", err)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: %w", errBodyTimeout, err)
+	}
+	return fmt.Errorf("%w: %w", errBadBody, err)
 }

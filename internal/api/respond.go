@@ -39,7 +39,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set(k, v)
 	}
 	if e.status >= 500 {
-		s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Int("status", e.status).Msg("request failed")
+		s.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Int("status", e.status).
+			Str("request_id", w.Header().Get(headerRequestID)).Msg("request failed")
 	}
 	writeJSON(w, s.log, e.status, e.body)
 }

@@ -63,6 +63,9 @@ type Options struct {
 	Admit func(wire.Params) error
 	// Keys are the accepted API keys; none means an open server.
 	Keys []string
+	// PrivateFiles requires a key to download stored files; by default
+	// their unguessable URLs are the capability, as fal's CDN URLs are.
+	PrivateFiles bool
 	// PublicURL is the external base URL (no trailing slash).
 	PublicURL string
 	// MaxBodyBytes bounds JSON bodies (default 16 MiB).
@@ -71,6 +74,8 @@ type Options struct {
 	PreviewEvery int
 	// KeepAlive is the SSE keep-alive comment interval (default 10s).
 	KeepAlive time.Duration
+	// Pace holds the body-read and response-write deadlines.
+	Pace Pace
 	// NewSeed picks seeds for requests without one (default: random in
 	// [0, 2^53), so JavaScript clients keep the value exact).
 	NewSeed func() int64
@@ -97,6 +102,7 @@ func New(opts Options) *Server {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 10 * time.Second
 	}
+	opts.Pace = opts.Pace.withDefaults()
 	if opts.NewSeed == nil {
 		opts.NewSeed = wire.RandomSeed
 	}
@@ -127,7 +133,7 @@ func (s *Server) BeginShutdown() {
 // Handler returns the routed HTTP handler for the process role.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.observe, s.cors)
+	r.Use(s.recoverer, s.deadlines, s.observe, s.cors)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errMethodNotAllowed) })
 	r.Get("/healthz", s.handleHealth)
 	r.Get("/readyz", s.handleReady)
@@ -140,8 +146,13 @@ func (s *Server) Handler() http.Handler {
 
 	// Files and upload PUTs carry no credentials in fal clients; their
 	// random ids are the capability.
-	r.Get("/files/{key}", s.handleFile)
-	r.Head("/files/{key}", s.handleFile)
+	r.Group(func(r chi.Router) {
+		if s.opts.PrivateFiles {
+			r.Use(s.auth)
+		}
+		r.Get("/files/{key}", s.handleFile)
+		r.Head("/files/{key}", s.handleFile)
+	})
 	r.Put("/storage/upload/{uploadID}", s.handleUploadPut)
 	r.Put("/storage/upload/{uploadID}/{partNumber}", s.handlePartPut)
 	r.Post("/storage/upload/{uploadID}/complete", s.handleMultipartComplete)

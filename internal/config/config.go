@@ -77,6 +77,11 @@ type Config struct {
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 	// MaxUploadBytes bounds one uploaded file.
 	MaxUploadBytes int64 `json:"max_upload_bytes"`
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (0: no limit).
+	MaxConnsPerIP int `json:"max_conns_per_ip"`
+	// PrivateFiles requires an API key to download stored files.
+	PrivateFiles bool `json:"private_files"`
 	// PreviewEvery is the step interval of previews on /stream (0: none).
 	PreviewEvery int `json:"preview_every"`
 	// LogLevel is the zerolog level: debug, info, warn, error.
@@ -118,6 +123,7 @@ func (c Config) Redacted() map[string]any {
 		"public_url": c.PublicURL, "workers": c.Workers, "max_queue": c.MaxQueue,
 		"retention": c.Retention.String(), "ort_lib": c.ORTLib, "shutdown_grace": c.ShutdownGrace.String(),
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
+		"max_conns_per_ip": c.MaxConnsPerIP, "private_files": c.PrivateFiles,
 		"preview_every": c.PreviewEvery, "log_level": c.LogLevel,
 		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
 		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
@@ -165,6 +171,8 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&raw.grace, "shutdown-grace", "30s", "time running requests get to finish at shutdown")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", 16<<20, "maximum JSON request body in bytes")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 256<<20, "maximum uploaded file in bytes")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 64, "open connections one client address may hold (0: no limit); more are answered 429 and closed")
+	fs.BoolVar(&c.PrivateFiles, "private-files", false, "require an API key to download stored files (default: their unguessable URLs are the capability, as fal's)")
 	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.Role, "role", RoleAll, "process role: all (API and generation), api (API only) or worker (generation only)")
@@ -339,6 +347,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUploadBytes < 1 {
 		bad("-max-upload %d: must be positive", c.MaxUploadBytes)
+	}
+	if c.MaxConnsPerIP < 0 {
+		bad("-max-conns-per-ip %d: must be >= 0", c.MaxConnsPerIP)
 	}
 	if c.PreviewEvery < 0 {
 		bad("-preview-every %d: must be >= 0", c.PreviewEvery)

@@ -94,6 +94,8 @@ func (w *Worker) Process(ctx context.Context, job *queue.Job, logf queue.LogFunc
 			m.FinishRequest(metrics.OutcomeCanceled)
 		} else {
 			m.FinishRequest(metrics.OutcomeError)
+			// The client sees a fixed message; the cause is here.
+			w.opts.Logger.Error().Err(err).Str("request_id", job.ID).Msg("generation failed")
 		}
 		return nil, fmt.Errorf("generate: %w", err)
 	}
@@ -104,6 +106,7 @@ func (w *Worker) Process(ctx context.Context, job *queue.Job, logf queue.LogFunc
 	out, err := w.buildOutput(ctx, p.Input, res)
 	if err != nil {
 		m.FinishRequest(metrics.OutcomeError)
+		w.opts.Logger.Error().Err(err).Str("request_id", job.ID).Msg("storing the output failed")
 		return nil, err
 	}
 	flagged := 0

@@ -196,3 +196,8 @@ func lastJSONLine(t *testing.T, out string) map[string]any {
 	}
 	return m
 }
+
+// writeExecutable writes a script with mode 0755.
+func writeExecutable(path, content string) error {
+	return os.WriteFile(path, []byte(content), 0o755)
+}
