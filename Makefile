@@ -2,6 +2,8 @@
 #
 #   make run         install the ONNX Runtime library if missing, then serve models/tiny on CPU
 #   make test        install what the tests need, then vet and run every Go test
+#   make test-unit   the fast everyday check: the Go tests of internal/ and cmd/ (installs only the
+#                    ONNX Runtime library, once; no apt packages, no fal clients)
 #   make bench       Go benchmarks of the pipeline (tiny model, CPU)
 #
 # Model toolchain targets (Python; the Go build does not need any of this).
@@ -26,7 +28,7 @@ else
 PY_DEPS :=
 endif
 
-.PHONY: run test test-deps bench ort tiny reference test-export
+.PHONY: run test test-unit test-deps bench ort tiny reference test-export
 
 $(VENV)/.installed: scripts/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +79,10 @@ test-deps: ort tests/clients/node_modules/.package-lock.json $(CLIENTS_VENV)/.in
 test: test-deps
 	go vet ./...
 	KLEINSERVE_TEST_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python KLEINSERVE_REQUIRE_CLIENTS=1 go test -count=1 ./...
+
+# Without the library the pipeline tests would skip, so it is installed first (a no-op after once).
+test-unit: ort
+	go test ./internal/... ./cmd/...
 
 bench: ort
 	go test -run '^$$' -bench . -benchtime 3x ./internal/pipeline ./internal/sampler ./internal/cns ./internal/tokenizer

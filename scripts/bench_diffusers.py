@@ -2,14 +2,14 @@
 """The comparison point of `go run ./cmd/bench`: diffusers' Flux2KleinPipeline in PyTorch on the
 same architecture with random weights, same size, steps and guidance, timed per phase.
 
-    # on a GPU host, full-size architecture, bf16 (what issue 6's README table compares against)
+    # on a GPU host, full-size architecture, bf16 (the baseline of the README's GPU figures)
     python scripts/bench_diffusers.py --random-weights --device cuda --dtype bf16 --size 1024x768 --steps 28
     # anywhere, the tiny model (a smoke test of the harness)
     python scripts/bench_diffusers.py --tiny --device cpu --dtype fp32 --size 256x256 --steps 4
 
 It prints median seconds for text encoding (prompt + negative), the denoising loop, one step, the VAE
 decode and end to end, the transformer's achieved TFLOP/s against --peak-tflops, and peak CUDA memory.
-FLOPs follow the model spec's §5 convention (2 per multiply-add, element-wise work ignored), the same
+FLOPs follow the convention of docs/model.md §9 (2 per multiply-add, element-wise work ignored), the same
 as cmd/bench, so the two reports compare directly. Random weights come from scripts/export_onnx.py's
 builders (seeded), so both sides run the same architecture.
 """

@@ -4,8 +4,9 @@
 # onnxruntime-node (it ships the plain C library; no install script is run).
 #
 # onnxruntime_go v1.27.0 speaks the ORT 1.24 C API; the C API is backward compatible, so the
-# pinned 1.30.0 library serves it (see ../shared/spec/runtime.md). The GPU build comes from
-# the PyPI wheel onnxruntime-gpu instead (see Dockerfile.cuda).
+# pinned 1.30.0 library serves it (checked: onnxruntime_go v1.27.0 initialises it and reports
+# version 1.30.0). The npm tarball carries it at package/bin/napi-v6/linux/x64/libonnxruntime.so.1.
+# The GPU build comes from the PyPI wheel onnxruntime-gpu instead (see Dockerfile.cuda).
 set -euo pipefail
 
 ORT_VERSION="${ORT_VERSION:-1.30.0}"

@@ -6,8 +6,9 @@
 //
 //	go run ./cmd/bench -models models/klein-4b-random -provider cuda -size 1024x768 -steps 28
 //
-// FLOPs count multiply-adds as 2 and ignore element-wise work (the model
-// spec's §5 convention), so "share of peak" compares with dense matrix peak.
+// FLOPs count multiply-adds as 2 and ignore element-wise work (the
+// convention of docs/model.md §9), so "share of peak" compares with dense
+// matrix peak.
 package main
 
 import (

@@ -1,5 +1,5 @@
 // Command cnsgamma measures a model-specific Colored Noise Sampling γ
-// matrix (spec cns.md §2.8) and writes it as cns_gamma.json into a model
+// matrix (docs/cns.md §9) and writes it as cns_gamma.json into a model
 // directory, where the server's "matrix" gamma source picks it up.
 //
 // It runs the deterministic sampler for prompts × seeds at several
@@ -282,7 +282,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // halfwaySteps returns, per band, the first row with γ ≥ 0.5: the staircase
-// spec §2.8 asks to check (it should rise with the band).
+// docs/cns.md §9 asks to check (it should rise with the band).
 func halfwaySteps(m *cns.GammaMatrix) []int {
 	out := make([]int, m.Bands)
 	for b := range out {

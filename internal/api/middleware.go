@@ -56,7 +56,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	})
 }
 
-// cors allows browser use (fal-api.md §2): any origin, the headers fal
+// cors allows browser use (docs/fal-protocol.md §10): any origin, the headers fal
 // clients send, and x-fal-request-id exposed. Preflights end here, before
 // authentication (browsers send no credentials on them).
 func (s *Server) cors(next http.Handler) http.Handler {

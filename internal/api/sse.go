@@ -9,7 +9,7 @@ import (
 )
 
 // sseWriter writes Server-Sent Events the way both fal clients parse them
-// (fal-api.md §5): only "data: <JSON>" events and ": comment" keep-alives,
+// (docs/fal-protocol.md §6): only "data: <JSON>" events and ": comment" keep-alives,
 // never id: or retry: fields, never an event without data, and every JSON
 // document pure ASCII so a chunk boundary cannot split a character.
 type sseWriter struct {

@@ -3,7 +3,7 @@ package cns
 import "math"
 
 // sharpnessLinearBelow: below this sharpness the exponential interpolation
-// is numerically the linear one and is evaluated as such (spec §2.4).
+// is numerically the linear one and is evaluated as such (docs/cns.md §5).
 const sharpnessLinearBelow = 1e-6
 
 // TiltInterp returns E(p), the fraction of the way from alpha_tilt_start to
@@ -22,7 +22,7 @@ func TiltAlpha(p float64, prm Params) float64 {
 	return prm.AlphaTiltStart + e*(prm.AlphaTiltEnd-prm.AlphaTiltStart)
 }
 
-// Amplitudes writes the per-band amplitude of spec cns.md §2.4 into dst
+// Amplitudes writes the per-band amplitude of docs/cns.md §5 into dst
 // (len(dst) = len(gamma) = F):
 //
 //	T_b = exp(α·f_b) with alpha_use_fnorm, else (1 + α);  f_b = b/(F−1)
@@ -48,7 +48,7 @@ func Amplitudes(dst, gamma []float64, alpha float64, prm Params) {
 
 // NormalizationZ returns Z = sqrt(mean_k S(k)²) over the grid of bm for the
 // band amplitudes amp: the analytic standard deviation of the filtered white
-// field (spec cns.md §2.5).
+// field (docs/cns.md §6).
 func NormalizationZ(bm *BandMap, amp []float64) float64 {
 	var sum float64
 	for b, n := range bm.Counts {
@@ -58,7 +58,7 @@ func NormalizationZ(bm *BandMap, amp []float64) float64 {
 }
 
 // whiteBelowZ: a filter whose normalisation falls below this carries no
-// usable energy; the noise falls back to white (spec §2.4, §2.7).
+// usable energy; the noise falls back to white (docs/cns.md §6).
 const whiteBelowZ = 1e-12
 
 // isFlat reports whether the filter is the same in every non-empty band, in

@@ -7,7 +7,7 @@ import (
 
 func closeTo(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 
-// Property 13: tilt schedule.
+// Property 13 (docs/cns.md §10): tilt schedule.
 func TestTiltSchedule(t *testing.T) {
 	p := DefaultParams()
 	expWant := []float64{.15, .029991, -.114767, -.289378, -.5}
@@ -53,7 +53,7 @@ func TestTiltSchedule(t *testing.T) {
 	}
 }
 
-// Property 15: the reference amplitude vectors and Z.
+// Property 15 (docs/cns.md §10): the reference amplitude vectors and Z.
 func TestAmplitudeReferenceVectors(t *testing.T) {
 	p := DefaultParams()
 	alpha := TiltAlpha(0.5, p)
@@ -93,8 +93,8 @@ func TestAmplitudeReferenceVectors(t *testing.T) {
 	}
 }
 
-// Property 12: the divider pushes the matrix filter toward the tilt-only
-// filter, and band contrast falls monotonically with d.
+// Property 12 (docs/cns.md §10): the divider pushes the matrix filter toward
+// the tilt-only filter, and band contrast falls monotonically with d.
 func TestDividerLimit(t *testing.T) {
 	p := DefaultParams()
 	const F = 32
@@ -129,8 +129,8 @@ func TestDividerLimit(t *testing.T) {
 	}
 }
 
-// Property 9 (analytic part): the tilt direction. The high/low band power
-// ratio rises monotonically with α.
+// Property 9 (docs/cns.md §10), analytic part: the tilt direction. The
+// high/low band power ratio rises monotonically with α.
 func TestTiltDirectionMonotone(t *testing.T) {
 	p := DefaultParams()
 	const F = 16

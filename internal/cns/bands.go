@@ -8,7 +8,7 @@ import (
 )
 
 // BandMap assigns every coefficient of an unshifted H×W FFT grid to one of
-// F radial bands with the official convention (spec cns.md §1.2):
+// F radial bands with the official code's convention (docs/cns.md §3):
 //
 //	fy = fftfreq(H), fx = fftfreq(W), r = sqrt(fx² + fy²)
 //	band = clamp(floor(r/max(r) · (F−1)), 0, F−1)

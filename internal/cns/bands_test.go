@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// Property 6: radial binning, with the exact maps and counts of spec §1.2.
+// Property 6 (docs/cns.md §10): radial binning, with the exact maps and
+// counts of docs/cns.md §3.
 func TestRadialBandsSpecVectors(t *testing.T) {
 	cases := []struct {
 		H, W, F    int

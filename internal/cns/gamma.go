@@ -19,7 +19,7 @@ type GammaTable interface {
 	Gamma(i, n int, dst []float64)
 }
 
-// progress returns p_i = i/(n−1) of spec cns.md §2.3.
+// progress returns p_i = i/(n−1), the step progress of docs/cns.md §4.
 func progress(i, n int) float64 {
 	if n <= 1 {
 		return 0
@@ -35,7 +35,7 @@ func bandPosition(b, f int) float64 {
 	return float64(b) / float64(f-1)
 }
 
-// FitGamma is the closed-form γ of spec cns.md §2.3:
+// FitGamma is the closed-form γ of docs/cns.md §4:
 //
 //	γ(f, p) = 1 / (1 + exp(−K·(ln(p/(1−p)) − λ50(f)))),  λ50(f) = C0 − A·exp(−f/Tau)
 //

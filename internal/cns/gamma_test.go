@@ -10,7 +10,8 @@ import (
 	"testing"
 )
 
-// Property 14: the §2.3 table of γ_fit (F = 32) to 1e-4.
+// Property 14 (docs/cns.md §10): the γ_fit table (F = 32) of
+// docs/cns.md §4, to 1e-4.
 func TestBuiltinGammaTable(t *testing.T) {
 	bands := []int{0, 4, 8, 16, 31}
 	table := map[float64][]float64{

@@ -37,7 +37,7 @@ type GammaOptions struct {
 	Progress func(done, total int)
 }
 
-// ComputeGammaMatrix measures a model-specific γ matrix (spec cns.md §2.8)
+// ComputeGammaMatrix measures a model-specific γ matrix (docs/cns.md §9)
 // from the given samples; see GammaAccumulator for the method.
 func ComputeGammaMatrix(ctx context.Context, samples []GammaSample, opt GammaOptions) (*GammaMatrix, error) {
 	acc, err := NewGammaAccumulator(opt.Steps, opt.Bands, opt.LatentBF16)
@@ -56,7 +56,7 @@ func ComputeGammaMatrix(ctx context.Context, samples []GammaSample, opt GammaOpt
 }
 
 // GammaAccumulator measures a model-specific γ matrix one sample at a time
-// (spec cns.md §2.8). For every sample it runs the deterministic N-step
+// (docs/cns.md §9). For every sample it runs the deterministic N-step
 // Euler sampler on the sample's own empirical-μ schedule and, at each step
 // i, takes the clean estimate x̂0_i = x_i − σ_i·v_i. On the unpacked VAE grid
 // (32, 2h, 2w) it computes per FFT coefficient

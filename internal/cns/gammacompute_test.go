@@ -114,7 +114,7 @@ func TestComputeGammaMatrixGaussianModel(t *testing.T) {
 // model: along the probability-flow ODE the progress against the final
 // sample is 1 − (1 − √W)², W = P(1−σ)²/(P(1−σ)² + σ²) the Wiener gain —
 // not W itself (W is the expected progress against the *true* x0, the
-// dataset-based γ of spec §2.8). With a dense schedule the exact discrete
+// dataset-based γ of docs/cns.md §9). With a dense schedule the exact discrete
 // answer (checked against ComputeGammaMatrix above) is within 0.03 of it
 // and far from W.
 func TestGaussianGammaLimit(t *testing.T) {

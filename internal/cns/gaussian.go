@@ -8,7 +8,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
-// GaussianModel is the analytic toy model of spec cns.md §3, usable
+// GaussianModel is the Gaussian toy model of docs/cns.md §10, usable
 // wherever a velocity function is needed without weights (tests, a
 // self-check of cmd/cnsgamma). The data is Gaussian with power P_b per
 // Fourier coefficient of every VAE-grid plane, P_b depending on the

@@ -23,7 +23,7 @@ func approxFlat() Params {
 	return p
 }
 
-// toySigmas is the schedule of spec §3 property 3.
+// toySigmas is the toy schedule of docs/cns.md §10, property 3.
 var toySigmas = []float32{1, 0.75, 0.5, 0.25, 0}
 
 func mustSampler(t testing.TB, cfg Config) *Sampler {

@@ -20,9 +20,10 @@ func noiseOf(t testing.TB, prm Params, sig []float32, h, w int, seeds []int64, s
 	return dst, white
 }
 
-// Property 7: the filtered field is real, and the production path (two
-// real planes packed into one complex FFT) equals a one-plane reference
-// computed with a naive DFT, for even, odd and mixed grid sizes.
+// Property 7 (docs/cns.md §10): the filtered field is real, and the
+// production path (two real planes packed into one complex FFT) equals a
+// one-plane reference computed with a naive DFT, for even, odd and mixed grid
+// sizes.
 func TestColoringIsRealAndMatchesReference(t *testing.T) {
 	prm := activeParams()
 	for _, g := range [][2]int{{6, 8}, {5, 7}, {4, 9}, {9, 4}, {1, 6}, {7, 1}} {
@@ -95,8 +96,8 @@ func TestColoringIsRealAndMatchesReference(t *testing.T) {
 	}
 }
 
-// Property 8: every element of ξ has variance e² (analytic Z), checked
-// within 2 % over 2^20 elements for several filters.
+// Property 8 (docs/cns.md §10): every element of ξ has variance e² (analytic
+// Z), checked within 2 % over 2^20 elements for several filters.
 func TestNoiseVariance(t *testing.T) {
 	const h, w = 16, 16 // unpacked 32×32
 	seeds := make([]int64, 32)
@@ -163,9 +164,9 @@ func bandPower(t testing.TB, xi []float32, seeds, h, w int, bm *BandMap) []float
 	return power
 }
 
-// Property 9: per-band power of ξ is e²·A_b²/Z² within 5 %; a positive tilt
-// raises and a negative tilt lowers the high/low band power ratio; with
-// approximation and α = 0 every band has power e².
+// Property 9 (docs/cns.md §10): per-band power of ξ is e²·A_b²/Z² within 5 %;
+// a positive tilt raises and a negative tilt lowers the high/low band power
+// ratio; with approximation and α = 0 every band has power e².
 func TestNoiseBandSpectrum(t *testing.T) {
 	const h, w, F = 8, 8, 8 // unpacked 16×16: band 7 has a single coefficient
 	seeds := make([]int64, 256)
@@ -207,7 +208,7 @@ func TestNoiseBandSpectrum(t *testing.T) {
 	ratio(activeParams(), 2) // the default matrix filter
 }
 
-// Property 10: cancellations.
+// Property 10 (docs/cns.md §10): cancellations.
 func TestNoiseCancellations(t *testing.T) {
 	const h, w = 4, 6
 	seeds := []int64{11, 12}
@@ -227,8 +228,8 @@ func TestNoiseCancellations(t *testing.T) {
 	}
 	// approximation with zero tilt: power_gamma (and d) cancel too. With an
 	// fnorm tilt α ≠ 0, power_gamma scales the effective tilt exp(pw·α·f)
-	// and does change the noise, so the spec's "independent of power_gamma"
-	// holds only for a flat tilt.
+	// and does change the noise, so "independent of power_gamma" holds only
+	// for a flat tilt.
 	flat := approxFlat()
 	refFlat, _ := noiseOf(t, flat, sig, h, w, seeds, step)
 	for _, pw := range []float64{0.1, 3} {
@@ -267,7 +268,8 @@ func TestNoiseCancellations(t *testing.T) {
 	}
 }
 
-// Property 11: fallbacks to white noise, and no NaN/Inf at range corners.
+// Property 11 (docs/cns.md §10): fallbacks to white noise, and no NaN/Inf at
+// range corners.
 func TestNoiseFallbacksAndCorners(t *testing.T) {
 	const h, w = 2, 3
 	seeds := []int64{4}
@@ -326,7 +328,7 @@ func TestNoiseFallbacksAndCorners(t *testing.T) {
 	}
 }
 
-// Property 16: determinism and batch independence.
+// Property 16 (docs/cns.md §10): determinism and batch independence.
 func TestNoiseDeterminism(t *testing.T) {
 	const h, w = 3, 4
 	sig := mustSigmas(t, 3072, 10)
@@ -383,8 +385,9 @@ func TestNoiseDeterminism(t *testing.T) {
 	}
 }
 
-// Property 17: the packed layout. With a flat filter the noise is the
-// white VAE-grid field permuted by Pack∘Patchify, element for element.
+// Property 17 (docs/cns.md §10): the packed layout. With a flat filter the
+// noise is the white VAE-grid field permuted by Pack∘Patchify, element for
+// element.
 func TestNoisePackedLayout(t *testing.T) {
 	const h, w = 5, 3
 	sig := mustSigmas(t, 3072, 6)

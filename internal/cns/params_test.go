@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// Property 19: out-of-range values are rejected with the field named.
+// Property 19 (docs/cns.md §10): out-of-range values are rejected with the
+// field named.
 func TestValidate(t *testing.T) {
 	if err := Validate(DefaultParams()); err != nil {
 		t.Fatalf("defaults rejected: %v", err)

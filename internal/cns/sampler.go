@@ -148,7 +148,7 @@ func NewSampler(cfg Config) (*Sampler, error) {
 }
 
 // StepCoefficients returns the SDE-exact step's keep = (σ'/σ)^c and
-// fresh = sqrt(max(0, 1 − keep²)) (spec cns.md §2.7), in float64.
+// fresh = sqrt(max(0, 1 − keep²)) (docs/cns.md §7), in float64.
 func StepCoefficients(sigma, sigmaNext float32, churn float64) (keep, fresh float64) {
 	if sigma <= 0 {
 		return 1, 0
@@ -235,7 +235,7 @@ func (s *Sampler) StepWithNoise(i int, x, v, xi []float32) error {
 	return s.applyStep(i, x, v, xi)
 }
 
-// applyStep is the SDE-exact update of spec cns.md §2.7 in float32:
+// applyStep is the SDE-exact update of docs/cns.md §7 in float32:
 //
 //	x̂0 = x − σ·v,  ε̂ = x + (1−σ)·v
 //	x' = (1−σ')·x̂0 + σ'·(keep·ε̂ + fresh·ξ)

@@ -47,8 +47,9 @@ func sinPattern(n int) []float32 {
 	return x
 }
 
-// Property 1: CNS off (enable false or s_churn 0) is bit-identical to the
-// baseline Euler loop, draws nothing, and leaves the initial latent alone.
+// Property 1 (docs/cns.md §10): CNS off (enable false or s_churn 0) is
+// bit-identical to the baseline Euler loop, draws nothing, and leaves the
+// initial latent alone.
 func TestInactiveIsBaselineEuler(t *testing.T) {
 	const h, w = 3, 5
 	seeds := []int64{42, 43}
@@ -117,8 +118,8 @@ func runLoopWith(t testing.TB, st sampler.Stepper, sig []float32, seeds []int64,
 	return x
 }
 
-// Property 2: the last step (σ_N = 0) is the deterministic Euler step to
-// x − σ·v for every churn.
+// Property 2 (docs/cns.md §10): the last step (σ_N = 0) is the deterministic
+// Euler step to x − σ·v for every churn.
 func TestFinalStepIsDeterministic(t *testing.T) {
 	const h, w = 2, 3
 	for _, c := range []float64{0.5, 1, 2} {
@@ -142,7 +143,8 @@ func TestFinalStepIsDeterministic(t *testing.T) {
 	}
 }
 
-// Property 3: keep and fresh on the toy schedule [1, .75, .5, .25, 0].
+// Property 3 (docs/cns.md §10): keep and fresh on the toy schedule [1, .75,
+// .5, .25, 0].
 func TestStepCoefficientsToySchedule(t *testing.T) {
 	want := map[float64][][2]float64{
 		0.5: {{.866025, .5}, {.816497, .57735}, {.707107, .707107}},
@@ -171,8 +173,8 @@ func TestStepCoefficientsToySchedule(t *testing.T) {
 	}
 }
 
-// Property 4: with the point-mass model the noise part of x_i keeps
-// variance σ_i²·q_i, q_0 = 1, q_{i+1} = keep²·q_i + e²·(1 − keep²)
+// Property 4 (docs/cns.md §10): with the point-mass model the noise part of
+// x_i keeps variance σ_i²·q_i, q_0 = 1, q_{i+1} = keep²·q_i + e²·(1 − keep²)
 // (q ≡ 1 for e = 1), within 3 % over 131072 elements at every step.
 func TestMarginalVarianceHeld(t *testing.T) {
 	const h, w = 8, 8
@@ -223,10 +225,10 @@ func TestMarginalVarianceHeld(t *testing.T) {
 	}
 }
 
-// Property 5: with ξ forced to 0 and the point-mass model,
+// Property 5 (docs/cns.md §10): with ξ forced to 0 and the point-mass model,
 // x_k − (1−σ_k)·x0* = σ_k·(σ_k/σ_0)^c·ε_0. The tolerance 1e-6 is scaled by
-// the element's magnitude (1 + |ε_0|): float32 rounding accumulates over
-// the 50 steps of the klein schedule.
+// the element's magnitude (1 + |ε_0|): float32 rounding accumulates over the
+// 50 steps of the klein schedule.
 func TestTelescoping(t *testing.T) {
 	const h, w = 4, 4
 	seeds := []int64{5}
@@ -260,9 +262,9 @@ func TestTelescoping(t *testing.T) {
 	}
 }
 
-// Property 18: bf16 latents. The CNS arithmetic runs in float32 and only
-// the stepped latent is rounded, so the bf16 result is the rounded float32
-// result and every value is bf16-representable.
+// Property 18 (docs/cns.md §10): bf16 latents. The CNS arithmetic runs in
+// float32 and only the stepped latent is rounded, so the bf16 result is the
+// rounded float32 result and every value is bf16-representable.
 func TestBF16Latents(t *testing.T) {
 	const h, w = 3, 4
 	sig := mustSigmas(t, 3072, 8)

@@ -28,12 +28,12 @@ type Architecture struct {
 
 // The FLOP counts below count a multiply-add as 2 FLOPs and ignore norms,
 // RoPE, softmax and element-wise work (under 1% for this model), the
-// convention of the model spec's §5 — so achieved TFLOP/s compare directly
+// convention of docs/model.md §9 — so achieved TFLOP/s compare directly
 // with a GPU's dense matrix peak.
 
 // TransformerFLOPs is one transformer forward of one sample over imageTokens
-// image tokens and textTokens text tokens (spec §5.2: 25.96 TFLOP for
-// 1024x768 with 512 text tokens on the 4B model).
+// image tokens and textTokens text tokens (25.96 TFLOP for 1024x768 with
+// 512 text tokens on the 4B model; docs/model.md §9).
 func (a *Architecture) TransformerFLOPs(imageTokens, textTokens int) float64 {
 	t := a.Transformer
 	D := float64(t.NumAttentionHeads * t.AttentionHeadDim)
@@ -49,7 +49,7 @@ func (a *Architecture) TransformerFLOPs(imageTokens, textTokens int) float64 {
 }
 
 // TextEncoderFLOPs is one prompt through the truncated Qwen3 (layers decoder
-// layers, seqLen tokens; spec §5.2: 2.91 TFLOP for 27 layers and 512).
+// layers, seqLen tokens; 2.91 TFLOP for 27 layers and 512, docs/model.md §9).
 func (a *Architecture) TextEncoderFLOPs(layers, seqLen int) float64 {
 	t := a.TextEncoder
 	h, q := float64(t.HiddenSize), float64(t.NumAttentionHeads*t.HeadDim)
@@ -59,7 +59,7 @@ func (a *Architecture) TextEncoderFLOPs(layers, seqLen int) float64 {
 }
 
 // VAEDecoderFLOPs is one image of width x height pixels through the VAE
-// decoder (spec §5.2: 7.75 TFLOP at 1024x768).
+// decoder (7.75 TFLOP at 1024x768; docs/model.md §9).
 func (a *Architecture) VAEDecoderFLOPs(width, height int) float64 {
 	v := a.VAE
 	if len(v.BlockOutChannels) == 0 {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// klein4B is the real model's configuration (spec §1.2–1.4).
+// klein4B is the real model's configuration (docs/model.md §1).
 func klein4B(t *testing.T) *Architecture {
 	var a Architecture
 	err := json.Unmarshal([]byte(`{
@@ -21,7 +21,7 @@ func klein4B(t *testing.T) *Architecture {
 	return &a
 }
 
-// Golden numbers of spec §5.2, to the digits the spec gives.
+// The golden figures of docs/model.md §9, to the digits given there.
 func TestFLOPsMatchSpec(t *testing.T) {
 	a := klein4B(t)
 	for _, tc := range []struct {
@@ -37,7 +37,9 @@ func TestFLOPsMatchSpec(t *testing.T) {
 			t.Errorf("%s: %.4f TFLOP, spec says %.2f", tc.name, tc.got, tc.want)
 		}
 	}
-	// 28 CFG steps: 56 forwards, 1.45 PFLOP (issue 6's floor).
+	// 28 CFG steps (the endpoint's default): 56 forwards, 1.45 PFLOP, the
+	// transformer work of one 1024x768 request that GPU timings are set
+	// against (docs/model.md §9).
 	if got := 56 * a.TransformerFLOPs(3072, 512) / 1e15; math.Abs(got-1.454) > 0.002 {
 		t.Errorf("28 CFG steps: %.4f PFLOP", got)
 	}

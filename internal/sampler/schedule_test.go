@@ -45,7 +45,7 @@ func TestSigmasBitExactAgainstDiffusers(t *testing.T) {
 	}
 }
 
-// The values quoted in spec flux2-klein.md §2 step 3, to the printed 1e-6.
+// The schedule values of docs/model.md §5, to the printed 1e-6.
 func TestSigmasSpecTable(t *testing.T) {
 	spec50 := []float64{1.000000, 0.997006, 0.993906, 0.990694, 0.987365, 0.983912, 0.980327, 0.976604, 0.972733, 0.968707, 0.964515, 0.960147, 0.955591, 0.950836, 0.945868, 0.940672, 0.935233, 0.929531, 0.923550, 0.917266, 0.910657, 0.903697, 0.896357, 0.888604, 0.880404, 0.871716, 0.862496, 0.852693, 0.842249, 0.831100, 0.819173, 0.806382, 0.792631, 0.777806, 0.761777, 0.744392, 0.725470, 0.704798, 0.682122, 0.657135, 0.629466, 0.598657, 0.564142, 0.525211, 0.480957, 0.430207, 0.371421, 0.302522, 0.220658, 0.121789, 0.000000}
 	cases := []struct {
@@ -77,7 +77,7 @@ func TestSigmasSpecTable(t *testing.T) {
 			}
 		}
 	}
-	// The spec's example of the discontinuity at 4300 tokens.
+	// The jump of mu at the 4300-token branch (docs/model.md §5).
 	if mu := EmpiricalMu(8192, 50); math.Abs(mu-1.8433) > 5e-5 {
 		t.Errorf("mu(8192,50) = %v, spec 1.8433", mu)
 	}
@@ -133,7 +133,7 @@ func TestTransformerTimestep(t *testing.T) {
 			t.Errorf("cuda fp32 timestep %d = %#08x, torch %#08x", i, got, goldenTimestepCUDA[i])
 		}
 	}
-	// Spec §2 step 4: the bf16 path gives time values 1000, 996, 992, 992, 988.
+	// docs/model.md §5: the bf16 path gives time values 1000, 996, 992, 992, 988.
 	for i, want := range []float32{1000, 996, 992, 992, 988} {
 		if got := RoundBF16(TransformerTimestep(s[i], true) * 1000); got != want {
 			t.Errorf("bf16 time value %d = %v, spec %v", i, got, want)

@@ -14,7 +14,7 @@ import (
 )
 
 // Multipart uploads follow the JS client's protocol for files over 90 MB
-// (fal-api.md §7.1): initiate, PUT {upload_url}/{partNumber} for each part
+// (docs/fal-protocol.md §8): initiate, PUT {upload_url}/{partNumber} for each part
 // (answered with {partNumber, etag}), then POST {upload_url}/complete with
 // the list of parts, which assembles the file.
 

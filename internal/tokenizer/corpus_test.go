@@ -191,7 +191,7 @@ func TestCorpusParity(t *testing.T) {
 	}
 }
 
-// The spec's test vector (flux2-klein.md §1.3).
+// The test vector of docs/model.md §2.
 func TestKleinSpecVector(t *testing.T) {
 	tok := tinyTokenizer(t)
 	enc, err := NewPromptEncoder(tok, KleinPrompt())

@@ -4,7 +4,7 @@ import "fmt"
 
 // FLUX.2 [klein] prompt encoding defaults: the Qwen3 chat template with
 // thinking disabled and no system message, 512 tokens, padded with
-// <|endoftext|> (spec flux2-klein.md §1.3).
+// <|endoftext|> (docs/model.md §2).
 const (
 	KleinTemplatePrefix = "<|im_start|>user\n"
 	KleinTemplateSuffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"

@@ -50,7 +50,7 @@ type Output struct {
 // Seconds converts a duration to the float seconds fal uses on the wire.
 func Seconds(d time.Duration) float64 { return d.Seconds() }
 
-// StreamProgress is a partial event of POST /{id}/stream (fal-api.md §5):
+// StreamProgress is a partial event of POST /{id}/stream (docs/fal-protocol.md §6):
 // output-shaped so that consumers reading images[0] on every event work, with
 // the step counters alongside. Images is present only on preview steps.
 type StreamProgress struct {

@@ -2,7 +2,7 @@
 //
 //   KLEINSERVE_URL=http://127.0.0.1:8080 KLEINSERVE_KEY=secret node js_client.mjs
 //
-// The client is redirected with requestMiddleware as in fal-api.md §3.2(a).
+// The client is redirected with requestMiddleware as in docs/fal-protocol.md §2.
 // Every check throws on failure; the last stdout line is a JSON summary.
 import assert from "node:assert/strict";
 import { ApiError, ValidationError, createFalClient } from "@fal-ai/client";

@@ -2,7 +2,7 @@
 
     KLEINSERVE_URL=http://127.0.0.1:8080 KLEINSERVE_KEY=secret python py_client.py
 
-The client is redirected by patching its URL constants, as in fal-api.md §3.3.
+The client is redirected by patching its URL constants, as in docs/fal-protocol.md §2.
 Every check raises on failure; the last stdout line is a JSON summary.
 """
 

@@ -7,7 +7,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
-// TestCNSThroughTheAPI is issue 5's end-to-end check on the real engine:
+// TestCNSThroughTheAPI checks Colored Noise Sampling end to end on the real
+// engine (docs/cns.md):
 // enable_cns with cns_s_churn 0 is the plain sampler byte for byte; churn
 // 0.5 changes the image; the same CNS request twice gives the same bytes;
 // out-of-range CNS fields are 422s naming the field. The safety checker is

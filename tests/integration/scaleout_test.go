@@ -17,7 +17,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
-// TestScaleOutOnRedis is issue 7's scale-out check with real processes: a
+// TestScaleOutOnRedis checks the many-hosts setup (docs/operations.md) with
+// real processes: a
 // private redis-server, one API process (-role api) and two worker
 // processes (-role worker) sharing it and one files store. Ten short
 // jobs warm both workers up; then a long job starts, and the worker running
