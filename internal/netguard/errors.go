@@ -90,7 +90,7 @@ func (e *Error) Reason() string {
 		}
 		return "the URL did not answer in time"
 	case ErrTooLarge:
-		return fmt.Sprintf("the response is larger than the limit of %s", formatBytes(e.Limit))
+		return fmt.Sprintf("the response is larger than the limit of %s", FormatBytes(e.Limit))
 	case ErrBadStatus:
 		return fmt.Sprintf("the URL answered HTTP %d", e.Status)
 	case ErrRedirect:
@@ -102,9 +102,9 @@ func (e *Error) Reason() string {
 	return "the URL could not be fetched"
 }
 
-// formatBytes writes n in the largest binary unit that divides it, so
+// FormatBytes writes n in the largest binary unit that divides it, so
 // limits read as they were configured ("20 MiB", "1000 bytes").
-func formatBytes(n int64) string {
+func FormatBytes(n int64) string {
 	for _, u := range []struct {
 		size int64
 		name string

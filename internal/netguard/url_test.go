@@ -97,8 +97,8 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 
 func TestFormatBytes(t *testing.T) {
 	for n, want := range map[int64]string{1000: "1000 bytes", 1024: "1 KiB", 20 << 20: "20 MiB", 3 << 30: "3 GiB", 1536: "1536 bytes"} {
-		if got := formatBytes(n); got != want {
-			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }
