@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -494,7 +495,7 @@ func TestMultipartUploadFlow(t *testing.T) {
 	// As the JS client does: PUT {upload_url}/{n}, then POST {upload_url}/complete, no credentials.
 	var parts []map[string]any
 	for i, chunk := range []string{"%PDF-", "1.7"} {
-		p := env.do("PUT", fmt.Sprintf("%s/%d", up.UploadURL, i+1), chunk, nil)
+		p := env.do("PUT", partURL(up.UploadURL, strconv.Itoa(i+1)), chunk, nil)
 		if p.status != 200 || p.header.Get("Content-Type") != "application/json" {
 			t.Fatalf("part %d: %d %s", i+1, p.status, p.body)
 		}
@@ -504,7 +505,7 @@ func TestMultipartUploadFlow(t *testing.T) {
 		t.Fatalf("part answer %v", parts[0])
 	}
 	body, _ := json.Marshal(map[string]any{"parts": parts})
-	c := env.do("POST", up.UploadURL+"/complete", string(body), map[string]string{"Content-Type": "application/json"})
+	c := env.do("POST", partURL(up.UploadURL, "complete"), string(body), map[string]string{"Content-Type": "application/json"})
 	if c.status != 200 {
 		t.Fatalf("complete: %d %s", c.status, c.body)
 	}

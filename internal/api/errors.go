@@ -59,6 +59,7 @@ func classify(err error) apiError {
 	}
 	var verr *wire.ValidationError
 	var maxBytes *http.MaxBytesError
+	var storageInput *storage.InputError
 	switch {
 	case errors.As(err, &verr):
 		return apiError{status: http.StatusUnprocessableEntity, body: verr, message: verr.Error(),
@@ -123,6 +124,13 @@ func classify(err error) apiError {
 	case errors.As(err, &maxBytes):
 		return simple(http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes.Limit), wire.ErrorTypeBodyTooLarge)
+	case errors.Is(err, storage.ErrNoSpace):
+		return simple(http.StatusInsufficientStorage, "Storage is full; retry later", "storage_full")
+	case errors.Is(err, storage.ErrBusy):
+		return simple(http.StatusConflict, "Another request is writing this upload", "upload_busy")
+	case errors.As(err, &storageInput):
+		v := wire.NewValidationError([]any{storageInput.Loc, storageInput.Field}, "Value should have "+storageInput.Msg, "string_too_long")
+		return apiError{status: http.StatusUnprocessableEntity, body: v, message: v.Error(), typ: wire.ErrorTypeValidation}
 	case errors.Is(err, storage.ErrBadPart):
 		return simple(http.StatusBadRequest, err.Error(), "bad_request")
 	case errors.Is(err, storage.ErrTooLarge):

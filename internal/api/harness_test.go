@@ -272,3 +272,13 @@ func compactJSON(t *testing.T, raw []byte) string {
 	}
 	return string(b)
 }
+
+// partURL derives a multipart upload's part or complete URL from its
+// upload_url as fal's JS client does: {origin}{pathname}/{suffix}{search}.
+func partURL(uploadURL, suffix string) string {
+	base, query, _ := strings.Cut(uploadURL, "?")
+	if query != "" {
+		query = "?" + query
+	}
+	return base + "/" + suffix + query
+}

@@ -51,10 +51,11 @@ func (s *Server) initiateUpload(w http.ResponseWriter, r *http.Request, multipar
 	writeJSON(w, s.log, http.StatusOK, wire.UploadInitiateResponse{UploadURL: up.UploadURL, FileURL: up.FileURL})
 }
 
-// handleUploadPut: PUT /storage/upload/{uploadID} with the raw bytes.
+// handleUploadPut: PUT /storage/upload/{uploadID}?token=… with the raw
+// bytes (the token authorizes the write; see internal/storage).
 func (s *Server) handleUploadPut(w http.ResponseWriter, r *http.Request) {
 	body := http.MaxBytesReader(w, r.Body, s.store.MaxUploadBytes())
-	f, err := s.store.CompleteUpload(r.Context(), chi.URLParam(r, "uploadID"), body, r.Header.Get("Content-Type"))
+	f, err := s.store.CompleteUpload(r.Context(), chi.URLParam(r, "uploadID"), r.URL.Query().Get("token"), body, r.Header.Get("Content-Type"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -78,7 +79,7 @@ func (s *Server) handlePartPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, s.store.MaxUploadBytes())
-	part, err := s.store.PutPart(r.Context(), chi.URLParam(r, "uploadID"), n, body)
+	part, err := s.store.PutPart(r.Context(), chi.URLParam(r, "uploadID"), r.URL.Query().Get("token"), n, body)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -102,7 +103,7 @@ func (s *Server) handleMultipartComplete(w http.ResponseWriter, r *http.Request)
 			"Input should be a list of {partNumber, etag} objects", "list_type"))
 		return
 	}
-	f, err := s.store.CompleteMultipart(r.Context(), chi.URLParam(r, "uploadID"), req.Parts)
+	f, err := s.store.CompleteMultipart(r.Context(), chi.URLParam(r, "uploadID"), r.URL.Query().Get("token"), req.Parts)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -2,7 +2,7 @@ package api
 
 import (
 	"encoding/json"
-	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -63,7 +63,7 @@ func TestFilesOnS3(t *testing.T) {
 	json.Unmarshal(r.body, &up)
 	var parts []map[string]any
 	for i, chunk := range []string{"%PDF-", "1.7"} {
-		url := fmt.Sprintf("%s/%d", up.UploadURL, i+1)
+		url := partURL(up.UploadURL, strconv.Itoa(i+1))
 		if i == 0 {
 			url = onA(url)
 		}
@@ -74,7 +74,7 @@ func TestFilesOnS3(t *testing.T) {
 		parts = append(parts, p.json(t))
 	}
 	body, _ := json.Marshal(map[string]any{"parts": parts})
-	if c := hostA.do("POST", onA(up.UploadURL)+"/complete", string(body), nil); c.status != 200 {
+	if c := hostA.do("POST", onA(partURL(up.UploadURL, "complete")), string(body), nil); c.status != 200 {
 		t.Fatalf("complete: %d %s", c.status, c.body)
 	}
 	if f := hostA.do("GET", onA(up.FileURL), "", nil); string(f.body) != "%PDF-1.7" || f.header.Get("Content-Type") != "application/pdf" {

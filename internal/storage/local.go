@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type Local struct {
 	urls
 	root      string
 	maxUpload int64
+	locks     uploadLocks
 }
 
 var _ Store = (*Local)(nil)
@@ -35,6 +37,39 @@ func OpenLocal(root string, opts Options) (*Local, error) {
 	}
 	opts = opts.withDefaults()
 	return &Local{urls: urls{opts.PublicURL}, root: root, maxUpload: opts.MaxUploadBytes}, nil
+}
+
+// CheckSpace reports ErrNoSpace when the file system of the root has less
+// than MinFreeBytes available.
+func (s *Local) CheckSpace(context.Context) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.root, &st); err != nil {
+		return fmt.Errorf("storage: statfs: %w", err)
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < MinFreeBytes {
+		return &noSpaceError{cause: fmt.Errorf("%d bytes free, below %d", free, MinFreeBytes)}
+	}
+	return nil
+}
+
+// Open reads a stored file.
+func (s *Local) Open(_ context.Context, key string) (io.ReadCloser, error) {
+	if !keyPattern.MatchString(key) {
+		return nil, ErrNotFound
+	}
+	f, err := os.Open(filepath.Join(s.root, "files", key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", key, err)
+	}
+	return f, nil
+}
+
+// OpenFileURL opens the file a URL of this store names.
+func (s *Local) OpenFileURL(ctx context.Context, rawURL string) (io.ReadCloser, bool, error) {
+	return openFileURL(ctx, s.urls, s.Open, rawURL)
 }
 
 // MaxUploadBytes is the upload size limit.
@@ -56,6 +91,25 @@ func (s *Local) writeMeta(dir, name string, m uploadMeta) error {
 	return writeFileAtomic(filepath.Join(s.root, dir, name+".json"), raw)
 }
 
+// readUpload loads an upload's staging record and checks its token, age
+// and kind.
+func (s *Local) readUpload(id, token string, multipart bool) (uploadMeta, error) {
+	if !uploadIDPattern.MatchString(id) {
+		return uploadMeta{}, ErrNotFound
+	}
+	m, err := s.readMeta("uploads", id)
+	if err != nil {
+		return uploadMeta{}, err
+	}
+	if err := m.authorize(token, time.Now()); err != nil {
+		return uploadMeta{}, err
+	}
+	if m.Multipart != multipart {
+		return uploadMeta{}, ErrNotFound // a simple PUT to a multipart upload, or a part to a simple one
+	}
+	return m, nil
+}
+
 func (s *Local) readMeta(dir, name string) (uploadMeta, error) {
 	var m uploadMeta
 	raw, err := os.ReadFile(filepath.Join(s.root, dir, name+".json"))
@@ -72,7 +126,7 @@ func (s *Local) readMeta(dir, name string) (uploadMeta, error) {
 }
 
 // writeFileAtomic writes via a temporary file and rename, so readers never
-// see a partial file.
+// see a partial file. A full disk is ErrNoSpace.
 func writeFileAtomic(name string, data []byte) error {
 	return writeAtomic(name, func(f *os.File) error {
 		_, err := f.Write(data)
@@ -81,6 +135,10 @@ func writeFileAtomic(name string, data []byte) error {
 }
 
 func writeAtomic(name string, fill func(*os.File) error) error {
+	return noSpace(writeAtomicRaw(name, fill))
+}
+
+func writeAtomicRaw(name string, fill func(*os.File) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("storage: create temp file: %w", err)
@@ -153,28 +211,30 @@ func (s *Local) initiate(ctx context.Context, contentType, fileName string, mult
 	if err := ctx.Err(); err != nil {
 		return Upload{}, err
 	}
-	id, m, err := newUploadMeta(contentType, fileName, multipart)
+	id, token, m, err := newUploadMeta(contentType, fileName, multipart)
 	if err != nil {
 		return Upload{}, err
 	}
 	if err := s.writeMeta("uploads", id, m); err != nil {
 		return Upload{}, err
 	}
-	return Upload{ID: id, UploadURL: s.UploadURL(id), FileURL: s.FileURL(m.Key)}, nil
+	return Upload{ID: id, Token: token, UploadURL: s.UploadURL(id, token), FileURL: s.FileURL(m.Key)}, nil
 }
 
 // CompleteUpload stores the bytes of an initiated upload. contentType, when
 // set, overrides the one given at initiation (the PUT's header wins).
-func (s *Local) CompleteUpload(ctx context.Context, id string, body io.Reader, contentType string) (File, error) {
-	if !uploadIDPattern.MatchString(id) {
-		return File{}, ErrNotFound
-	}
-	m, err := s.readMeta("uploads", id)
-	if err != nil {
+func (s *Local) CompleteUpload(ctx context.Context, id, token string, body io.Reader, contentType string) (File, error) {
+	if err := checkPutContentType(contentType); err != nil {
 		return File{}, err
 	}
-	if m.Multipart {
-		return File{}, ErrNotFound // its bytes come in parts
+	unlock, ok := s.locks.try(id)
+	if !ok {
+		return File{}, ErrBusy
+	}
+	defer unlock()
+	m, err := s.readUpload(id, token, false)
+	if err != nil {
+		return File{}, err
 	}
 	m.ContentType = putContentType(m.ContentType, contentType)
 	var size int64
@@ -201,7 +261,9 @@ func (s *Local) publishUpload(id string, m uploadMeta, size int64) (File, error)
 	if err := s.writeMeta("meta", m.Key, uploadMeta{ContentType: m.ContentType, FileName: m.FileName, Created: time.Now()}); err != nil {
 		return File{}, err
 	}
-	if err := os.Remove(filepath.Join(s.root, "uploads", id+".json")); err != nil {
+	// Another process sharing the directory may have finished the same
+	// upload first; both answers stand (the last rename won).
+	if err := os.Remove(filepath.Join(s.root, "uploads", id+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return File{}, fmt.Errorf("storage: finish upload: %w", err)
 	}
 	return File{Key: m.Key, URL: s.FileURL(m.Key), ContentType: m.ContentType, FileName: m.FileName, Size: size}, nil
@@ -249,8 +311,14 @@ func (s *Local) DeleteOlderThan(ctx context.Context, t time.Time) (int, error) {
 			if err := ctx.Err(); err != nil {
 				return removed, err
 			}
+			cutoff := t
+			if dir == "uploads" {
+				// Unfinished uploads go after UploadExpiry, or with the
+				// files if retention is shorter.
+				cutoff = later(t, time.Now().Add(-UploadExpiry))
+			}
 			info, err := e.Info()
-			if err != nil || e.IsDir() || !info.ModTime().Before(t) {
+			if err != nil || e.IsDir() || !info.ModTime().Before(cutoff) {
 				continue
 			}
 			if err := os.Remove(filepath.Join(s.root, dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -263,4 +331,12 @@ func (s *Local) DeleteOlderThan(ctx context.Context, t time.Time) (int, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

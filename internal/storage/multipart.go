@@ -11,15 +11,18 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
-// Multipart uploads follow the JS client's protocol for files over 90 MB
-// (docs/fal-protocol.md §8): initiate, PUT {upload_url}/{partNumber} for each part
-// (answered with {partNumber, etag}), then POST {upload_url}/complete with
-// the list of parts, which assembles the file.
+// Multipart uploads follow fal's JS client's protocol for files over 90 MB
+// (docs/fal-protocol.md §8): initiate, PUT {upload_url path}/{partNumber}
+// {upload_url query} for each 10 MB part (answered with {partNumber, etag}),
+// then POST {upload_url path}/complete{query} with the list of parts, which
+// assembles the file.
 
-// MaxParts bounds the number of parts of one upload.
-const MaxParts = 10_000
+// MaxParts bounds the number of parts of one upload: 10 GB in the JS
+// client's 10 MB parts, far above any -max-upload in use.
+const MaxParts = 1000
 
 // ErrBadPart is returned for part numbers out of range and for a complete
 // request whose parts or etags do not match what was uploaded.
@@ -66,33 +69,73 @@ func (s *Local) partPath(id string, n int) string {
 	return filepath.Join(s.root, "uploads", id+"."+strconv.Itoa(n))
 }
 
-// multipartMeta loads an initiated multipart upload.
-func (s *Local) multipartMeta(id string) (uploadMeta, error) {
-	if !uploadIDPattern.MatchString(id) {
-		return uploadMeta{}, ErrNotFound
-	}
-	m, err := s.readMeta("uploads", id)
+// storedParts returns the sizes of an upload's stored parts by number.
+func (s *Local) storedParts(id string) (map[int]int64, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "uploads"))
 	if err != nil {
-		return uploadMeta{}, err
+		return nil, fmt.Errorf("storage: list parts: %w", err)
 	}
-	if !m.Multipart {
-		return uploadMeta{}, ErrNotFound
+	sizes := map[int]int64{}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), id+".")
+		n, err := strconv.Atoi(rest)
+		if !ok || err != nil {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			sizes[n] = info.Size()
+		}
 	}
-	return m, nil
+	return sizes, nil
+}
+
+// removeUpload deletes an upload's parts and staging record.
+func (s *Local) removeUpload(id string) error {
+	sizes, err := s.storedParts(id)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for n := range sizes {
+		if err := os.Remove(s.partPath(id, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(filepath.Join(s.root, "uploads", id+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // PutPart stores part n (1-based) and returns its etag (a SHA-256 prefix).
-// A part may be sent again (the client retries); the last copy wins.
-func (s *Local) PutPart(ctx context.Context, id string, n int, body io.Reader) (Part, error) {
-	if _, err := s.multipartMeta(id); err != nil {
-		return Part{}, err
-	}
+// A part may be sent again (the client retries); the last copy wins. The
+// part may only be as large as what the other stored parts leave of
+// MaxUploadBytes; past that the upload is deleted (ErrTooLarge).
+func (s *Local) PutPart(ctx context.Context, id, token string, n int, body io.Reader) (Part, error) {
 	if err := checkPartNumber(n); err != nil {
 		return Part{}, err
 	}
+	unlock, err := s.locks.wait(ctx, id)
+	if err != nil {
+		return Part{}, err
+	}
+	defer unlock()
+	if _, err := s.readUpload(id, token, true); err != nil {
+		return Part{}, err
+	}
+	sizes, err := s.storedParts(id)
+	if err != nil {
+		return Part{}, err
+	}
+	left := s.maxUpload
+	for m, size := range sizes {
+		if m != n {
+			left -= size
+		}
+	}
 	h := sha256.New()
-	err := writeAtomic(s.partPath(id, n), func(f *os.File) error {
-		_, err := io.Copy(io.MultiWriter(f, h), &cappedReader{r: contextReader{ctx, body}, left: s.maxUpload})
+	err = writeAtomic(s.partPath(id, n), func(f *os.File) error {
+		_, err := io.Copy(io.MultiWriter(f, h), &cappedReader{r: contextReader{ctx, body}, left: left})
 		if errors.Is(err, ErrTooLarge) {
 			return ErrTooLarge
 		}
@@ -101,6 +144,9 @@ func (s *Local) PutPart(ctx context.Context, id string, n int, body io.Reader) (
 		}
 		return nil
 	})
+	if errors.Is(err, ErrTooLarge) {
+		return Part{}, errors.Join(err, s.removeUpload(id))
+	}
 	if err != nil {
 		return Part{}, err
 	}
@@ -109,8 +155,13 @@ func (s *Local) PutPart(ctx context.Context, id string, n int, body io.Reader) (
 
 // CompleteMultipart concatenates the listed parts, in order, into the file.
 // Every listed etag must match the stored part.
-func (s *Local) CompleteMultipart(ctx context.Context, id string, parts []Part) (File, error) {
-	m, err := s.multipartMeta(id)
+func (s *Local) CompleteMultipart(ctx context.Context, id, token string, parts []Part) (File, error) {
+	unlock, ok := s.locks.try(id)
+	if !ok {
+		return File{}, ErrBusy
+	}
+	defer unlock()
+	m, err := s.readUpload(id, token, true)
 	if err != nil {
 		return File{}, err
 	}
@@ -136,13 +187,18 @@ func (s *Local) CompleteMultipart(ctx context.Context, id string, parts []Part) 
 		}
 		return nil
 	})
+	if errors.Is(err, ErrTooLarge) {
+		return File{}, errors.Join(err, s.removeUpload(id))
+	}
 	if err != nil {
 		return File{}, err
 	}
-	for _, p := range parts {
-		os.Remove(s.partPath(id, p.PartNumber))
+	file, err := s.publishUpload(id, m, size)
+	if err != nil {
+		return File{}, err
 	}
-	return s.publishUpload(id, m, size)
+	s.removeUpload(id) // the parts, and any not listed; the file is published
+	return file, nil
 }
 
 // appendPart copies one stored part into f after checking its etag.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -95,9 +96,62 @@ type S3 struct {
 	endpoint  string // for messages
 	maxUpload int64
 	partSize  int64
+	locks     uploadLocks
+	// full is set when a write failed for want of space and cleared by the
+	// next successful write (an object store has no free-space query).
+	full atomic.Bool
 }
 
 var _ Store = (*S3)(nil)
+
+// CheckSpace reports ErrNoSpace while the last write to the bucket failed
+// because the store was full.
+func (s *S3) CheckSpace(context.Context) error {
+	if s.full.Load() {
+		return &noSpaceError{cause: errors.New("the last write to the bucket failed for want of space")}
+	}
+	return nil
+}
+
+// s3NoSpace turns an object store's "full" answer (HTTP 507, as MinIO
+// sends; quota errors) into ErrNoSpace and records the store's state.
+func (s *S3) s3NoSpace(err error) error {
+	if err == nil {
+		s.full.Store(false)
+		return nil
+	}
+	var er minio.ErrorResponse
+	if errors.As(err, &er) && (er.StatusCode == http.StatusInsufficientStorage ||
+		er.Code == "XMinioStorageFull" || er.Code == "XMinioAdminBucketQuotaExceeded") {
+		s.full.Store(true)
+		return &noSpaceError{cause: err}
+	}
+	return err
+}
+
+// Open reads a stored file.
+func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if !keyPattern.MatchString(key) {
+		return nil, ErrNotFound
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.fileName(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("storage: get %s: %w", key, err)
+	}
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		if isNoSuchKey(err) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("storage: stat %s: %w", key, err)
+	}
+	return obj, nil
+}
+
+// OpenFileURL opens the file a URL of this store names.
+func (s *S3) OpenFileURL(ctx context.Context, rawURL string) (io.ReadCloser, bool, error) {
+	return openFileURL(ctx, s.urls, s.Open, rawURL)
+}
 
 // OpenS3 connects to the bucket and checks that it exists, so that a
 // misconfigured store fails at start rather than at the first upload.
@@ -202,7 +256,7 @@ func (s *S3) Save(ctx context.Context, data []byte, contentType, ext string) (Fi
 		return File{}, err
 	}
 	_, err = s.client.PutObject(ctx, s.bucket, s.fileName(key), bytes.NewReader(data), int64(len(data)), fileOptions(contentType, key))
-	if err != nil {
+	if err = s.s3NoSpace(err); err != nil {
 		return File{}, fmt.Errorf("storage: put %s: %w", key, err)
 	}
 	return File{Key: key, URL: s.FileURL(key), ContentType: contentType, FileName: key, Size: int64(len(data))}, nil
@@ -268,7 +322,7 @@ func (s *S3) InitiateMultipartUpload(ctx context.Context, contentType, fileName 
 }
 
 func (s *S3) initiate(ctx context.Context, contentType, fileName string, multipart bool) (Upload, error) {
-	id, m, err := newUploadMeta(contentType, fileName, multipart)
+	id, token, m, err := newUploadMeta(contentType, fileName, multipart)
 	if err != nil {
 		return Upload{}, err
 	}
@@ -278,14 +332,15 @@ func (s *S3) initiate(ctx context.Context, contentType, fileName string, multipa
 	}
 	_, err = s.client.PutObject(ctx, s.bucket, s.uploadName(id), bytes.NewReader(raw), int64(len(raw)),
 		minio.PutObjectOptions{ContentType: "application/json"})
-	if err != nil {
+	if err = s.s3NoSpace(err); err != nil {
 		return Upload{}, fmt.Errorf("storage: put upload record: %w", err)
 	}
-	return Upload{ID: id, UploadURL: s.UploadURL(id), FileURL: s.FileURL(m.Key)}, nil
+	return Upload{ID: id, Token: token, UploadURL: s.UploadURL(id, token), FileURL: s.FileURL(m.Key)}, nil
 }
 
-// readUpload loads the staging record of an upload id.
-func (s *S3) readUpload(ctx context.Context, id string, multipart bool) (uploadMeta, error) {
+// readUpload loads the staging record of an upload id and checks its
+// token, age and kind.
+func (s *S3) readUpload(ctx context.Context, id, token string, multipart bool) (uploadMeta, error) {
 	var m uploadMeta
 	if !uploadIDPattern.MatchString(id) {
 		return m, ErrNotFound
@@ -305,6 +360,9 @@ func (s *S3) readUpload(ctx context.Context, id string, multipart bool) (uploadM
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return m, fmt.Errorf("storage: decode upload record: %w", err)
 	}
+	if err := m.authorize(token, time.Now()); err != nil {
+		return m, err
+	}
 	if m.Multipart != multipart {
 		return m, ErrNotFound // a simple PUT to a multipart upload, or a part to a simple one
 	}
@@ -312,8 +370,16 @@ func (s *S3) readUpload(ctx context.Context, id string, multipart bool) (uploadM
 }
 
 // CompleteUpload streams the bytes of an initiated upload into the bucket.
-func (s *S3) CompleteUpload(ctx context.Context, id string, body io.Reader, contentType string) (File, error) {
-	m, err := s.readUpload(ctx, id, false)
+func (s *S3) CompleteUpload(ctx context.Context, id, token string, body io.Reader, contentType string) (File, error) {
+	if err := checkPutContentType(contentType); err != nil {
+		return File{}, err
+	}
+	unlock, ok := s.locks.try(id)
+	if !ok {
+		return File{}, ErrBusy
+	}
+	defer unlock()
+	m, err := s.readUpload(ctx, id, token, false)
 	if err != nil {
 		return File{}, err
 	}
@@ -329,17 +395,64 @@ func (s *S3) CompleteUpload(ctx context.Context, id string, body io.Reader, cont
 	return File{Key: m.Key, URL: s.FileURL(m.Key), ContentType: m.ContentType, FileName: m.FileName, Size: size}, nil
 }
 
-// PutPart streams part n of a multipart upload into the bucket.
-func (s *S3) PutPart(ctx context.Context, id string, n int, body io.Reader) (Part, error) {
-	if _, err := s.readUpload(ctx, id, true); err != nil {
-		return Part{}, err
+// storedParts returns the sizes of an upload's stored parts by number.
+func (s *S3) storedParts(ctx context.Context, id string) (map[int]int64, error) {
+	sizes := map[int]int64{}
+	dir := s.prefix + "uploads/" + id + "/"
+	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: dir, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("storage: list parts: %w", obj.Err)
+		}
+		if n, err := strconv.Atoi(strings.TrimPrefix(obj.Key, dir)); err == nil {
+			sizes[n] = obj.Size
+		}
 	}
+	return sizes, nil
+}
+
+// removeUpload deletes an upload's parts and staging record.
+func (s *S3) removeUpload(ctx context.Context, id string) error {
+	sizes, err := s.storedParts(ctx, id)
+	names := []string{s.uploadName(id)}
+	for n := range sizes {
+		names = append(names, s.partName(id, n))
+	}
+	_, rerr := s.removeObjects(ctx, names)
+	return errors.Join(err, rerr)
+}
+
+// PutPart streams part n of a multipart upload into the bucket. The part
+// may only be as large as what the other stored parts leave of
+// MaxUploadBytes; past that the upload is deleted (ErrTooLarge).
+func (s *S3) PutPart(ctx context.Context, id, token string, n int, body io.Reader) (Part, error) {
 	if err := checkPartNumber(n); err != nil {
 		return Part{}, err
 	}
+	unlock, err := s.locks.wait(ctx, id)
+	if err != nil {
+		return Part{}, err
+	}
+	defer unlock()
+	if _, err := s.readUpload(ctx, id, token, true); err != nil {
+		return Part{}, err
+	}
+	sizes, err := s.storedParts(ctx, id)
+	if err != nil {
+		return Part{}, err
+	}
+	left := s.maxUpload
+	for m, size := range sizes {
+		if m != n {
+			left -= size
+		}
+	}
 	h := sha256.New()
-	src := &cappedReader{r: io.TeeReader(contextReader{ctx, body}, h), left: s.maxUpload}
-	if _, err := s.putStream(ctx, s.partName(id, n), src, minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
+	src := &cappedReader{r: io.TeeReader(contextReader{ctx, body}, h), left: left}
+	_, err = s.putStream(ctx, s.partName(id, n), src, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if errors.Is(err, ErrTooLarge) {
+		return Part{}, errors.Join(err, s.removeUpload(ctx, id))
+	}
+	if err != nil {
 		return Part{}, err
 	}
 	return Part{PartNumber: n, ETag: partETag(h)}, nil
@@ -349,8 +462,13 @@ func (s *S3) PutPart(ctx context.Context, id string, n int, body io.Reader) (Par
 // etags checked, into the file, then removes the parts. The bytes pass
 // through this process once more (parts need not meet S3's 5 MiB part
 // minimum, so a server-side compose is not always possible).
-func (s *S3) CompleteMultipart(ctx context.Context, id string, parts []Part) (File, error) {
-	m, err := s.readUpload(ctx, id, true)
+func (s *S3) CompleteMultipart(ctx context.Context, id, token string, parts []Part) (File, error) {
+	unlock, ok := s.locks.try(id)
+	if !ok {
+		return File{}, ErrBusy
+	}
+	defer unlock()
+	m, err := s.readUpload(ctx, id, token, true)
 	if err != nil {
 		return File{}, err
 	}
@@ -362,14 +480,14 @@ func (s *S3) CompleteMultipart(ctx context.Context, id string, parts []Part) (Fi
 	defer joined.Close()
 	size, err := s.putStream(ctx, s.fileName(m.Key), &cappedReader{r: joined, left: s.maxUpload},
 		fileOptions(m.ContentType, m.FileName))
+	if errors.Is(err, ErrTooLarge) {
+		return File{}, errors.Join(err, s.removeUpload(ctx, id))
+	}
 	if err != nil {
 		return File{}, err
 	}
-	names := []string{s.uploadName(id)}
-	for _, p := range parts {
-		names = append(names, s.partName(id, p.PartNumber))
-	}
-	if _, err := s.removeObjects(ctx, names); err != nil {
+	// The record, the listed parts and any not listed.
+	if err := s.removeUpload(ctx, id); err != nil {
 		return File{}, fmt.Errorf("storage: finish upload: %w", err)
 	}
 	return File{Key: m.Key, URL: s.FileURL(m.Key), ContentType: m.ContentType, FileName: m.FileName, Size: size}, nil
@@ -445,14 +563,15 @@ func (s *S3) putStream(ctx context.Context, name string, r io.Reader, opts minio
 		return 0, fmt.Errorf("storage: write %s: %w", name, err)
 	}
 	if int64(len(first)) < s.partSize {
-		if _, err := s.client.PutObject(ctx, s.bucket, name, bytes.NewReader(first), int64(len(first)), opts); err != nil {
+		_, err := s.client.PutObject(ctx, s.bucket, name, bytes.NewReader(first), int64(len(first)), opts)
+		if err = s.s3NoSpace(err); err != nil {
 			return 0, fmt.Errorf("storage: put %s: %w", name, err)
 		}
 		return int64(len(first)), nil
 	}
 	opts.PartSize = uint64(s.partSize)
 	info, err := s.client.PutObject(ctx, s.bucket, name, io.MultiReader(bytes.NewReader(first), r), -1, opts)
-	if err != nil {
+	if err = s.s3NoSpace(err); err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", name, err)
 	}
 	return info.Size, nil
@@ -513,13 +632,19 @@ func (s *S3) DeleteOlderThan(ctx context.Context, t time.Time) (int, error) {
 	var errs []error
 	removed := 0
 	for _, dir := range []string{"files/", "uploads/"} {
+		cutoff := t
+		if dir == "uploads/" {
+			// Unfinished uploads go after UploadExpiry, or with the files
+			// if retention is shorter.
+			cutoff = later(t, time.Now().Add(-UploadExpiry))
+		}
 		var expired []string
 		for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + dir, Recursive: true}) {
 			if obj.Err != nil {
 				errs = append(errs, fmt.Errorf("storage: list %s: %w", dir, obj.Err))
 				break
 			}
-			if obj.LastModified.Before(t) {
+			if obj.LastModified.Before(cutoff) {
 				expired = append(expired, obj.Key)
 			}
 		}

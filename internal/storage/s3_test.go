@@ -84,7 +84,7 @@ func TestS3StreamsLargeUpload(t *testing.T) {
 	body := &gatedReader{first: io.LimitReader(all, minPartSize+1), rest: all, open: firstPart, t: t}
 
 	up, _ := s.InitiateUpload(ctx, "application/octet-stream", "big.bin")
-	f, err := s.CompleteUpload(ctx, up.ID, body, "")
+	f, err := s.CompleteUpload(ctx, up.ID, up.Token, body, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,15 +103,15 @@ func TestS3StreamsLargeUpload(t *testing.T) {
 	// A large multipart upload: parts over the S3 part size, joined by
 	// streaming them back.
 	mp, _ := s.InitiateMultipartUpload(ctx, "application/octet-stream", "big.bin")
-	p1, err := s.PutPart(ctx, mp.ID, 1, io.LimitReader(pattern(size), minPartSize+100))
+	p1, err := s.PutPart(ctx, mp.ID, mp.Token, 1, io.LimitReader(pattern(size), minPartSize+100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := s.PutPart(ctx, mp.ID, 2, bytes.NewReader(make([]byte, 10)))
+	p2, err := s.PutPart(ctx, mp.ID, mp.Token, 2, bytes.NewReader(make([]byte, 10)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err = s.CompleteMultipart(ctx, mp.ID, []Part{p1, p2})
+	f, err = s.CompleteMultipart(ctx, mp.ID, mp.Token, []Part{p1, p2})
 	if err != nil || f.Size != minPartSize+110 {
 		t.Fatalf("multipart %+v, %v", f, err)
 	}
@@ -135,7 +135,7 @@ func TestS3OversizeStreamStoresNothing(t *testing.T) {
 	s := openFakeS3(t, fake, "p", Options{PublicURL: testPublicURL, MaxUploadBytes: minPartSize*2 + 1})
 	ctx := context.Background()
 	up, _ := s.InitiateUpload(ctx, "", "big.bin")
-	if _, err := s.CompleteUpload(ctx, up.ID, pattern(minPartSize*3), ""); !errors.Is(err, ErrTooLarge) {
+	if _, err := s.CompleteUpload(ctx, up.ID, up.Token, pattern(minPartSize*3), ""); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversize stream: %v", err)
 	}
 	if _, err := s.Stat(ctx, keyOf(up.FileURL)); !errors.Is(err, ErrNotFound) {
@@ -149,7 +149,7 @@ func TestS3OversizeStreamStoresNothing(t *testing.T) {
 		t.Fatalf("incomplete uploads left: %+v", res.Uploads)
 	}
 	// The upload id stays usable for a correct retry.
-	if f, err := s.CompleteUpload(ctx, up.ID, pattern(100), ""); err != nil || f.Size != 100 {
+	if f, err := s.CompleteUpload(ctx, up.ID, up.Token, pattern(100), ""); err != nil || f.Size != 100 {
 		t.Fatalf("retry %+v, %v", f, err)
 	}
 }

@@ -15,17 +15,35 @@
 // process may receive its bytes through another. Files are always served
 // through the API: clients never need storage credentials.
 //
-// Keys and upload ids are 128-bit random values, so URLs cannot be guessed;
-// the upload PUT needs no credentials (fal clients send none) for that reason.
+// Keys and upload ids are 128-bit random values, so URLs cannot be guessed.
+// The upload PUTs need no API key (fal clients send none): the upload URL
+// that initiation returns carries a second 128-bit secret, ?token=, bound
+// to that upload, and every PUT and complete must present it. Query values
+// are redacted from logged URLs while paths are not, so an upload id seen
+// in a log line is not enough to write to the upload. fal's JS client keeps
+// the query when it derives part and complete URLs
+// ({origin}{pathname}/{n}{search}); its Python client PUTs upload_url as is.
+//
+// Limits on uploads (docs/operations.md lists them): the file, and for a
+// multipart upload the sum of its parts as they arrive, at most
+// MaxUploadBytes; at most MaxParts parts; file_name at most
+// MaxFileNameBytes and content types at most MaxContentTypeBytes; an upload
+// not completed within UploadExpiry is refused and deleted. Writers to one
+// upload id are serialized within a process: a second simple PUT or
+// complete gets ErrBusy, a second part PUT waits. A full disk (or a full
+// object store) is ErrNoSpace, and CheckSpace reports it for readiness.
 package storage
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net/http"
 	"path"
@@ -39,6 +57,42 @@ var ErrNotFound = errors.New("storage: not found")
 
 // ErrTooLarge is returned when an upload exceeds the size limit.
 var ErrTooLarge = errors.New("storage: file too large")
+
+// ErrNoSpace is returned when the disk or the object store is full. The
+// API answers 507 with a generic message; the wrapped cause (which names
+// paths) is for logs only.
+var ErrNoSpace = errors.New("storage: no space left")
+
+// ErrBusy is returned when another request is writing the same upload.
+var ErrBusy = errors.New("storage: upload busy")
+
+// InputError is a request value the store refuses (too long), naming
+// where it came from.
+type InputError struct {
+	// Loc is where the value was: "body" or "header".
+	Loc string
+	// Field is the JSON field or header name.
+	Field string
+	// Msg says what is wrong, for the user.
+	Msg string
+}
+
+func (e *InputError) Error() string { return "storage: " + e.Field + ": " + e.Msg }
+
+// Limits of upload metadata, in bytes.
+const (
+	MaxFileNameBytes    = 255 // what most file systems allow for one name
+	MaxContentTypeBytes = 255 // RFC 6838 bounds type and subtype at 127 each
+)
+
+// UploadExpiry is how long an initiated upload accepts bytes; after it the
+// upload id is refused and the janitor deletes its staging record and
+// parts (whatever the retention of files).
+const UploadExpiry = time.Hour
+
+// MinFreeBytes is the free space below which CheckSpace reports the local
+// store full.
+const MinFreeBytes = 64 << 20
 
 // DefaultMaxUploadBytes is the upload size limit when Options leaves it 0.
 const DefaultMaxUploadBytes = 256 << 20
@@ -61,25 +115,41 @@ type Store interface {
 	// unknown keys.
 	Serve(w http.ResponseWriter, r *http.Request, key string) error
 
-	// InitiateUpload reserves an upload id and the key its bytes will get.
+	// Open reads a stored file (ErrNotFound if unknown).
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// OpenFileURL opens the file a URL of this store names; ok is false
+	// when rawURL is not such a URL. An unknown file is an error wrapping
+	// both ErrNotFound and fs.ErrNotExist.
+	OpenFileURL(ctx context.Context, rawURL string) (rc io.ReadCloser, ok bool, err error)
+
+	// InitiateUpload reserves an upload id, its token and the key its
+	// bytes will get. A too long name or type is an *InputError.
 	InitiateUpload(ctx context.Context, contentType, fileName string) (Upload, error)
 	// CompleteUpload stores the bytes of an initiated upload, streaming
-	// them. contentType, when set, overrides the one given at initiation.
-	// Over MaxUploadBytes it fails with ErrTooLarge and stores nothing.
-	CompleteUpload(ctx context.Context, id string, body io.Reader, contentType string) (File, error)
+	// them. token must be the upload's (else ErrNotFound). contentType,
+	// when set, overrides the one given at initiation. Over MaxUploadBytes
+	// it fails with ErrTooLarge and stores nothing; while another request
+	// writes the same upload it fails with ErrBusy.
+	CompleteUpload(ctx context.Context, id, token string, body io.Reader, contentType string) (File, error)
 	// InitiateMultipartUpload reserves an upload whose bytes arrive in parts.
 	InitiateMultipartUpload(ctx context.Context, contentType, fileName string) (Upload, error)
 	// PutPart stores part n (1-based) of a multipart upload and returns its
-	// etag. A part may be sent again; the last copy wins.
-	PutPart(ctx context.Context, id string, n int, body io.Reader) (Part, error)
+	// etag. A part may be sent again; the last copy wins. When the parts
+	// would add up to more than MaxUploadBytes it fails with ErrTooLarge
+	// and the whole upload is deleted.
+	PutPart(ctx context.Context, id, token string, n int, body io.Reader) (Part, error)
 	// CompleteMultipart joins the listed parts, in order, into the file.
-	CompleteMultipart(ctx context.Context, id string, parts []Part) (File, error)
+	// On ErrTooLarge the whole upload is deleted.
+	CompleteMultipart(ctx context.Context, id, token string, parts []Part) (File, error)
 
 	// DeleteOlderThan removes files and unfinished uploads last modified
 	// before t and returns how many files it removed.
 	DeleteOlderThan(ctx context.Context, t time.Time) (int, error)
 	// Ping reports whether the store is reachable (for readiness).
 	Ping(ctx context.Context) error
+	// CheckSpace returns ErrNoSpace when the store is full (for
+	// readiness: storage_full), nil otherwise.
+	CheckSpace(ctx context.Context) error
 }
 
 // File describes a stored file.
@@ -94,7 +164,9 @@ type File struct {
 // Upload is an initiated upload: PUT the bytes to UploadURL, then the file
 // is served at FileURL.
 type Upload struct {
-	ID        string
+	ID string
+	// Token authorizes writes to the upload; UploadURL carries it.
+	Token     string
 	UploadURL string
 	FileURL   string
 }
@@ -122,8 +194,35 @@ type urls struct{ publicURL string }
 // FileURL is the public URL of a key.
 func (u urls) FileURL(key string) string { return u.publicURL + "/files/" + key }
 
-// UploadURL is the public PUT target of an upload id.
-func (u urls) UploadURL(id string) string { return u.publicURL + "/storage/upload/" + id }
+// UploadURL is the public PUT target of an upload, with its token.
+func (u urls) UploadURL(id, token string) string {
+	return u.publicURL + "/storage/upload/" + id + "?token=" + token
+}
+
+// fileKeyOf returns the key a URL of this store's files names.
+func (u urls) fileKeyOf(rawURL string) (string, bool) {
+	key, ok := strings.CutPrefix(rawURL, u.publicURL+"/files/")
+	if !ok {
+		return "", false
+	}
+	if i := strings.IndexAny(key, "?#"); i >= 0 {
+		key = key[:i]
+	}
+	return key, true
+}
+
+// openFileURL is OpenFileURL for a store's Open.
+func openFileURL(ctx context.Context, u urls, open func(context.Context, string) (io.ReadCloser, error), rawURL string) (io.ReadCloser, bool, error) {
+	key, ok := u.fileKeyOf(rawURL)
+	if !ok {
+		return nil, false, nil
+	}
+	rc, err := open(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, true, fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
+	}
+	return rc, true, err
+}
 
 var (
 	keyPattern      = regexp.MustCompile(`^[0-9a-f]{32}\.[a-z0-9]{1,10}$`)
@@ -139,24 +238,58 @@ type uploadMeta struct {
 	Key         string    `json:"key,omitempty"` // uploads only: the key the bytes go to
 	Multipart   bool      `json:"multipart,omitempty"`
 	Created     time.Time `json:"created"`
+	// TokenHash is the hex SHA-256 of the upload's token (uploads only).
+	TokenHash string `json:"token_hash,omitempty"`
 }
 
-// newUploadMeta reserves a key for an upload.
-func newUploadMeta(contentType, fileName string, multipart bool) (id string, m uploadMeta, err error) {
+// authorize checks an upload's token and age; a wrong token and an expired
+// upload look like an unknown one.
+func (m uploadMeta) authorize(token string, now time.Time) error {
+	sum := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(m.TokenHash)) != 1 {
+		return fmt.Errorf("%w: bad upload token", ErrNotFound)
+	}
+	if now.Sub(m.Created) > UploadExpiry {
+		return fmt.Errorf("%w: upload expired", ErrNotFound)
+	}
+	return nil
+}
+
+// checkPutContentType refuses a too long Content-Type header on a PUT.
+func checkPutContentType(ct string) error {
+	if len(ct) > MaxContentTypeBytes {
+		return &InputError{Loc: "header", Field: "content-type", Msg: fmt.Sprintf("at most %d bytes", MaxContentTypeBytes)}
+	}
+	return nil
+}
+
+// newUploadMeta reserves a key and a token for an upload.
+func newUploadMeta(contentType, fileName string, multipart bool) (id, token string, m uploadMeta, err error) {
+	if len(fileName) > MaxFileNameBytes {
+		return "", "", m, &InputError{Loc: "body", Field: "file_name", Msg: fmt.Sprintf("at most %d bytes", MaxFileNameBytes)}
+	}
+	if len(contentType) > MaxContentTypeBytes {
+		return "", "", m, &InputError{Loc: "body", Field: "content_type", Msg: fmt.Sprintf("at most %d bytes", MaxContentTypeBytes)}
+	}
 	id, err = randomHex()
 	if err != nil {
-		return "", m, err
+		return "", "", m, err
 	}
+	token, err = randomHex()
+	if err != nil {
+		return "", "", m, err
+	}
+	sum := sha256.Sum256([]byte(token))
 	keyID, err := randomHex()
 	if err != nil {
-		return "", m, err
+		return "", "", m, err
 	}
 	m = uploadMeta{ContentType: contentType, FileName: path.Base(fileName), Key: keyID + "." + extension(fileName, contentType),
-		Multipart: multipart, Created: time.Now()}
+		Multipart: multipart, Created: time.Now(), TokenHash: hex.EncodeToString(sum[:])}
 	if fileName == "" {
 		m.FileName = ""
 	}
-	return id, m, nil
+	return id, token, m, nil
 }
 
 // putContentType is the content type a finished upload gets: the PUT's

@@ -183,13 +183,13 @@ func TestNotFound(t *testing.T) {
 			}
 		}
 		for _, id := range []string{"", "../../etc/passwd", "0123456789abcdef0123456789abcdef"} {
-			if _, err := s.CompleteUpload(ctx, id, strings.NewReader("x"), ""); !errors.Is(err, ErrNotFound) {
+			if _, err := s.CompleteUpload(ctx, id, "", strings.NewReader("x"), ""); !errors.Is(err, ErrNotFound) {
 				t.Errorf("complete %q: %v", id, err)
 			}
-			if _, err := s.PutPart(ctx, id, 1, strings.NewReader("x")); !errors.Is(err, ErrNotFound) {
+			if _, err := s.PutPart(ctx, id, "", 1, strings.NewReader("x")); !errors.Is(err, ErrNotFound) {
 				t.Errorf("part %q: %v", id, err)
 			}
-			if _, err := s.CompleteMultipart(ctx, id, []Part{{PartNumber: 1, ETag: "x"}}); !errors.Is(err, ErrNotFound) {
+			if _, err := s.CompleteMultipart(ctx, id, "", []Part{{PartNumber: 1, ETag: "x"}}); !errors.Is(err, ErrNotFound) {
 				t.Errorf("complete multipart %q: %v", id, err)
 			}
 		}
@@ -206,11 +206,11 @@ func TestUploadAcrossHosts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !regexp.MustCompile(`^`+testPublicURL+`/storage/upload/[0-9a-f]{32}$`).MatchString(up.UploadURL) ||
-			!strings.HasSuffix(up.FileURL, ".txt") || keyOf(up.UploadURL) != up.ID {
+		if !regexp.MustCompile(`^`+testPublicURL+`/storage/upload/[0-9a-f]{32}\?token=[0-9a-f]{32}$`).MatchString(up.UploadURL) ||
+			!strings.HasSuffix(up.FileURL, ".txt") || !strings.Contains(up.UploadURL, "/"+up.ID+"?token="+up.Token) {
 			t.Fatalf("upload %+v", up)
 		}
-		f, err := hostB.CompleteUpload(ctx, up.ID, strings.NewReader("Hello, World!"), "text/plain;charset=utf-8")
+		f, err := hostB.CompleteUpload(ctx, up.ID, up.Token, strings.NewReader("Hello, World!"), "text/plain;charset=utf-8")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,12 +226,12 @@ func TestUploadAcrossHosts(t *testing.T) {
 			t.Fatalf("served %+v", got)
 		}
 		// An upload id works once, whichever host gets the second PUT.
-		if _, err := hostA.CompleteUpload(ctx, up.ID, strings.NewReader("again"), ""); !errors.Is(err, ErrNotFound) {
+		if _, err := hostA.CompleteUpload(ctx, up.ID, up.Token, strings.NewReader("again"), ""); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("second PUT: %v", err)
 		}
 		// Without a type at either end the file is binary.
 		up, _ = hostB.InitiateUpload(ctx, "", "")
-		f, err = hostA.CompleteUpload(ctx, up.ID, strings.NewReader("?"), "")
+		f, err = hostA.CompleteUpload(ctx, up.ID, up.Token, strings.NewReader("?"), "")
 		if err != nil || f.ContentType != "application/octet-stream" || !strings.HasSuffix(f.Key, ".bin") {
 			t.Fatalf("untyped upload %+v, %v", f, err)
 		}
@@ -247,17 +247,17 @@ func TestMultipartAcrossHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A multipart upload cannot be completed with a single PUT.
-		if _, err := hostB.CompleteUpload(ctx, up.ID, strings.NewReader("x"), ""); !errors.Is(err, ErrNotFound) {
+		if _, err := hostB.CompleteUpload(ctx, up.ID, up.Token, strings.NewReader("x"), ""); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("simple PUT to a multipart upload: %v", err)
 		}
-		p1, err := hostB.PutPart(ctx, up.ID, 1, strings.NewReader("%PDF-"))
+		p1, err := hostB.PutPart(ctx, up.ID, up.Token, 1, strings.NewReader("%PDF-"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := hostA.PutPart(ctx, up.ID, 2, strings.NewReader("wrong")); err != nil {
+		if _, err := hostA.PutPart(ctx, up.ID, up.Token, 2, strings.NewReader("wrong")); err != nil {
 			t.Fatal(err)
 		}
-		p2, err := hostB.PutPart(ctx, up.ID, 2, strings.NewReader("1.7")) // a retried part
+		p2, err := hostB.PutPart(ctx, up.ID, up.Token, 2, strings.NewReader("1.7")) // a retried part
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +265,7 @@ func TestMultipartAcrossHosts(t *testing.T) {
 			t.Fatalf("parts %+v %+v", p1, p2)
 		}
 		for _, n := range []int{0, -1, MaxParts + 1} {
-			if _, err := hostA.PutPart(ctx, up.ID, n, strings.NewReader("x")); !errors.Is(err, ErrBadPart) {
+			if _, err := hostA.PutPart(ctx, up.ID, up.Token, n, strings.NewReader("x")); !errors.Is(err, ErrBadPart) {
 				t.Fatalf("part %d: %v", n, err)
 			}
 		}
@@ -275,11 +275,11 @@ func TestMultipartAcrossHosts(t *testing.T) {
 			"missing part": {p1, p2, {PartNumber: 3, ETag: p2.ETag}},
 			"no parts":     {},
 		} {
-			if _, err := hostA.CompleteMultipart(ctx, up.ID, parts); !errors.Is(err, ErrBadPart) {
+			if _, err := hostA.CompleteMultipart(ctx, up.ID, up.Token, parts); !errors.Is(err, ErrBadPart) {
 				t.Fatalf("%s: %v", name, err)
 			}
 		}
-		f, err := hostA.CompleteMultipart(ctx, up.ID, []Part{p1, p2})
+		f, err := hostA.CompleteMultipart(ctx, up.ID, up.Token, []Part{p1, p2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,13 +289,13 @@ func TestMultipartAcrossHosts(t *testing.T) {
 		if got := get(t, hostB, f.Key); got.body != "%PDF-1.7" || got.header.Get("Content-Type") != "application/pdf" {
 			t.Fatalf("assembled %+v", got)
 		}
-		if _, err := hostB.PutPart(ctx, up.ID, 3, strings.NewReader("late")); !errors.Is(err, ErrNotFound) {
+		if _, err := hostB.PutPart(ctx, up.ID, up.Token, 3, strings.NewReader("late")); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("part after complete: %v", err)
 		}
 		// Without a type, the extension's.
 		up, _ = hostA.InitiateMultipartUpload(ctx, "", "notes.txt")
-		p, _ := hostA.PutPart(ctx, up.ID, 1, strings.NewReader("hi"))
-		if f, err := hostB.CompleteMultipart(ctx, up.ID, []Part{p}); err != nil || !strings.HasPrefix(f.ContentType, "text/plain") {
+		p, _ := hostA.PutPart(ctx, up.ID, up.Token, 1, strings.NewReader("hi"))
+		if f, err := hostB.CompleteMultipart(ctx, up.ID, up.Token, []Part{p}); err != nil || !strings.HasPrefix(f.ContentType, "text/plain") {
 			t.Fatalf("untyped multipart %+v, %v", f, err)
 		}
 	})
@@ -306,7 +306,7 @@ func TestSizeLimit(t *testing.T) {
 		s := m.open(t, smallLimit())
 		ctx := context.Background()
 		up, _ := s.InitiateUpload(ctx, "", "blob")
-		if _, err := s.CompleteUpload(ctx, up.ID, bytes.NewReader(make([]byte, 1025)), ""); !errors.Is(err, ErrTooLarge) {
+		if _, err := s.CompleteUpload(ctx, up.ID, up.Token, bytes.NewReader(make([]byte, 1025)), ""); !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("oversize upload: %v", err)
 		}
 		// The failed upload left no file behind.
@@ -314,7 +314,7 @@ func TestSizeLimit(t *testing.T) {
 			t.Fatalf("partial upload visible: %v", err)
 		}
 		up, _ = s.InitiateUpload(ctx, "", "blob")
-		if f, err := s.CompleteUpload(ctx, up.ID, bytes.NewReader(make([]byte, 1024)), ""); err != nil || f.Size != 1024 {
+		if f, err := s.CompleteUpload(ctx, up.ID, up.Token, bytes.NewReader(make([]byte, 1024)), ""); err != nil || f.Size != 1024 {
 			t.Fatalf("upload at the limit: %+v, %v", f, err)
 		}
 		// The handler's http.MaxBytesReader error passes through wrapped, so
@@ -322,26 +322,72 @@ func TestSizeLimit(t *testing.T) {
 		up, _ = s.InitiateUpload(ctx, "", "blob")
 		body := http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(bytes.NewReader(make([]byte, 600))), 500)
 		var maxErr *http.MaxBytesError
-		if _, err := s.CompleteUpload(ctx, up.ID, body, ""); !errors.As(err, &maxErr) {
+		if _, err := s.CompleteUpload(ctx, up.ID, up.Token, body, ""); !errors.As(err, &maxErr) {
 			t.Fatalf("MaxBytesReader error: %v", err)
 		}
 
+		// An oversize part deletes the whole upload.
 		mp, _ := s.InitiateMultipartUpload(ctx, "", "big.bin")
-		if _, err := s.PutPart(ctx, mp.ID, 1, bytes.NewReader(make([]byte, 1025))); !errors.Is(err, ErrTooLarge) {
+		if _, err := s.PutPart(ctx, mp.ID, mp.Token, 1, bytes.NewReader(make([]byte, 1025))); !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("oversize part: %v", err)
 		}
-		p1, err1 := s.PutPart(ctx, mp.ID, 1, bytes.NewReader(make([]byte, 600)))
-		p2, err2 := s.PutPart(ctx, mp.ID, 2, bytes.NewReader(make([]byte, 600)))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
+		if _, err := s.PutPart(ctx, mp.ID, mp.Token, 1, bytes.NewReader(make([]byte, 1))); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("part after an oversize part: %v", err)
 		}
-		if _, err := s.CompleteMultipart(ctx, mp.ID, []Part{p1, p2}); !errors.Is(err, ErrTooLarge) {
-			t.Fatalf("oversize multipart total: %v", err)
+	})
+}
+
+// TestPartsSumLimit: the parts of one upload add up to at most the upload
+// limit, checked as each part arrives (a retried part replaces its old
+// copy in the sum); the upload that passes it is deleted with its parts.
+func TestPartsSumLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, m medium) {
+		s := m.open(t, smallLimit()) // 1024 bytes
+		ctx := context.Background()
+		mp, _ := s.InitiateMultipartUpload(ctx, "", "big.bin")
+		put := func(n, size int) error {
+			_, err := s.PutPart(ctx, mp.ID, mp.Token, n, bytes.NewReader(make([]byte, size)))
+			return err
+		}
+		if err := put(1, 600); err != nil {
+			t.Fatal(err)
+		}
+		if err := put(1, 500); err != nil { // a retry: 500 counts, not 1100
+			t.Fatal(err)
+		}
+		if err := put(2, 524); err != nil { // exactly at the limit
+			t.Fatal(err)
+		}
+		if err := put(3, 1); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("part past the sum limit: %v", err)
+		}
+		if err := put(1, 1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("upload still open after the limit: %v", err)
+		}
+		if parts := countParts(t, s, mp.ID); parts != 0 {
+			t.Fatalf("%d parts left behind", parts)
 		}
 		if _, err := s.Stat(ctx, keyOf(mp.FileURL)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("oversize multipart visible: %v", err)
 		}
 	})
+}
+
+// countParts counts an upload's stored parts on either backend.
+func countParts(t *testing.T, s Store, id string) int {
+	t.Helper()
+	var sizes map[int]int64
+	var err error
+	switch st := s.(type) {
+	case *Local:
+		sizes, err = st.storedParts(id)
+	case *S3:
+		sizes, err = st.storedParts(context.Background(), id)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(sizes)
 }
 
 func TestDeleteOlderThan(t *testing.T) {
@@ -365,13 +411,13 @@ func TestDeleteOlderThan(t *testing.T) {
 		if err := s.Serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), old.Key); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("old file still served: %v", err)
 		}
-		if _, err := s.CompleteUpload(ctx, stale.ID, strings.NewReader("late"), ""); !errors.Is(err, ErrNotFound) {
+		if _, err := s.CompleteUpload(ctx, stale.ID, stale.Token, strings.NewReader("late"), ""); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("expired upload id still accepted: %v", err)
 		}
 		if got := get(t, s, fresh.Key); got.body != "new" {
 			t.Fatalf("fresh file: %+v", got)
 		}
-		if _, err := s.CompleteUpload(ctx, pending.ID, strings.NewReader("on time"), ""); err != nil {
+		if _, err := s.CompleteUpload(ctx, pending.ID, pending.Token, strings.NewReader("on time"), ""); err != nil {
 			t.Fatalf("fresh upload id: %v", err)
 		}
 		if n, err := s.DeleteOlderThan(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
@@ -382,7 +428,7 @@ func TestDeleteOlderThan(t *testing.T) {
 
 func TestURLShapeIsTheSameOnEveryBackend(t *testing.T) {
 	fileRe := regexp.MustCompile(`^` + regexp.QuoteMeta(testPublicURL) + `/files/[0-9a-f]{32}\.(png|jpeg|txt)$`)
-	uploadRe := regexp.MustCompile(`^` + regexp.QuoteMeta(testPublicURL) + `/storage/upload/[0-9a-f]{32}$`)
+	uploadRe := regexp.MustCompile(`^` + regexp.QuoteMeta(testPublicURL) + `/storage/upload/[0-9a-f]{32}\?token=[0-9a-f]{32}$`)
 	forEachBackend(t, func(t *testing.T, m medium) {
 		s := m.open(t, smallLimit())
 		ctx := context.Background()
