@@ -229,6 +229,56 @@ func TestBoxMuller16AllInputsMatchTorch(t *testing.T) {
 	}
 }
 
+// The reference cases of testdata/reference/seeds let diffusers' pipeline
+// draw its own noise from the seed; it recorded what it drew.
+func TestTorchLatentNoiseMatchesReferencePipeline(t *testing.T) {
+	const dir = "../../testdata/reference/seeds"
+	raw, err := os.ReadFile(dir + "/index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Cases []struct {
+			Name      string `json:"name"`
+			Width     int    `json:"width"`
+			Height    int    `json:"height"`
+			NumImages int    `json:"num_images"`
+			Seed      int64  `json:"seed"`
+			Arrays    map[string]struct {
+				File  string `json:"file"`
+				DType string `json:"dtype"`
+				Shape []int  `json:"shape"`
+			} `json:"arrays"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Cases) == 0 {
+		t.Fatal("no cases")
+	}
+	for _, c := range idx.Cases {
+		a := c.Arrays["pipeline_noise"]
+		b, err := os.ReadFile(dir + "/" + a.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, w := c.Height/Downscale, c.Width/Downscale
+		got := make([]float32, c.NumImages*PackedChannels*h*w)
+		if a.DType != "float32" || len(b) != 4*len(got) {
+			t.Fatalf("%s: pipeline_noise is %s with %d bytes, want float32 with %d", c.Name, a.DType, len(b), 4*len(got))
+		}
+		if err := TorchLatentNoise(got, c.Seed, TorchFloat32, c.NumImages, h, w); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if want := binary.LittleEndian.Uint32(b[4*i:]); math.Float32bits(v) != want {
+				t.Fatalf("%s (seed %d): value %d = %#08x, the pipeline drew %#08x", c.Name, c.Seed, i, math.Float32bits(v), want)
+			}
+		}
+	}
+}
+
 func TestTorchLatentNoiseRejectsBadInput(t *testing.T) {
 	dst := make([]float32, 2*PackedChannels*3*4)
 	for name, err := range map[string]error{
