@@ -1584,6 +1584,10 @@ def run_reference(args) -> None:
     total = sum(p.stat().st_size for p in ref_dir.iterdir() if p.is_file())
     log(f"wrote {ref_dir}/index.json: {len(cases_out)} cases, safety flags {flags}, {total / 1e6:.2f} MB total")
 
+    import reference_seeds  # cases that draw their noise from the seed: scripts/reference_seeds.py
+
+    reference_seeds.write_cases(pipe, ArrayWriter, ref_dir / "seeds", index["model"])
+
 
 # ----------------------------------------------------------------------------------------------
 # Modes
