@@ -9,6 +9,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/pipeline"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // newEngine opens the ONNX Runtime pipeline on the configured model
@@ -21,6 +22,7 @@ func newEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (engi
 		Provider:       cfg.Provider,
 		DeviceID:       cfg.DeviceID,
 		IntraOpThreads: cfg.Threads,
+		Noise:          sampler.NoiseSource(cfg.Noise),
 		// -workers requests run at once; those of one size share each
 		// transformer call.
 		MaxConcurrent: cfg.Workers,

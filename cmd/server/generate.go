@@ -20,6 +20,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/pipeline"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -67,6 +68,7 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	provider := fs.String("provider", env("PROVIDER", "cpu"), "cpu, cuda or tensorrt")
 	deviceID := fs.Int("device-id", 0, "CUDA device id")
 	threads := fs.Int("threads", 0, "CPU intra-op threads (0: all cores)")
+	noise := fs.String("noise", string(sampler.NoiseTorch), "torch (diffusers' noise for the seed) or philox")
 	ortLib := fs.String("ort-lib", env("ORT_LIB", ""), "path of libonnxruntime.so (default: .ort/lib, then system paths)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,7 +111,7 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	log := zerolog.New(stderr).With().Timestamp().Logger().Level(zerolog.WarnLevel)
 	e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: *models, LibraryPath: *ortLib, Provider: *provider,
-		DeviceID: *deviceID, IntraOpThreads: *threads, Logger: log})
+		DeviceID: *deviceID, IntraOpThreads: *threads, Noise: sampler.NoiseSource(*noise), Logger: log})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // EnvPrefix prefixes every environment variable.
@@ -57,6 +59,8 @@ type Config struct {
 	DeviceID int `json:"device_id"`
 	// Threads is the intra-op thread count for CPU (0: runtime default).
 	Threads int `json:"threads"`
+	// Noise is how a seed becomes initial noise (sampler.NoiseSources).
+	Noise string `json:"noise"`
 	// Keys are the accepted API keys; empty means no authentication.
 	Keys []string `json:"-"`
 	// PublicURL is the external base URL used in every returned URL.
@@ -119,7 +123,7 @@ type Config struct {
 func (c Config) Redacted() map[string]any {
 	return map[string]any{
 		"addr": c.Addr, "model_dir": c.ModelDir, "data_dir": c.DataDir, "provider": c.Provider,
-		"device_id": c.DeviceID, "threads": c.Threads, "api_keys": fmt.Sprintf("%d configured (redacted)", len(c.Keys)),
+		"device_id": c.DeviceID, "threads": c.Threads, "noise": c.Noise, "api_keys": fmt.Sprintf("%d configured (redacted)", len(c.Keys)),
 		"public_url": c.PublicURL, "workers": c.Workers, "max_queue": c.MaxQueue,
 		"retention": c.Retention.String(), "ort_lib": c.ORTLib, "shutdown_grace": c.ShutdownGrace.String(),
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
@@ -162,6 +166,7 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&c.Provider, "provider", "cpu", "execution provider: cpu or cuda")
 	fs.IntVar(&c.DeviceID, "device-id", 0, "CUDA device id")
 	fs.IntVar(&c.Threads, "threads", 0, "CPU intra-op threads (0: runtime default)")
+	fs.StringVar(&c.Noise, "noise", string(sampler.NoiseTorch), "how a seed becomes noise: torch (the noise diffusers draws with torch.Generator(\"cpu\").manual_seed(seed)) or philox (the earlier per-image stream, image k from seed+k)")
 	fs.StringVar(&raw.keys, "keys", "", "comma-separated API keys (none: open server)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "external base URL (default http://<addr>); workers must use the API's")
 	fs.IntVar(&c.Workers, "workers", 1, "requests generated at once")
@@ -322,6 +327,9 @@ func (c Config) Validate() error {
 	}
 	if c.Threads < 0 {
 		bad("-threads %d: must be >= 0", c.Threads)
+	}
+	if !slices.Contains(sampler.NoiseSources(), sampler.NoiseSource(c.Noise)) {
+		bad("-noise %q: want torch or philox", c.Noise)
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("-public-url %q: want an absolute http(s) URL", c.PublicURL)

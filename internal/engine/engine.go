@@ -101,7 +101,8 @@ type Request struct {
 	Steps          int
 	Width, Height  int
 	NumImages      int
-	// Seed of the request; ImageSeed gives each image's.
+	// Seed of the request. The initial noise of the whole batch is drawn
+	// from it (sampler.BatchNoise); per-image streams use ImageSeed.
 	Seed                int64
 	Acceleration        Acceleration
 	EnableSafetyChecker bool
@@ -116,9 +117,9 @@ type Request struct {
 	InitialNoise []float32
 }
 
-// ImageSeed is the seed of image k of the request: Seed+k, so that each image
-// of a batch can be reproduced alone.
-func (r *Request) ImageSeed(k int) int64 { return r.Seed + int64(k) }
+// ImageSeed is the seed of image k of the request in per-image noise streams
+// (sampler.ImageSeed).
+func (r *Request) ImageSeed(k int) int64 { return sampler.ImageSeed(r.Seed, k) }
 
 // UsesCFG reports whether the request runs classifier-free guidance.
 func (r *Request) UsesCFG() bool { return sampler.UsesCFG(r.GuidanceScale) }

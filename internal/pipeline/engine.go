@@ -14,6 +14,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // Config selects a model directory and how to run it.
@@ -24,6 +25,9 @@ type Config struct {
 	DeviceID       int
 	IntraOpThreads int // 0: ONNX Runtime's default (all cores)
 	InterOpThreads int
+	// Noise is how a seed becomes initial noise (default sampler.NoiseTorch:
+	// the noise diffusers draws with that seed).
+	Noise sampler.NoiseSource
 	// PromptCacheSize is how many prompt embeddings are kept (the empty
 	// negative prompt is always among them once used).
 	PromptCacheSize int
@@ -76,6 +80,12 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	if cfg.Provider == "" {
 		cfg.Provider = ProviderCPU
+	}
+	if cfg.Noise == "" {
+		cfg.Noise = sampler.NoiseTorch
+	}
+	if !slices.Contains(sampler.NoiseSources(), cfg.Noise) {
+		return nil, fmt.Errorf("unknown noise source %q", string(cfg.Noise))
 	}
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 1

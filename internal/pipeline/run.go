@@ -192,8 +192,8 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 	noise := req.InitialNoise
 	if noise == nil {
 		noise = make([]float32, B*tokens)
-		for k := 0; k < B; k++ {
-			sampler.InitialNoise(req.ImageSeed(k), noise[k*tokens:(k+1)*tokens])
+		if err := sampler.BatchNoise(e.cfg.Noise, noise, req.Seed, e.latentBF16(), B, r.h, r.w); err != nil {
+			return nil, err
 		}
 	}
 	x := make([]float32, B*tokens)

@@ -324,3 +324,49 @@ func amSincos(theta float32) (sin, cos float32) {
 func fma32(a, b, c float32) float32 {
 	return float32(float64(a)*float64(b) + float64(c))
 }
+
+// NoiseSource names how a seed becomes initial noise.
+type NoiseSource string
+
+// Noise sources.
+const (
+	// NoiseTorch draws the whole batch from torch.Generator("cpu")
+	// seeded with the request's seed, as diffusers does: a seed gives the
+	// picture a diffusers script gives (docs/seeds.md).
+	NoiseTorch NoiseSource = "torch"
+	// NoisePhilox is the earlier stream: image k from Philox keyed by
+	// seed+k, so each image of a batch can be regenerated alone.
+	NoisePhilox NoiseSource = "philox"
+)
+
+// ImageSeed is the seed of image k of a batch in per-image streams (Philox
+// initial noise, CNS noise): seed+k, so that each image can be reproduced
+// alone.
+func ImageSeed(seed int64, k int) int64 { return seed + int64(k) }
+
+// NoiseSources lists the sources, the default first.
+func NoiseSources() []NoiseSource { return []NoiseSource{NoiseTorch, NoisePhilox} }
+
+// BatchNoise fills dst, laid out (batch, 128, h, w), with the initial noise
+// of a request with this seed. bf16 asks for the noise a bfloat16 pipeline
+// draws (torch source only; Philox noise is drawn in float32 either way).
+func BatchNoise(src NoiseSource, dst []float32, seed int64, bf16 bool, batch, h, w int) error {
+	switch src {
+	case NoiseTorch:
+		dtype := TorchFloat32
+		if bf16 {
+			dtype = TorchBFloat16
+		}
+		return TorchLatentNoise(dst, seed, dtype, batch, h, w)
+	case NoisePhilox:
+		per := PackedChannels * h * w
+		if batch < 1 || len(dst) != batch*per {
+			return fmt.Errorf("sampler: philox noise: %d values for batch %d of %dx%d", len(dst), batch, h, w)
+		}
+		for k := 0; k < batch; k++ {
+			InitialNoise(ImageSeed(seed, k), dst[k*per:(k+1)*per])
+		}
+		return nil
+	}
+	return fmt.Errorf("sampler: unknown noise source %q", string(src))
+}
