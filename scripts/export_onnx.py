@@ -1584,6 +1584,11 @@ def run_reference(args) -> None:
     total = sum(p.stat().st_size for p in ref_dir.iterdir() if p.is_file())
     log(f"wrote {ref_dir}/index.json: {len(cases_out)} cases, safety flags {flags}, {total / 1e6:.2f} MB total")
 
+    # Editing with reference images: scripts/reference_edit.py, in its own directory and index.
+    import reference_edit
+
+    reference_edit.write_edit_cases(pipe, ref_dir / "edit")
+
 
 # ----------------------------------------------------------------------------------------------
 # Modes

@@ -263,13 +263,237 @@ def write_resample_fixtures(out: Path) -> None:
     print(f"wrote {out}: {len(cases)} resize cases, {len(prepared)} prepared references, {total / 1e6:.2f} MB", file=sys.stderr)
 
 
+# ----------------------------------------------------------------------------------------------
+# Part 2: Flux2KleinPipeline(image=[...]) on the tiny model
+# ----------------------------------------------------------------------------------------------
+
+# name, width, height, seed, noise: the reference images (PNG in the output directory)
+EDIT_REFERENCES = [
+    ("ref_100x72", 100, 72, 31, 255),
+    ("ref_150x90", 150, 90, 32, 255),
+    ("ref_64x128", 64, 128, 33, 255),
+    ("ref_120x72", 120, 72, 34, 255),
+    ("ref_64x64", 64, 64, 35, 255),
+    ("ref_81x130", 81, 130, 36, 255),
+    ("ref_200x70", 200, 70, 37, 255),
+    ("ref_96x96", 96, 96, 38, 255),
+    ("ref_1100x1000", 1100, 1000, 39, 0),  # above the 1024² budget; no noise keeps the PNG small
+]
+
+# width/height None: the pipeline takes the first reference's processed size.
+EDIT_CASES = [
+    dict(name="edit_1ref_cfg_64x64", prompt="make it a watercolour painting", references=["ref_100x72"],
+         width=64, height=64, num_inference_steps=4, guidance_scale=4.0, num_images=1, seed=21),
+    dict(name="edit_1ref_default_size_no_cfg", prompt="the same scene at night", references=["ref_150x90"],
+         width=None, height=None, num_inference_steps=3, guidance_scale=1.0, num_images=1, seed=22),
+    dict(name="edit_2refs_cfg_80x64", prompt="the cat from image 1 in the room of image 2",
+         references=["ref_64x128", "ref_120x72"], width=80, height=64, num_inference_steps=3, guidance_scale=3.5,
+         num_images=1, seed=23),
+    dict(name="edit_4refs_2images_cfg_64x48", prompt="a collage of all four", references=["ref_64x64", "ref_81x130", "ref_200x70", "ref_96x96"],
+         width=64, height=48, num_inference_steps=2, guidance_scale=5.0, num_images=2, seed=24),
+    dict(name="edit_budget_ref_no_cfg_64x48", prompt="a postcard of this", references=["ref_1100x1000"],
+         width=64, height=48, num_inference_steps=2, guidance_scale=1.0, num_images=1, seed=25),
+]
+
+# Reference tokens and ids above these sizes are not written (the budget case's 4087 tokens would
+# take 2 MB); that case is checked through its final latents and image, and its ids follow the rule
+# checked here for every case.
+MAX_TOKEN_BYTES = 256 * 1024
+MAX_IDS_BYTES = 64 * 1024
+
+
+def write_edit_cases(pipe, out: Path) -> None:
+    """Run every edit case through diffusers' Flux2KleinPipeline (`pipe`, the tiny model's, fp32 CPU)
+    and write the arrays, the reference PNGs and index.json into `out`."""
+    import torch
+
+    from export_onnx import ArrayWriter, compute_empirical_mu
+
+    out.mkdir(parents=True, exist_ok=True)
+    for p in list(out.glob("*.bin")) + list(out.glob("*.png")):
+        p.unlink()
+    writer = ArrayWriter(out)
+    refs = {}
+    index_refs = []
+    for name, w, h, seed, noise in EDIT_REFERENCES:
+        pix = test_image(w, h, seed, noise)
+        save_png(out / f"{name}.png", pix)
+        refs[name] = pix
+        index_refs.append({"name": name, "file": f"{name}.png", "width": w, "height": h})
+
+    calls: list[dict] = []
+
+    def hook(_module, _args, kwargs):
+        calls.append({k: kwargs[k].detach().clone() for k in ("hidden_states", "img_ids", "timestep", "encoder_hidden_states")})
+
+    prepared: list = []
+    preprocess = pipe.image_processor.preprocess
+
+    def recording_preprocess(*args, **kwargs):
+        t = preprocess(*args, **kwargs)
+        prepared.append(t.detach().clone())
+        return t
+
+    pipe.image_processor.preprocess = recording_preprocess
+    handle = pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)
+    cases_out = []
+    try:
+        for case in EDIT_CASES:
+            calls.clear()
+            prepared.clear()
+            name, steps, g, n_img = case["name"], case["num_inference_steps"], case["guidance_scale"], case["num_images"]
+            images = [Image.fromarray(refs[r], mode="RGB") for r in case["references"]]
+            # The output size the pipeline will use: given, or the first reference's processed size.
+            sizes = []
+            for im in images:
+                w, h = im.size
+                if w * h > 1024 * 1024:
+                    w, h = pipe.image_processor._resize_to_target_area(im, 1024 * 1024).size
+                sizes.append((w // 16 * 16, h // 16 * 16))
+            width = case["width"] or sizes[0][0]
+            height = case["height"] or sizes[0][1]
+            hh, ww = height // 16, width // 16
+            cfg = g > 1
+            gen = torch.Generator().manual_seed(case["seed"])
+            noise = torch.randn(n_img, 128, hh, ww, generator=gen, dtype=torch.float32)
+            per_step = []
+
+            def on_step(_pipe, i, t, kw):
+                per_step.append(kw["latents"].detach().clone())
+                return kw
+
+            with torch.no_grad():
+                result = pipe(image=images, prompt=case["prompt"], height=case["height"], width=case["width"],
+                              num_inference_steps=steps, guidance_scale=g, num_images_per_prompt=n_img,
+                              latents=noise.clone(), output_type="np", callback_on_step_end=on_step,
+                              callback_on_step_end_tensor_inputs=["latents"]).images
+            image_u8 = (result * 255).round().astype("uint8")
+            if image_u8.shape != (n_img, height, width, 3):
+                raise RuntimeError(f"{name}: output {image_u8.shape}, expected {height}x{width}")
+
+            # What the pipeline fed the transformer, checked against the rules the Go side follows.
+            S = hh * ww
+            per_call = 2 if cfg else 1
+            if len(calls) != steps * per_call:
+                raise RuntimeError(f"{name}: {len(calls)} transformer calls, expected {steps * per_call}")
+            if len(prepared) != len(images):
+                raise RuntimeError(f"{name}: {len(prepared)} preprocessed references, expected {len(images)}")
+            grids = [(t.shape[2] // 16, t.shape[3] // 16) for t in prepared]
+            if [(gw * 16, gh * 16) for gh, gw in grids] != sizes:
+                raise RuntimeError(f"{name}: preprocessed sizes {grids} differ from {sizes}")
+            s_ref = sum(gh * gw for gh, gw in grids)
+            first = calls[0]
+            ref_tokens = first["hidden_states"][0, S:]
+            ids = first["img_ids"][0]
+            want_ids = [[0, r, c, 0] for r in range(hh) for c in range(ww)]
+            for k, (gh, gw) in enumerate(grids):
+                want_ids += [[10 + 10 * k, r, c, 0] for r in range(gh) for c in range(gw)]
+            if ids.tolist() != want_ids:
+                raise RuntimeError(f"{name}: img_ids differ from [T=0 target | T=10,20,... references]")
+            for c in calls:
+                hs = c["hidden_states"]
+                if hs.shape != (n_img, S + s_ref, 128) or not torch.equal(c["img_ids"][0], ids):
+                    raise RuntimeError(f"{name}: a call has hidden_states {tuple(hs.shape)} or other ids")
+                for b in range(n_img):
+                    if not torch.equal(hs[b, S:], ref_tokens):
+                        raise RuntimeError(f"{name}: reference tokens differ between calls or rows")
+            packed_noise = noise.reshape(n_img, 128, S).permute(0, 2, 1)
+            if not torch.equal(first["hidden_states"][:, :S], packed_noise):
+                raise RuntimeError(f"{name}: first transformer input is not the packed initial noise")
+            timesteps = [float(calls[i * per_call]["timestep"][0]) for i in range(steps)]
+
+            arrays = {
+                "initial_noise": writer.put(f"{name}.initial_noise", noise.numpy()),
+                "sigmas": writer.put(f"{name}.sigmas", pipe.scheduler.sigmas.detach().float().numpy()),
+                "timesteps": writer.put(f"{name}.timesteps", np.array(timesteps, dtype=np.float32)),
+                "final_latents": writer.put(f"{name}.final_latents", per_step[-1].numpy().astype(np.float32)),
+                "image": writer.put(f"{name}.image", image_u8),
+            }
+            if ids.numel() * 8 <= MAX_IDS_BYTES:
+                arrays["img_ids"] = writer.put(f"{name}.img_ids", ids.numpy().astype(np.int64))
+            if s_ref * 128 * 4 <= MAX_TOKEN_BYTES:
+                arrays["reference_tokens"] = writer.put(f"{name}.reference_tokens", ref_tokens.numpy().astype(np.float32))
+            entry = {k: case[k] for k in ("name", "prompt", "references", "num_inference_steps", "guidance_scale", "num_images", "seed")}
+            entry.update({
+                "width": case["width"], "height": case["height"],
+                "output_width": width, "output_height": height,
+                "cfg": cfg, "mu": compute_empirical_mu(S, steps), "image_seq_len": S,
+                "reference_grids": [[gh, gw] for gh, gw in grids], "reference_seq_len": s_ref,
+                "prepared_sha256": [sha256_bytes(tensor_to_u8(t).tobytes()) for t in prepared],
+                "arrays": arrays,
+            })
+            cases_out.append(entry)
+            motion = float((per_step[-1] - packed_noise).abs().mean())
+            print(f"  {name}: {len(images)} refs {grids}, out {width}x{height}, {steps} steps, cfg={cfg}, "
+                  f"|x_final-noise|={motion:.3f}", file=sys.stderr)
+    finally:
+        handle.remove()
+        pipe.image_processor.preprocess = preprocess
+
+    import diffusers
+    import transformers
+
+    index = {
+        "format_version": 1,
+        "generator": {
+            "command": "scripts/reference_edit.py --edit-out (also run by scripts/export_onnx.py --reference)",
+            "pipeline": "diffusers.Flux2KleinPipeline(image=[...]), fp32, CPU",
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "torch": torch.__version__.split("+")[0], "pillow": Image.__version__,
+        },
+        "conventions": {
+            "arrays": "as ../index.json: raw little-endian, C order",
+            "references": "8-bit RGB PNG files, passed to the pipeline as PIL images in the order of the case",
+            "width_height": "null: not passed; the output takes the first reference's processed size (output_width/height)",
+            "reference_grids": "[h, w] latent grid of each reference after preprocessing (processed size / 16)",
+            "prepared_sha256": "sha256 of each preprocessed reference as bytes (uint8 [H,W,3]), before normalisation",
+            "img_ids": "[S+S_ref, 4] ids of every transformer call: target [0,row,col,0], then reference k [10+10k,row,col,0]; "
+            "omitted above 64 KiB",
+            "reference_tokens": "[S_ref,128] the packed, BN-normalised reference latents the transformer saw after the "
+            "target tokens (identical in every call and row); omitted above 256 KiB",
+            "final_latents": "[B,S,128] target tokens after the last step",
+            "image": "uint8 [B,H,W,3] decoded output",
+            "initial_noise": "[B,128,H/16,W/16], torch.randn with the case's seed, passed as latents=",
+        },
+        "references": index_refs,
+        "cases": cases_out,
+    }
+    (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
+    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"wrote {out}: {len(cases_out)} edit cases, {total / 1e6:.2f} MB", file=sys.stderr)
+
+
+def write_edit_standalone(model_dir: Path, out: Path) -> None:
+    """Rebuild the tiny pipeline as scripts/export_onnx.py --reference does, then write the edit cases."""
+    import torch
+
+    import export_onnx as ex
+
+    ex.init_torch()
+    torch.set_num_threads(1)  # as export_onnx --reference: reproducible float sums
+    manifest = json.loads((model_dir / "model.json").read_text())
+    if manifest.get("variant") != "tiny":
+        raise SystemExit(f"the edit cases run on the tiny model; {model_dir} is {manifest.get('variant')!r}")
+    comps = ex.build_tiny(manifest["source"]["seed"])
+    want = manifest["source"]["state_dict_sha256"]
+    got = {k: ex.state_dict_sha256(getattr(comps, k)) for k in want}
+    if got != want:
+        raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json: {got} vs {want}")
+    write_edit_cases(ex.build_tiny_pipeline(comps, model_dir / "tokenizer"), out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resample-out", help="write the PIL resampling and preprocessing fixtures here")
+    ap.add_argument("--edit-out", help="write the edit reference cases here")
+    ap.add_argument("--model", default="models/tiny", help="--edit-out: tiny model directory")
     args = ap.parse_args(argv)
-    if not args.resample_out:
-        ap.error("give --resample-out")
-    write_resample_fixtures(Path(args.resample_out))
+    if not (args.resample_out or args.edit_out):
+        ap.error("give --resample-out and/or --edit-out")
+    if args.resample_out:
+        write_resample_fixtures(Path(args.resample_out))
+    if args.edit_out:
+        write_edit_standalone(Path(args.model), Path(args.edit_out))
 
 
 if __name__ == "__main__":
