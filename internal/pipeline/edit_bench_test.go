@@ -37,7 +37,7 @@ func BenchmarkEditReferenceCache(b *testing.B) {
 				refPhase += res.Timings.ReferenceEncoding
 			}
 			b.StopTimer()
-			s, _, _ := e.refCache.snapshot()
+			s := e.ReferenceCacheStats()
 			if want := int64(1); mode == "hit" && s.Encodes != want {
 				b.Fatalf("hits ran the VAE encoder: %d encodings", s.Encodes)
 			}

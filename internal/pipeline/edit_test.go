@@ -201,9 +201,9 @@ func TestEditReferenceCacheHit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, _, _ := e.refCache.snapshot()
-	if s1.Encodes != 1 || n != 1 || s2.Encodes != 1 || s2.Hits != s1.Hits+1 {
-		t.Fatalf("cache stats %+v then %+v (%d entries): want one encoding, then a hit", s1, s2, n)
+	s2 := e.ReferenceCacheStats()
+	if s1.Encodes != 1 || n != 1 || s2.Encodes != 1 || s2.Hits != s1.Hits+1 || s2.Entries != 1 || s2.Bytes != 4*6*128*4 {
+		t.Fatalf("cache stats %+v then %+v (%d entries): want one encoding of a 4x6 grid, then a hit", s1, s2, n)
 	}
 	if !bytes.Equal(first.Images[0].Data, second.Images[0].Data) {
 		t.Fatal("the cached reference gave another image")

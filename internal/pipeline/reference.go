@@ -209,3 +209,17 @@ func (e *Engine) encodeReference(ctx context.Context, ref engine.ReferenceImage,
 	}
 	return l, nil
 }
+
+// ReferenceCacheStats describes the reference-latent cache: lookups served
+// from it, VAE encodings run (misses), and what it holds.
+type ReferenceCacheStats struct {
+	Hits, Encodes int64
+	Entries       int
+	Bytes         int64
+}
+
+// ReferenceCacheStats returns the cache's counters so far (for metrics).
+func (e *Engine) ReferenceCacheStats() ReferenceCacheStats {
+	s, n, used := e.refCache.snapshot()
+	return ReferenceCacheStats{Hits: s.Hits, Encodes: s.Encodes, Entries: n, Bytes: used}
+}
