@@ -3,6 +3,8 @@ package imageprep
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Filter is a resampling filter of PIL's Image.resize (Pillow's
@@ -226,24 +228,50 @@ func Resize(src RGB, w, h int, f Filter) (RGB, error) {
 	return img, nil
 }
 
+// parallelRows splits rows [0, n) into contiguous chunks, one per
+// processor, and runs fn on each; it returns when all are done. Rows are
+// independent in both passes, so the result does not depend on the split.
+func parallelRows(n, workPerRow int, fn func(lo, hi int)) {
+	// Below this much work a goroutine costs more than it saves.
+	const minWork = 1 << 16
+	chunks := min(runtime.GOMAXPROCS(0), max(1, n*workPerRow/minWork), n)
+	if chunks <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for c := range chunks {
+		lo, hi := n*c/chunks, n*(c+1)/chunks
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}
+
 func horizontal(src RGB, rowFirst, rowLast int, t taps) RGB {
 	w := len(t.first)
 	out := RGB{Pix: make([]uint8, 3*w*(rowLast-rowFirst)), Width: w, Height: rowLast - rowFirst}
-	for y := rowFirst; y < rowLast; y++ {
-		line := src.Pix[3*src.Width*y : 3*src.Width*(y+1)]
-		dst := out.Pix[3*w*(y-rowFirst) : 3*w*(y-rowFirst+1)]
-		for xx := range w {
-			k := t.weight[xx*t.size : xx*t.size+t.count[xx]]
-			in := line[3*t.first[xx] : 3*(t.first[xx]+t.count[xx])]
-			s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-			for x, kx := range k {
-				s0 += int32(in[3*x]) * kx
-				s1 += int32(in[3*x+1]) * kx
-				s2 += int32(in[3*x+2]) * kx
+	parallelRows(rowLast-rowFirst, 3*w*t.size, func(lo, hi int) {
+		for y := rowFirst + lo; y < rowFirst+hi; y++ {
+			line := src.Pix[3*src.Width*y : 3*src.Width*(y+1)]
+			dst := out.Pix[3*w*(y-rowFirst) : 3*w*(y-rowFirst+1)]
+			for xx := range w {
+				k := t.weight[xx*t.size : xx*t.size+t.count[xx]]
+				in := line[3*t.first[xx] : 3*(t.first[xx]+t.count[xx])]
+				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
+				for x, kx := range k {
+					p := in[3*x : 3*x+3]
+					s0 += int32(p[0]) * kx
+					s1 += int32(p[1]) * kx
+					s2 += int32(p[2]) * kx
+				}
+				dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
 			}
-			dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
 		}
-	}
+	})
 	return out
 }
 
@@ -251,22 +279,24 @@ func vertical(src RGB, t taps) RGB {
 	h := len(t.first)
 	stride := 3 * src.Width
 	out := RGB{Pix: make([]uint8, stride*h), Width: src.Width, Height: h}
-	acc := make([]int32, stride)
-	for yy := range h {
-		for i := range acc {
-			acc[i] = 1 << (precisionBits - 1)
-		}
-		k := t.weight[yy*t.size : yy*t.size+t.count[yy]]
-		for y, ky := range k {
-			line := src.Pix[stride*(t.first[yy]+y) : stride*(t.first[yy]+y+1)]
-			for i, v := range line {
-				acc[i] += int32(v) * ky
+	parallelRows(h, stride*t.size, func(lo, hi int) {
+		acc := make([]int32, stride)
+		for yy := lo; yy < hi; yy++ {
+			for i := range acc {
+				acc[i] = 1 << (precisionBits - 1)
+			}
+			k := t.weight[yy*t.size : yy*t.size+t.count[yy]]
+			for y, ky := range k {
+				line := src.Pix[stride*(t.first[yy]+y) : stride*(t.first[yy]+y+1)]
+				for i, v := range line {
+					acc[i] += int32(v) * ky
+				}
+			}
+			dst := out.Pix[stride*yy : stride*(yy+1)]
+			for i, v := range acc {
+				dst[i] = clip8(v)
 			}
 		}
-		dst := out.Pix[stride*yy : stride*(yy+1)]
-		for i, v := range acc {
-			dst[i] = clip8(v)
-		}
-	}
+	})
 	return out
 }
