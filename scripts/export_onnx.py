@@ -17,7 +17,8 @@ Four modes, the first three going through the same export code (one wrapper modu
       Same pipeline classes with small configs, seeded random weights, fp32.
   --reference [--model models/tiny] [--reference-out testdata/reference]
       Runs diffusers' Flux2KleinPipeline (fp32, CPU) on the tiny model (rebuilt from
-      its seed, checked against the manifest) and writes the reference arrays.
+      its seed, checked against the manifest) and writes the reference arrays, then the
+      editing cases into <reference-out>/edit (scripts/reference_edit.py).
 
 The first three modes take --attention {decomposed,fused}.  decomposed (the default, and what
 models/tiny uses) exports every graph at opset 20, where scaled-dot-product attention becomes
