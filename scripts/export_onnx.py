@@ -17,7 +17,8 @@ Four modes, the first three going through the same export code (one wrapper modu
       Same pipeline classes with small configs, seeded random weights, fp32.
   --reference [--model models/tiny] [--reference-out testdata/reference]
       Runs diffusers' Flux2KleinPipeline (fp32, CPU) on the tiny model (rebuilt from
-      its seed, checked against the manifest) and writes the reference arrays.
+      its seed, checked against the manifest) and writes the reference arrays, then the
+      editing cases into <reference-out>/edit (scripts/reference_edit.py).
 
 The first three modes take --attention {decomposed,fused}.  decomposed (the default, and what
 models/tiny uses) exports every graph at opset 20, where scaled-dot-product attention becomes
@@ -1587,6 +1588,11 @@ def run_reference(args) -> None:
     import reference_seeds  # cases that draw their noise from the seed: scripts/reference_seeds.py
 
     reference_seeds.write_cases(pipe, ArrayWriter, ref_dir / "seeds", index["model"])
+
+    # Editing with reference images: scripts/reference_edit.py, in its own directory and index.
+    import reference_edit
+
+    reference_edit.write_edit_cases(pipe, ref_dir / "edit")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -115,6 +115,19 @@ type Request struct {
 	// is laid out (NumImages, 128, Height/16, Width/16), float32. Used by
 	// reference tests; never set from the HTTP API.
 	InitialNoise []float32
+	// References are the images an edit conditions on, in order (none for
+	// text-to-image). A zero Width or Height takes the first reference's
+	// processed width or height (imageprep.ProcessedSize), as diffusers'
+	// Flux2KleinPipeline does when no output size is given.
+	References []ReferenceImage
+}
+
+// ReferenceImage is a decoded reference image: 8-bit RGB, row-major, three
+// bytes (R, G, B) per pixel, len(Pix) == 3*Width*Height. Decoding, EXIF
+// orientation and colour conversion happen before the engine.
+type ReferenceImage struct {
+	Pix           []uint8
+	Width, Height int
 }
 
 // ImageSeed is the seed of image k of the request in per-image noise streams
@@ -192,6 +205,10 @@ type Timings struct {
 	Safety       time.Duration
 	Encoding     time.Duration
 	Total        time.Duration
+
+	// ReferenceEncoding covers preparing and VAE-encoding the reference
+	// images (near zero when their latents are cached).
+	ReferenceEncoding time.Duration
 }
 
 // Result is what a finished generation returns.

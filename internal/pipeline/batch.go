@@ -20,12 +20,15 @@ import (
 // has submitted its step; a loop that is busy elsewhere (a CNS update, a
 // preview) holds the others up for at most maxWait of idle device time.
 // With one generation at a time, a call is exactly the per-request call.
+// Edits share calls only with loops whose reference images have the same
+// grids in the same order (the call has one img_ids tensor); each row
+// carries its own reference tokens.
 type ditBatcher struct {
 	e       *Engine
 	maxWait time.Duration
 
 	mu     sync.Mutex // guards groups, nextID, counts and every group's members, waiting, executing
-	groups map[[2]int]*ditGroup
+	groups map[groupKey]*ditGroup
 	nextID int
 	counts BatchCounts
 }
@@ -34,9 +37,19 @@ type ditBatcher struct {
 // generations.
 type BatchCounts struct{ Calls, Shared int }
 
-// ditGroup is the transformer state of one latent grid (h x w tokens).
+// groupKey is what the loops sharing a call agree on: the latent grid (h x
+// w tokens) and the reference grids (referenceSet.key).
+type groupKey struct {
+	h, w int
+	refs string
+}
+
+// ditGroup is the transformer state of one latent grid (h x w tokens) and
+// reference layout.
 type ditGroup struct {
-	key       [2]int
+	key       groupKey
+	refLen    int           // reference tokens after the h*w target tokens of each row
+	refIDs    []int64       // their position ids (refLen, 4)
 	members   int           // denoising loops on this grid
 	waiting   []*ditStep    // submitted steps not yet taken into a call
 	executing int           // calls taken and not yet finished
@@ -64,7 +77,7 @@ type ditStep struct {
 }
 
 func newDiTBatcher(e *Engine, maxWait time.Duration) *ditBatcher {
-	return &ditBatcher{e: e, maxWait: maxWait, groups: map[[2]int]*ditGroup{}}
+	return &ditBatcher{e: e, maxWait: maxWait, groups: map[groupKey]*ditGroup{}}
 }
 
 // ditCall is one denoising loop's membership in the batcher. With CFG the
@@ -93,11 +106,11 @@ func (r *run) newDiTCall(pos, neg []float32) (*ditCall, error) {
 	b := r.e.batcher
 	d := &ditCall{r: r, pos: pos, neg: neg}
 	d.step = ditStep{d: d, done: make(chan error, 1)}
-	key := [2]int{r.h, r.w}
+	key := groupKey{r.h, r.w, r.refs.key()}
 	b.mu.Lock()
 	g := b.groups[key]
 	if g == nil {
-		g = &ditGroup{key: key}
+		g = &ditGroup{key: key, refLen: r.refs.len(), refIDs: r.refs.ids()}
 		b.groups[key] = g
 	}
 	g.members++
@@ -196,9 +209,10 @@ func (b *ditBatcher) execute(g *ditGroup, batch []*ditStep) {
 // each loop's velocity. Caller holds g.exec.
 func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	e := b.e
-	h, w := g.key[0], g.key[1]
+	h, w := g.key.h, g.key.w
 	S, L, J := h*w, e.man.Text.MaxLength, e.man.Text.JointAttentionDim
-	tok := S * sampler.PackedChannels
+	tok := S * sampler.PackedChannels                 // one image's target tokens
+	rowTok := (S + g.refLen) * sampler.PackedChannels // one row: target, then reference tokens
 	rows := 0
 	for _, s := range batch {
 		rows += s.d.rows()
@@ -214,16 +228,22 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	off := 0
 	for _, s := range batch {
 		d := s.d
-		g.hidden.write(off*tok, s.x)
-		if d.r.cfg {
-			g.hidden.write((off+d.r.batch)*tok, s.x)
+		for k := 0; k < d.r.batch; k++ {
+			x := s.x[k*tok : (k+1)*tok]
+			g.hidden.write((off+k)*rowTok, x)
+			if d.r.cfg {
+				g.hidden.write((off+d.r.batch+k)*rowTok, x)
+			}
 		}
-		if !sameText {
+		if !sameText { // the text and reference rows of these loops are in place otherwise
 			for k := 0; k < d.r.batch; k++ {
 				g.ctxT.write((off+k)*L*J, d.pos)
 				if d.r.cfg {
 					g.ctxT.write((off+d.r.batch+k)*L*J, d.neg)
 				}
+			}
+			for j := off; j < off+d.rows(); j++ {
+				d.r.refs.write(g.hidden, j*rowTok+tok)
 			}
 		}
 		for j := off; j < off+d.rows(); j++ {
@@ -247,17 +267,21 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	for _, s := range batch {
 		d := s.d
 		d.r.ortTime += took // the owner waits on s.done, which comes after
-		n := d.r.batch * tok
-		base := off * tok
-		switch {
-		case !d.r.cfg:
-			g.pred.read(base, s.v[:n])
-		case g.pred.F32 != nil:
-			combineCFG(s.v[:n], g.pred.F32[base+n:base+2*n], g.pred.F32[base:base+n], d.r.req.GuidanceScale, false)
-		default:
-			g.pred.read(base, s.v[:n])
-			g.pred.read(base+n, g.scratch[:n])
-			combineCFG(s.v[:n], g.scratch[:n], s.v[:n], d.r.req.GuidanceScale, e.latentBF16())
+		// Each row's velocity is its first tok values: the reference
+		// tokens' outputs are dropped, as the reference pipeline slices them.
+		for k := 0; k < d.r.batch; k++ {
+			v := s.v[k*tok : (k+1)*tok]
+			pos, neg := (off+k)*rowTok, (off+d.r.batch+k)*rowTok
+			switch {
+			case !d.r.cfg:
+				g.pred.read(pos, v)
+			case g.pred.F32 != nil:
+				combineCFG(v, g.pred.F32[neg:neg+tok], g.pred.F32[pos:pos+tok], d.r.req.GuidanceScale, false)
+			default:
+				g.pred.read(pos, v)
+				g.pred.read(neg, g.scratch)
+				combineCFG(v, g.scratch, v, d.r.req.GuidanceScale, e.latentBF16())
+			}
 		}
 		off += d.rows()
 	}
@@ -271,29 +295,30 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 			g.release()
 		}
 	}()
-	h, w := g.key[0], g.key[1]
+	h, w := g.key.h, g.key.w
 	S, L, J := int64(h*w), int64(e.man.Text.MaxLength), int64(e.man.Text.JointAttentionDim)
+	seq := S + int64(g.refLen) // target tokens, then reference tokens
 	ft := e.dit.floatT
-	if g.hidden, err = newFloatTensor(ft, int64(rows), S, sampler.PackedChannels); err != nil {
+	if g.hidden, err = newFloatTensor(ft, int64(rows), seq, sampler.PackedChannels); err != nil {
 		return err
 	}
 	if g.ctxT, err = newFloatTensor(ft, int64(rows), L, J); err != nil {
 		return err
 	}
-	if g.pred, err = newFloatTensor(ft, int64(rows), S, sampler.PackedChannels); err != nil {
+	if g.pred, err = newFloatTensor(ft, int64(rows), seq, sampler.PackedChannels); err != nil {
 		return err
 	}
 	if g.timestep, err = ort.NewEmptyTensor[float32](ort.NewShape(int64(rows))); err != nil {
 		return fmt.Errorf("timestep tensor: %w", err)
 	}
-	if g.imgIDs, err = ort.NewTensor(ort.NewShape(S, 4), sampler.ImageIDs(0, h, w)); err != nil {
+	if g.imgIDs, err = ort.NewTensor(ort.NewShape(seq, 4), append(sampler.ImageIDs(0, h, w), g.refIDs...)); err != nil {
 		return fmt.Errorf("img_ids tensor: %w", err)
 	}
 	if g.txtIDs, err = ort.NewTensor(ort.NewShape(L, 4), sampler.TextIDs(int(L))); err != nil {
 		return fmt.Errorf("txt_ids tensor: %w", err)
 	}
 	if ft != "float32" {
-		g.scratch = make([]float32, rows*int(S)*sampler.PackedChannels)
+		g.scratch = make([]float32, int(S)*sampler.PackedChannels) // one image's unconditional velocity
 	}
 	g.call, err = e.dit.bind(&g.callTime, map[string]ort.Value{
 		"hidden_states": g.hidden.value(), "encoder_hidden_states": g.ctxT.value(),

@@ -38,7 +38,10 @@ type Config struct {
 	// idle, for the other generations of its size to join its call
 	// (default 20ms; only matters when MaxConcurrent > 1).
 	BatchWait time.Duration
-	Logger    zerolog.Logger
+	// ReferenceCacheBytes bounds the VAE latents of reference images kept
+	// for later edits (default DefaultReferenceCacheBytes).
+	ReferenceCacheBytes int64
+	Logger              zerolog.Logger
 }
 
 // Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
@@ -53,9 +56,11 @@ type Engine struct {
 	text       *graphSession
 	dit        *graphSession
 	vae        *graphSession
+	vaeEnc     *graphSession
 	safety     *graphSession
 	gamma      *gammaSource
 	cache      *embedCache
+	refCache   *refCache
 	batcher    *ditBatcher
 	slots      chan struct{} // one token per generation that may run
 	ready      bool          // the slots were filled (Open succeeded)
@@ -93,6 +98,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if cfg.BatchWait <= 0 {
 		cfg.BatchWait = 20 * time.Millisecond
 	}
+	if cfg.ReferenceCacheBytes <= 0 {
+		cfg.ReferenceCacheBytes = DefaultReferenceCacheBytes
+	}
 	lib, err := findLibrary(cfg.LibraryPath)
 	if err != nil {
 		return nil, err
@@ -104,7 +112,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	// Validate every graph before spending time and memory on sessions.
 	floatTypes := map[string]string{}
 	var verrs []error
-	for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphSafetyChecker} {
+	for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphVAEEncoder, GraphSafetyChecker} {
 		ft, err := validateGraph(cfg.ModelDir, name, man)
 		verrs = append(verrs, err)
 		floatTypes[name] = ft
@@ -126,7 +134,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	e := &Engine{
 		cfg: cfg, man: man, tok: tok, gamma: gamma, ortVersion: version,
-		cache: newEmbedCache(cfg.PromptCacheSize),
+		cache: newEmbedCache(cfg.PromptCacheSize), refCache: newRefCache(cfg.ReferenceCacheBytes),
 		slots: make(chan struct{}, cfg.MaxConcurrent),
 		log:   cfg.Logger,
 	}
@@ -141,7 +149,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	for _, g := range []struct {
 		name string
 		dst  **graphSession
-	}{{GraphTextEncoder, &e.text}, {GraphTransformer, &e.dit}, {GraphVAEDecoder, &e.vae}, {GraphSafetyChecker, &e.safety}} {
+	}{{GraphTextEncoder, &e.text}, {GraphTransformer, &e.dit}, {GraphVAEDecoder, &e.vae}, {GraphVAEEncoder, &e.vaeEnc}, {GraphSafetyChecker, &e.safety}} {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("open model: %w", err)
 		}
@@ -178,8 +186,8 @@ func (e *Engine) Close() error {
 		close(e.slots)
 		e.ready = false
 	}
-	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.safety.destroy())
-	e.text, e.dit, e.vae, e.safety = nil, nil, nil, nil
+	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.vaeEnc.destroy(), e.safety.destroy())
+	e.text, e.dit, e.vae, e.vaeEnc, e.safety = nil, nil, nil, nil, nil
 	if e.ortVersion != "" {
 		err = errors.Join(err, releaseORT())
 		e.ortVersion = ""
@@ -191,6 +199,9 @@ func (e *Engine) Close() error {
 func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engine.ProgressFunc) (*engine.Result, error) {
 	if req.OutputFormat == "" {
 		req.OutputFormat = engine.FormatPNG
+	}
+	if err := resolveReferences(&req); err != nil {
+		return nil, err
 	}
 	if err := req.Check(); err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ type run struct {
 	h, w, seqLen int // packed latent grid and its token count
 	batch        int // images
 	cfg          bool
+	refs         *referenceSet // nil without reference images
 	// ortTime is the time this run spent inside ONNX Runtime Run calls
 	// (a shared transformer call counts whole for each run in it).
 	ortTime time.Duration
@@ -41,6 +42,12 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 		return nil, err
 	}
 	r.timings.TextEncoding = time.Since(t)
+
+	t = time.Now()
+	if r.refs, err = r.e.referenceSet(ctx, req.References, &r.ortTime); err != nil {
+		return nil, err
+	}
+	r.timings.ReferenceEncoding = time.Since(t)
 
 	t = time.Now()
 	latents, err := r.denoise(ctx, pos, neg)
