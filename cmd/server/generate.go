@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,9 +20,12 @@ import (
 	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/imageinput"
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/pipeline"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 	"github.com/kleinserve/kleinserve/internal/wire"
+	"github.com/kleinserve/kleinserve/internal/worker"
 )
 
 // runGenerate is `server generate`: one request from the command line,
@@ -70,9 +74,15 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", 0, "CPU intra-op threads (0: all cores)")
 	noise := fs.String("noise", string(sampler.NoiseTorch), "torch (diffusers' noise for the seed) or philox")
 	ortLib := fs.String("ort-lib", env("ORT_LIB", ""), "path of libonnxruntime.so (default: .ort/lib, then system paths)")
+	var images imageFlags
+	fs.Var(&images, "image", "reference image file to edit (repeatable, up to 4); without -width/-height/-image-size the output takes the first one's size")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	sizeGiven := false
+	fs.Visit(func(f *flag.Flag) {
+		sizeGiven = sizeGiven || f.Name == "image-size" || f.Name == "width" || f.Name == "height"
+	})
 	if *prompt == "" {
 		return errors.New("-prompt is required")
 	}
@@ -95,11 +105,27 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *width != 0 || *height != 0 {
 		input["image_size"] = map[string]int{"width": *width, "height": *height}
 	}
+	ep := wire.EndpointBase
+	if len(images) > 0 {
+		ep = wire.EndpointEdit
+		if !sizeGiven {
+			delete(input, "image_size")
+		}
+		urls := make([]string, len(images))
+		for i, path := range images {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("-image: %w", err)
+			}
+			urls[i] = "data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString(data)
+		}
+		input["image_urls"] = urls
+	}
 	body, err := json.Marshal(input)
 	if err != nil {
 		return err
 	}
-	params, err := wire.ParseInput(body)
+	params, err := ep.ParseInput(body)
 	if err != nil {
 		var verr *wire.ValidationError
 		if errors.As(err, &verr) {
@@ -108,6 +134,18 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	req := params.Request()
+	if len(params.ImageURLs) > 0 {
+		// Files given on the command line are data: URIs: nothing is
+		// fetched over the network.
+		loader := &imageinput.Loader{Fetcher: netguard.New(netguard.Policy{})}
+		if req.References, err = worker.LoadReferences(ctx, loader, params.ImageURLs); err != nil {
+			var verr *wire.ValidationError
+			if errors.As(err, &verr) {
+				return fmt.Errorf("-image: %s", verr.Error())
+			}
+			return err
+		}
+	}
 
 	log := zerolog.New(stderr).With().Timestamp().Logger().Level(zerolog.WarnLevel)
 	e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: *models, LibraryPath: *ortLib, Provider: *provider,
@@ -146,3 +184,9 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		t.Safety.Seconds(), t.Encoding.Seconds())
 	return nil
 }
+
+// imageFlags collects repeated -image flags.
+type imageFlags []string
+
+func (f *imageFlags) String() string     { return strings.Join(*f, ",") }
+func (f *imageFlags) Set(v string) error { *f = append(*f, v); return nil }

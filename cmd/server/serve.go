@@ -19,7 +19,9 @@ import (
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/httpserver"
+	"github.com/kleinserve/kleinserve/internal/imageinput"
 	"github.com/kleinserve/kleinserve/internal/metrics"
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/worker"
@@ -96,10 +98,18 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
+	// Every URL the server fetches or calls goes through this guard.
+	policy, err := cfg.OutboundPolicy()
+	if err != nil {
+		return err
+	}
+	guard := netguard.New(policy)
+	defer guard.Close()
 	events := worker.NewLocalEvents()
 	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events,
+		Images: &imageinput.Loader{Fetcher: guard, Files: files},
 		Logger: log.With().Str("component", "worker").Logger()})
-	ready, readyInfo := readiness(cfg, q, wk, ping, files.Ping)
+	ready, readyInfo := readiness(cfg, q, wk, ping, files)
 	srv := api.New(api.Options{
 		Queue:        q,
 		Storage:      files,
@@ -194,15 +204,17 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 // readiness is what /readyz checks for the process role: an API process is
 // ready while the shared queue and the file store answer; a generating
 // process once its model is loaded.
-func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing, filesPing func(context.Context) error) ([]api.ReadyCheck, func() map[string]any) {
+//
+// Every role writes files (uploads, generated images), so every role is
+// unready while its file store is full.
+func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing func(context.Context) error, files storage.Store) ([]api.ReadyCheck, func() map[string]any) {
+	full := api.ReadyCheck{Status: "storage_full", Check: files.CheckSpace}
 	if cfg.Role == config.RoleAPI {
 		var checks []api.ReadyCheck
 		if queuePing != nil {
 			checks = append(checks, api.ReadyCheck{Status: "queue_unreachable", Check: queuePing})
 		}
-		if filesPing != nil {
-			checks = append(checks, api.ReadyCheck{Status: "storage_unreachable", Check: filesPing})
-		}
+		checks = append(checks, api.ReadyCheck{Status: "storage_unreachable", Check: files.Ping}, full)
 		return checks, func() map[string]any {
 			return map[string]any{"role": config.RoleAPI, "queue_depth": q.Depth()}
 		}
@@ -213,7 +225,7 @@ func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing, 
 		}
 		return nil
 	}}
-	return []api.ReadyCheck{loaded}, func() map[string]any {
+	return []api.ReadyCheck{loaded, full}, func() map[string]any {
 		info := wk.Engine().Info()
 		return map[string]any{"model": info.Model, "variant": info.Variant, "provider": info.Provider,
 			"precision": info.Precision, "queue_depth": q.Depth(), "running": q.Running()}

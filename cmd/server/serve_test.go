@@ -15,6 +15,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/storage"
 )
 
 // TestAPIReadiness: an API process is ready while its queue and file store
@@ -31,22 +32,26 @@ func TestAPIReadiness(t *testing.T) {
 	t.Cleanup(func() { q.Close() })
 	up := func(context.Context) error { return nil }
 	down := func(context.Context) error { return errors.New("connection refused") }
+	full := func(context.Context) error { return storage.ErrNoSpace }
 	for _, tc := range []struct {
 		name                string
 		queuePing, filePing func(context.Context) error
+		space               func(context.Context) error
 		stopping            bool
 		code                int
 		status              string
 	}{
-		{"ready", up, up, false, http.StatusOK, "ready"},
-		{"ready without a queue ping", nil, up, false, http.StatusOK, "ready"},
-		{"queue down", down, up, false, http.StatusServiceUnavailable, "queue_unreachable"},
-		{"file store down", up, down, false, http.StatusServiceUnavailable, "storage_unreachable"},
-		{"both down: the queue is named", down, down, false, http.StatusServiceUnavailable, "queue_unreachable"},
-		{"shutting down", up, up, true, http.StatusServiceUnavailable, "shutting_down"},
+		{"ready", up, up, up, false, http.StatusOK, "ready"},
+		{"ready without a queue ping", nil, up, up, false, http.StatusOK, "ready"},
+		{"queue down", down, up, up, false, http.StatusServiceUnavailable, "queue_unreachable"},
+		{"file store down", up, down, up, false, http.StatusServiceUnavailable, "storage_unreachable"},
+		{"both down: the queue is named", down, down, up, false, http.StatusServiceUnavailable, "queue_unreachable"},
+		{"file store full", up, up, full, false, http.StatusServiceUnavailable, "storage_full"},
+		{"shutting down", up, up, up, true, http.StatusServiceUnavailable, "shutting_down"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ready, info := readiness(config.Config{Role: config.RoleAPI}, q, nil, tc.queuePing, tc.filePing)
+			files := probeStore{ping: tc.filePing, space: tc.space}
+			ready, info := readiness(config.Config{Role: config.RoleAPI}, q, nil, tc.queuePing, files)
 			srv := api.New(api.Options{Queue: q, Metrics: metrics.New(), Logger: zerolog.Nop(), Role: config.RoleAPI,
 				Ready: ready, ReadyInfo: info})
 			if tc.stopping {
@@ -68,3 +73,12 @@ func TestAPIReadiness(t *testing.T) {
 		})
 	}
 }
+
+// probeStore is a file store that only answers readiness probes.
+type probeStore struct {
+	storage.Store
+	ping, space func(context.Context) error
+}
+
+func (p probeStore) Ping(ctx context.Context) error       { return p.ping(ctx) }
+func (p probeStore) CheckSpace(ctx context.Context) error { return p.space(ctx) }

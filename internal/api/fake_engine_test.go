@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/imageprep"
 )
 
 // fakeEngine produces deterministic small images: a solid colour derived
@@ -45,6 +46,11 @@ func (f *fakeEngine) Close() error      { return nil }
 
 func (f *fakeEngine) Generate(ctx context.Context, req engine.Request, progress engine.ProgressFunc) (*engine.Result, error) {
 	f.calls.Add(1)
+	if len(req.References) > 0 && (req.Width == 0 || req.Height == 0) {
+		// An edit without a size takes the first reference's, as the
+		// pipeline does.
+		req.Width, req.Height = imageprep.ProcessedSize(req.References[0].Width, req.References[0].Height)
+	}
 	f.mu.Lock()
 	f.lastReq = req
 	f.mu.Unlock()

@@ -14,7 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kleinserve/kleinserve/internal/imageinput"
 	"github.com/kleinserve/kleinserve/internal/metrics"
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
@@ -61,6 +63,10 @@ type envOptions struct {
 	// pace overrides the body and write deadlines.
 	pace         Pace
 	privateFiles bool
+	// urlPolicy is the outbound-URL policy of reference images.
+	urlPolicy netguard.Policy
+	// imageLimits bound one reference image.
+	imageLimits imageinput.Limits
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -96,7 +102,10 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
 	events := worker.NewLocalEvents()
-	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop()})
+	guard := netguard.New(o.urlPolicy)
+	t.Cleanup(guard.Close)
+	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop(),
+		Images: &imageinput.Loader{Fetcher: guard, Files: files, Limits: o.imageLimits}})
 	srv := New(Options{Queue: q, Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop(), Keys: o.keys,
 		PublicURL: base, MaxBodyBytes: o.maxBody, PreviewEvery: o.previewEvery, KeepAlive: o.keepAlive,
 		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit, Pace: o.pace,

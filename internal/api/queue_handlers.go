@@ -15,10 +15,14 @@ import (
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
-// handleSubmit: POST /queue/fal-ai/flux-2/klein/4b/base. The answer is sent
-// only after the job is durably committed.
-func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
-	sub, err := s.decodeSubmission(w, r)
+// handleSubmit: POST /queue/{endpoint id}. The answer is sent only after
+// the job is durably committed.
+func (s *Server) handleSubmit(ep wire.Endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, ep) }
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, ep wire.Endpoint) {
+	sub, err := s.decodeSubmission(w, r, ep)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

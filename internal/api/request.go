@@ -38,13 +38,13 @@ type submission struct {
 // carries: body, fal_webhook, x-fal-request-timeout, x-fal-queue-priority.
 // The body is parsed as JSON whatever the Content-Type says (curl examples
 // omit it).
-func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request) (submission, error) {
+func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request, ep wire.Endpoint) (submission, error) {
 	var sub submission
 	body, err := s.readBody(w, r)
 	if err != nil {
 		return sub, err
 	}
-	params, err := wire.ParseInput(body)
+	params, err := ep.ParseInput(body)
 	if err != nil {
 		return sub, err
 	}
@@ -89,7 +89,7 @@ func (s *Server) enqueue(r *http.Request, id string, sub submission, ephemeral b
 	}
 	return s.queue.Submit(r.Context(), queue.SubmitRequest{
 		ID:            id,
-		Endpoint:      wire.EndpointID,
+		Endpoint:      sub.payload.Input.Endpoint,
 		Payload:       payload,
 		Priority:      sub.priority,
 		StartDeadline: sub.startDeadline,

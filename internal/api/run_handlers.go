@@ -10,11 +10,15 @@ import (
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
-// handleRun: POST /fal-ai/flux-2/klein/4b/base, the synchronous run. The
-// request waits in the same queue as everything else; if the client goes
-// away the job is canceled.
-func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
-	sub, err := s.decodeSubmission(w, r)
+// handleRun: POST /{endpoint id}, the synchronous run. The request waits in
+// the same queue as everything else; if the client goes away the job is
+// canceled.
+func (s *Server) handleRun(ep wire.Endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.run(w, r, ep) }
+}
+
+func (s *Server) run(w http.ResponseWriter, r *http.Request, ep wire.Endpoint) {
+	sub, err := s.decodeSubmission(w, r, ep)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -35,13 +39,17 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	s.writeOutcome(w, job)
 }
 
-// handleStream: POST /fal-ai/flux-2/klein/4b/base/stream. Errors before the
-// job is queued are ordinary JSON errors; after that the answer is an SSE
+// handleStream: POST /{endpoint id}/stream. Errors before the job is queued
+// are ordinary JSON errors; after that the answer is an SSE
 // stream of progress events (with JPEG previews every PreviewEvery steps),
 // published by the worker that runs the job, whose last event is the exact
 // output, or {"error":…} on failure.
-func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	sub, err := s.decodeSubmission(w, r)
+func (s *Server) handleStream(ep wire.Endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.stream(w, r, ep) }
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint) {
+	sub, err := s.decodeSubmission(w, r, ep)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

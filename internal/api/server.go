@@ -161,12 +161,16 @@ func (s *Server) Handler() http.Handler {
 		r.Use(s.auth)
 		r.Post("/storage/upload/initiate", s.handleUploadInitiate)
 		r.Post("/storage/upload/initiate-multipart", s.handleMultipartInitiate)
-		r.Post("/"+wire.EndpointID, s.handleRun)
-		r.Post("/"+wire.EndpointID+"/stream", s.handleStream)
-		r.Post("/queue/"+wire.EndpointID, s.handleSubmit)
 		// Clients use owner/alias before /requests/; third-party guides use
 		// the full endpoint id. Accept both.
-		for _, prefix := range []string{"/queue/" + wire.AppID, "/queue/" + wire.EndpointID} {
+		prefixes := []string{"/queue/" + wire.AppID}
+		for _, ep := range wire.Endpoints() {
+			r.Post("/"+ep.ID, s.handleRun(ep))
+			r.Post("/"+ep.ID+"/stream", s.handleStream(ep))
+			r.Post("/queue/"+ep.ID, s.handleSubmit(ep))
+			prefixes = append(prefixes, "/queue/"+ep.ID)
+		}
+		for _, prefix := range prefixes {
 			r.Get(prefix+"/requests/{requestID}", s.handleResult)
 			r.Get(prefix+"/requests/{requestID}/status", s.handleStatus)
 			r.Get(prefix+"/requests/{requestID}/status/stream", s.handleStatusStream)

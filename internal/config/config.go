@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -86,6 +88,12 @@ type Config struct {
 	MaxConnsPerIP int `json:"max_conns_per_ip"`
 	// PrivateFiles requires an API key to download stored files.
 	PrivateFiles bool `json:"private_files"`
+	// AllowPrivateURLs lets outbound requests (webhooks, reference images,
+	// LoRA files) reach loopback and private addresses.
+	AllowPrivateURLs bool `json:"allow_private_urls"`
+	// AllowURLs are CIDRs and host names outbound requests may always
+	// reach, whatever their address class.
+	AllowURLs []string `json:"allow_urls"`
 	// PreviewEvery is the step interval of previews on /stream (0: none).
 	PreviewEvery int `json:"preview_every"`
 	// LogLevel is the zerolog level: debug, info, warn, error.
@@ -128,6 +136,7 @@ func (c Config) Redacted() map[string]any {
 		"retention": c.Retention.String(), "ort_lib": c.ORTLib, "shutdown_grace": c.ShutdownGrace.String(),
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
 		"max_conns_per_ip": c.MaxConnsPerIP, "private_files": c.PrivateFiles,
+		"allow_private_urls": c.AllowPrivateURLs, "allow_urls": c.AllowURLs,
 		"preview_every": c.PreviewEvery, "log_level": c.LogLevel,
 		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
 		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
@@ -154,7 +163,7 @@ func redactURL(v string) string {
 }
 
 // rawFlags holds the flag values that Load parses further.
-type rawFlags struct{ keys, retention, grace, lease string }
+type rawFlags struct{ keys, retention, grace, lease, allowURLs string }
 
 // newFlagSet defines every flag, writing into c and raw.
 func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
@@ -177,6 +186,8 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", 16<<20, "maximum JSON request body in bytes")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload", 256<<20, "maximum uploaded file in bytes")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 64, "open connections one client address may hold (0: no limit); more are answered 429 and closed")
+	fs.BoolVar(&c.AllowPrivateURLs, "allow-private-urls", false, "let webhooks, reference images and LoRA URLs reach loopback and private addresses (link-local and metadata addresses stay refused)")
+	fs.StringVar(&raw.allowURLs, "allow-urls", "", "comma-separated CIDRs and host names that webhooks, reference images and LoRA URLs may always reach")
 	fs.BoolVar(&c.PrivateFiles, "private-files", false, "require an API key to download stored files (default: their unguessable URLs are the capability, as fal's)")
 	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -251,6 +262,11 @@ func Load(args []string, getenv func(string) string, fileExists func(string) boo
 			c.Keys = append(c.Keys, k)
 		}
 	}
+	for _, u := range strings.Split(raw.allowURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.AllowURLs = append(c.AllowURLs, u)
+		}
+	}
 	if c.ORTLib == "" && fileExists(DefaultORTLib) {
 		c.ORTLib = DefaultORTLib
 	}
@@ -260,6 +276,31 @@ func Load(args []string, getenv func(string) string, fileExists func(string) boo
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	return c, c.Validate()
 }
+
+// OutboundPolicy is the policy of every URL the server fetches or calls:
+// -allow-private-urls, and -allow-urls entries as CIDRs (an address alone
+// is a one-address range) or host names.
+func (c Config) OutboundPolicy() (netguard.Policy, error) {
+	p := netguard.Policy{AllowPrivate: c.AllowPrivateURLs}
+	for _, u := range c.AllowURLs {
+		if pfx, err := netip.ParsePrefix(u); err == nil {
+			p.AllowCIDRs = append(p.AllowCIDRs, pfx.Masked())
+			continue
+		}
+		if addr, err := netip.ParseAddr(u); err == nil {
+			p.AllowCIDRs = append(p.AllowCIDRs, netip.PrefixFrom(addr, addr.BitLen()))
+			continue
+		}
+		if !hostNameRE.MatchString(u) {
+			return p, fmt.Errorf("%q is neither a CIDR, an IP address nor a host name", u)
+		}
+		p.AllowHosts = append(p.AllowHosts, u)
+	}
+	return p, nil
+}
+
+// hostNameRE matches a DNS host name (letters, digits, dashes, dots).
+var hostNameRE = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$`)
 
 // Usage renders the flag list.
 func Usage(fs *flag.FlagSet) string {
@@ -355,6 +396,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUploadBytes < 1 {
 		bad("-max-upload %d: must be positive", c.MaxUploadBytes)
+	}
+	if _, err := c.OutboundPolicy(); err != nil {
+		bad("-allow-urls: %v", err)
 	}
 	if c.MaxConnsPerIP < 0 {
 		bad("-max-conns-per-ip %d: must be >= 0", c.MaxConnsPerIP)

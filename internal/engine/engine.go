@@ -17,6 +17,7 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/imagecodec"
+	"github.com/kleinserve/kleinserve/internal/imageprep"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -90,6 +91,8 @@ const (
 	MaxImages = 4
 	// MaxSteps bounds the denoising loop.
 	MaxSteps = 1000
+	// MaxReferences bounds an edit's reference images.
+	MaxReferences = imageprep.MaxReferences
 )
 
 // Request is a fully resolved generation request: every default applied,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -41,6 +42,9 @@ const (
 	// DefaultCustomSide is the side used when a custom image_size object
 	// omits width or height (the endpoint's ImageSize default).
 	DefaultCustomSide = 512
+	// MinImageURLs and MaxImageURLs bound an edit's image_urls.
+	MinImageURLs = 1
+	MaxImageURLs = engine.MaxReferences
 )
 
 // Endpoint defaults. The CNS defaults are the sampler's own
@@ -120,6 +124,9 @@ func (s ImageSize) MarshalJSON() ([]byte, error) {
 // carries. Seed stays nil when the client sent none; the server picks one
 // before queueing.
 type Params struct {
+	// Endpoint is the id of the endpoint the request was sent to (empty in
+	// jobs queued before there were several: the text-to-image one).
+	Endpoint            string              `json:"endpoint,omitempty"`
 	Prompt              string              `json:"prompt"`
 	NegativePrompt      string              `json:"negative_prompt"`
 	GuidanceScale       float64             `json:"guidance_scale"`
@@ -132,10 +139,15 @@ type Params struct {
 	OutputFormat        engine.OutputFormat `json:"output_format"`
 	SyncMode            bool                `json:"sync_mode"`
 	CNS                 cns.Params          `json:"cns"`
+	// ImageURLs are an edit's reference images (data: URIs or http(s)
+	// URLs, this server's /files/ URLs among them).
+	ImageURLs []string `json:"image_urls,omitempty"`
 }
 
 // Request is the engine request of these parameters: the one place where
-// the protocol's and the engine's vocabularies meet. A nil Seed is 0.
+// the protocol's and the engine's vocabularies meet. A nil Seed is 0. An
+// edit without image_size has a zero Size, which the engine reads as "the
+// first reference's size"; the worker adds the decoded references.
 func (p *Params) Request() engine.Request {
 	var seed int64
 	if p.Seed != nil {
@@ -157,8 +169,11 @@ func (p *Params) Request() engine.Request {
 	}
 }
 
-// ParseInput decodes, validates and resolves a request body; the error is a
-// *ValidationError listing every problem.
+// ParseInput is ParseInput of the text-to-image endpoint.
+func ParseInput(body []byte) (Params, error) { return EndpointBase.ParseInput(body) }
+
+// ParseInput decodes, validates and resolves a request body for this
+// endpoint; the error is a *ValidationError listing every problem.
 //
 // Rules (pydantic/FastAPI behaviour where fal would apply it):
 //   - the body must be a JSON object; anything else is a 422 about "body";
@@ -167,19 +182,24 @@ func (p *Params) Request() engine.Request {
 //   - numbers must be JSON numbers, booleans JSON booleans, strings JSON
 //     strings (no coercion of "5" to 5);
 //   - integer fields accept integral numbers such as 28.0 but not 28.5.
-func ParseInput(body []byte) (Params, error) {
+func (ep Endpoint) ParseInput(body []byte) (Params, error) {
 	fields, err := decodeObject(body)
 	if err != nil {
 		return Params{}, err
 	}
 	d := fieldDecoder{fields: fields}
 	def := cns.DefaultParams()
+	defaultSize := SizePresets[DefaultImageSize]
+	if ep.Edit {
+		defaultSize = Size{} // the first reference's
+	}
 	p := Params{
+		Endpoint:            ep.ID,
 		Prompt:              d.prompt("prompt"),
 		NegativePrompt:      d.optString("negative_prompt", MaxPromptChars, ""),
 		GuidanceScale:       d.number("guidance_scale", MinGuidance, MaxGuidance, DefaultGuidanceScale),
 		NumInferenceSteps:   d.integer("num_inference_steps", MinSteps, MaxSteps, DefaultNumInferenceSteps),
-		Size:                d.imageSize("image_size", SizePresets[DefaultImageSize]),
+		Size:                d.imageSize("image_size", defaultSize),
 		NumImages:           d.integer("num_images", MinNumImages, MaxNumImages, DefaultNumImages),
 		Seed:                d.seed("seed"),
 		Acceleration:        enum(&d, "acceleration", engine.Accelerations(), DefaultAcceleration),
@@ -200,6 +220,9 @@ func ParseInput(body []byte) (Params, error) {
 			NumFreqBins:       d.cnsInteger("cns_num_freq_bins", def.NumFreqBins),
 			EnergyScale:       d.cnsNumber("cns_energy_scale", def.EnergyScale),
 		},
+	}
+	if ep.Edit {
+		p.ImageURLs = d.imageURLs("image_urls")
 	}
 	if len(d.errs) > 0 {
 		return Params{}, &ValidationError{Detail: d.errs}
@@ -595,4 +618,55 @@ func (d *fieldDecoder) side(parent, name string) int {
 		return 0
 	}
 	return int(n)
+}
+
+// imageURLs decodes a required list of 1 to MaxImageURLs image references:
+// data: URIs or absolute http(s) URLs. Whether each one can be fetched and
+// decoded is known only when the job runs.
+func (d *fieldDecoder) imageURLs(name string) []string {
+	v, ok := d.fields[name]
+	loc := []any{"body", name}
+	if !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+		d.fail(loc, "Field required", "missing", nil)
+		return nil
+	}
+	var items []json.RawMessage
+	if len(v) == 0 || v[0] != '[' || json.Unmarshal(v, &items) != nil {
+		d.fail(loc, "Input should be a valid list", "list_type", nil)
+		return nil
+	}
+	if len(items) < MinImageURLs {
+		d.fail(loc, fmt.Sprintf("List should have at least %d item after validation, not %d", MinImageURLs, len(items)),
+			"too_short", map[string]any{"field_type": "List", "min_length": MinImageURLs, "actual_length": len(items)})
+		return nil
+	}
+	if len(items) > MaxImageURLs {
+		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", MaxImageURLs, len(items)),
+			"too_long", map[string]any{"field_type": "List", "max_length": MaxImageURLs, "actual_length": len(items)})
+		return nil
+	}
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		iloc := []any{"body", name, i}
+		s, ok := decodeString(item)
+		if !ok {
+			d.fail(iloc, "Input should be a valid string", "string_type", nil)
+			continue
+		}
+		if !isImageRef(s) {
+			d.fail(iloc, "Input should be a data: URI or an absolute http or https URL", "url_scheme", nil)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// isImageRef accepts a data: URI or an absolute http(s) URL with a host.
+func isImageRef(s string) bool {
+	if len(s) >= 5 && strings.EqualFold(s[:5], "data:") {
+		return true
+	}
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

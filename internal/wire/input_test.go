@@ -17,7 +17,7 @@ func TestParseInputDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Params{
+	want := Params{Endpoint: EndpointBase.ID,
 		Prompt: "a cat", GuidanceScale: 5, NumInferenceSteps: 28, Size: Size{1024, 768}, NumImages: 1,
 		Acceleration: "regular", EnableSafetyChecker: true, OutputFormat: "png",
 		CNS: cns.Params{SChurn: 0.5, GammaSource: "matrix", PowerGamma: 0.75, GammaDivider: 1.73,
@@ -41,7 +41,7 @@ func TestParseInputEveryField(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed := int64(-9223372036854775808)
-	want := Params{
+	want := Params{Endpoint: EndpointBase.ID,
 		Prompt: "p", NegativePrompt: "n", GuidanceScale: 0, NumInferenceSteps: 50, Size: Size{2048, 2048},
 		NumImages: 4, Seed: &seed, Acceleration: "high", EnableSafetyChecker: false, OutputFormat: "webp",
 		SyncMode: true,

@@ -10,13 +10,6 @@ package wire
 
 import "time"
 
-// EndpointID is the fal endpoint this server implements.
-const EndpointID = "fal-ai/flux-2/klein/4b/base"
-
-// AppID is the owner/alias part of EndpointID that fal clients use for
-// status, result and cancel URLs.
-const AppID = "fal-ai/flux-2"
-
 // Image is one output file (fal's ImageFile).
 type Image struct {
 	URL         string `json:"url"`

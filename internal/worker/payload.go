@@ -13,8 +13,8 @@ import (
 // every reader accepts every version still in use:
 //
 //	1: {"input": wire.Params, "preview_every": N}, no "v" field (up to the
-//	   first versioned build)
-//	2: the same fields plus "v": 2
+//	   first versioned build); every job was text-to-image
+//	2: the same fields plus "v": 2, and input.endpoint names the endpoint
 //
 // A change to Params that renames or reinterprets a field needs a new
 // version and a conversion in DecodePayload.
@@ -48,12 +48,16 @@ func DecodePayload(raw []byte) (Payload, error) {
 	switch p.Version {
 	case 0: // version 1 had no "v"; its fields are version 2's
 		p.Version = 1
-	case 1, PayloadVersion:
+		p.Input.Endpoint = wire.EndpointBase.ID
+	case PayloadVersion:
 	default:
 		return Payload{}, fmt.Errorf("decode job payload: version %d is newer than this build's %d", p.Version, PayloadVersion)
 	}
 	if p.Input.Seed == nil {
 		return Payload{}, fmt.Errorf("decode job payload: no seed")
+	}
+	if _, ok := wire.LookupEndpoint(p.Input.Endpoint); !ok {
+		return Payload{}, fmt.Errorf("decode job payload: unknown endpoint %q", p.Input.Endpoint)
 	}
 	return p, nil
 }

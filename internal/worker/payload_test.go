@@ -32,7 +32,7 @@ func TestDecodePayloadVersion1(t *testing.T) {
 		t.Fatalf("%d payloads", len(got))
 	}
 	seed := int64(11)
-	want := Payload{Version: 1, PreviewEvery: 4, Input: wire.Params{
+	want := Payload{Version: 1, PreviewEvery: 4, Input: wire.Params{Endpoint: wire.EndpointBase.ID,
 		Prompt: "a fox, 雪", NegativePrompt: "blurry", GuidanceScale: 3.5, NumInferenceSteps: 9,
 		Size: wire.Size{Width: 96, Height: 64}, NumImages: 3, Seed: &seed, Acceleration: engine.AccelerationHigh,
 		EnableSafetyChecker: false, OutputFormat: engine.FormatWebP, SyncMode: true,

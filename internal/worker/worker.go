@@ -12,11 +12,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/imageinput"
+	"github.com/kleinserve/kleinserve/internal/imageprep"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
@@ -32,11 +35,18 @@ type Publisher interface {
 	Publish(ctx context.Context, id string, event []byte)
 }
 
+// ImageLoader reads an edit's reference images (imageinput.Loader: data:
+// URIs, this server's files, guarded http(s) fetches).
+type ImageLoader interface {
+	LoadAll(ctx context.Context, refs []string) ([]*imageinput.Image, error)
+}
+
 // Options configures a Worker.
 type Options struct {
 	Storage storage.Store
 	Metrics *metrics.Metrics
 	Events  Publisher
+	Images  ImageLoader
 	Logger  zerolog.Logger
 }
 
@@ -81,8 +91,19 @@ func (w *Worker) Process(ctx context.Context, job *queue.Job, logf queue.LogFunc
 	req.PreviewEvery = p.PreviewEvery
 	m := w.opts.Metrics
 	m.ObserveQueueWait(job.StartedAt.Sub(job.SubmittedAt))
-	logf(wire.LogLevelInfo, fmt.Sprintf("Generating %d image(s) of %dx%d with %d steps, guidance %g, seed %d",
-		req.NumImages, req.Width, req.Height, req.Steps, req.GuidanceScale, req.Seed))
+	if len(p.Input.ImageURLs) > 0 {
+		if req.References, err = LoadReferences(ctx, w.opts.Images, p.Input.ImageURLs); err != nil {
+			m.FinishRequest(metrics.OutcomeError)
+			return nil, err
+		}
+		logf(wire.LogLevelInfo, fmt.Sprintf("Loaded %d reference image(s)", len(req.References)))
+	}
+	size := fmt.Sprintf("%dx%d", req.Width, req.Height)
+	if req.Width == 0 || req.Height == 0 {
+		size = "the first reference's size"
+	}
+	logf(wire.LogLevelInfo, fmt.Sprintf("Generating %d image(s) of %s with %d steps, guidance %g, seed %d",
+		req.NumImages, size, req.Steps, req.GuidanceScale, req.Seed))
 
 	res, err := eng.Generate(ctx, req, func(pr engine.Progress) {
 		m.ObserveStep(pr.StepTime)
@@ -196,6 +217,54 @@ func (w *Worker) buildOutput(ctx context.Context, in wire.Params, res *engine.Re
 		out.HasNSFWConcepts = append(out.HasNSFWConcepts, img.NSFW)
 	}
 	return out, nil
+}
+
+// LoadReferences loads an edit's images and checks them as the reference
+// pipeline does. A bad one fails the request with fal's 422 naming
+// image_urls[i] and the reason.
+func LoadReferences(ctx context.Context, loader ImageLoader, urls []string) ([]engine.ReferenceImage, error) {
+	if loader == nil {
+		return nil, errors.New("worker: no image loader configured")
+	}
+	imgs, err := loader.LoadAll(ctx, urls)
+	if err != nil {
+		var ie *imageinput.Error
+		if errors.As(err, &ie) {
+			return nil, wire.NewValidationError([]any{"body", "image_urls", ie.Index}, ie.Reason(), imageErrorType(ie))
+		}
+		return nil, fmt.Errorf("load reference images: %w", err)
+	}
+	refs := make([]engine.ReferenceImage, len(imgs))
+	for i, img := range imgs {
+		if err := imageprep.CheckReference(img.Width, img.Height); err != nil {
+			return nil, wire.NewValidationError([]any{"body", "image_urls", i},
+				strings.TrimPrefix(err.Error(), imageprep.ErrReference.Error()+": "), "image_size")
+		}
+		refs[i] = engine.ReferenceImage{Pix: img.Pix, Width: img.Width, Height: img.Height}
+	}
+	return refs, nil
+}
+
+// imageErrorType is the 422 detail type of a failed reference image.
+func imageErrorType(e *imageinput.Error) string {
+	for _, k := range []struct {
+		kind error
+		typ  string
+	}{
+		{imageinput.ErrRefused, "url_refused"},
+		{imageinput.ErrUnreachable, "image_unreachable"},
+		{imageinput.ErrTimeout, "image_timeout"},
+		{imageinput.ErrTooLarge, "image_too_large"},
+		{imageinput.ErrTooManyPixels, "image_too_large"},
+		{imageinput.ErrUnsupported, "image_unsupported"},
+		{imageinput.ErrBadDataURI, "url_parsing"},
+		{imageinput.ErrBadURL, "url_parsing"},
+	} {
+		if errors.Is(e, k.kind) {
+			return k.typ
+		}
+	}
+	return "image_invalid"
 }
 
 func describeResult(res *engine.Result) string {
