@@ -11,17 +11,23 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/openai"
+	"github.com/kleinserve/kleinserve/internal/playground"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
 // mountOpenAI serves OpenAI's Images API under /v1 on the same queue,
-// keys and metrics as fal's routes. It is outside fal's auth group: the
-// OpenAI handler authorizes itself, answering in OpenAI's error envelope.
+// keys and metrics as fal's routes, and the playground at "/". Both are
+// outside fal's auth group: the OpenAI handler authorizes itself,
+// answering in OpenAI's error envelope, and the page and its config are
+// public (the page sends the key the user gives it).
 func (s *Server) mountOpenAI(r chi.Router) {
 	r.Handle("/v1/*", openai.NewHandler(openaiBackend{s}, openai.Options{
 		MaxBodyBytes: s.opts.MaxBodyBytes, KeepAlive: s.opts.KeepAlive, Logger: s.log,
 	}))
+	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Served: []string{wire.EndpointID}})
+	r.Handle("/", page)
+	r.Handle("/playground/*", page)
 }
 
 // openaiBackend implements openai.Backend with the helpers fal's routes use.
