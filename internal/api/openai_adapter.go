@@ -26,8 +26,9 @@ func (s *Server) mountOpenAI(r chi.Router) {
 		MaxBodyBytes: s.opts.MaxBodyBytes, KeepAlive: s.opts.KeepAlive, Logger: s.log,
 	}))
 	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Served: []string{wire.EndpointID}})
-	r.Handle("/", page)
-	r.Handle("/playground/*", page)
+	// GET only: other methods get fal's JSON 405 from the router.
+	r.Get("/", page.ServeHTTP)
+	r.Get("/playground/*", page.ServeHTTP)
 }
 
 // openaiBackend implements openai.Backend with the helpers fal's routes use.
