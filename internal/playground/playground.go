@@ -29,13 +29,6 @@ const (
 	DefaultLoraScale = 1.0
 )
 
-// Endpoint ids the page knows, beyond wire.EndpointID.
-const (
-	EditEndpointID     = wire.EndpointID + "/edit"
-	LoraEndpointID     = wire.EndpointID + "/lora"
-	EditLoraEndpointID = wire.EndpointID + "/edit/lora"
-)
-
 // Config is what the page learns from the server.
 type Config struct {
 	// AuthRequired shows the API key box: the server has keys.
