@@ -156,6 +156,7 @@ func (s *Server) Handler() http.Handler {
 	r.Put("/storage/upload/{uploadID}", s.handleUploadPut)
 	r.Put("/storage/upload/{uploadID}/{partNumber}", s.handlePartPut)
 	r.Post("/storage/upload/{uploadID}/complete", s.handleMultipartComplete)
+	s.mountOpenAI(r)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.auth)
