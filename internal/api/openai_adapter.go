@@ -2,17 +2,16 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
-	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/openai"
 	"github.com/kleinserve/kleinserve/internal/playground"
-	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -25,7 +24,11 @@ func (s *Server) mountOpenAI(r chi.Router) {
 	r.Handle("/v1/*", openai.NewHandler(openaiBackend{s}, openai.Options{
 		MaxBodyBytes: s.opts.MaxBodyBytes, KeepAlive: s.opts.KeepAlive, Logger: s.log,
 	}))
-	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Served: []string{wire.EndpointID}})
+	var served []string
+	for _, ep := range wire.Endpoints() {
+		served = append(served, ep.ID)
+	}
+	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Served: served})
 	// GET only: other methods get fal's JSON 405 from the router.
 	r.Get("/", page.ServeHTTP)
 	r.Get("/playground/*", page.ServeHTTP)
@@ -35,50 +38,32 @@ func (s *Server) mountOpenAI(r chi.Router) {
 type openaiBackend struct{ s *Server }
 
 func (b openaiBackend) Authorize(key string) error {
-	if len(b.s.keys) == 0 {
-		return nil
-	}
-	match := 0
-	for _, k := range b.s.keys {
-		match |= subtle.ConstantTimeCompare([]byte(key), k)
-	}
-	if match != 1 {
+	if !b.s.validKey(key) {
 		return openai.ErrUnauthorized
 	}
 	return nil
 }
 
-// Submit validates and queues like decodeSubmission and enqueue, as an
-// ephemeral job: its client waits on the connection.
+// Submit validates and queues as fal's routes do, as an ephemeral job: its
+// client waits on the connection.
 func (b openaiBackend) Submit(ctx context.Context, sub openai.Submission) (openai.Ticket, error) {
-	if sub.EndpointID != wire.EndpointID {
+	ep, ok := wire.LookupEndpoint(sub.EndpointID)
+	if !ok || sub.EndpointID == "" {
 		return openai.Ticket{}, openai.ErrEndpointUnavailable
 	}
-	params, err := wire.ParseInput(sub.Input)
-	if err == nil {
-		if e := b.s.currentEngine(); e != nil {
-			err = checkEngineLimits(e.Info(), params.Size)
-		}
-	}
+	payload, err := b.s.preparePayload(ep, sub.Input)
 	if err != nil {
 		return openai.Ticket{}, b.falError(err)
 	}
-	if params.Seed == nil {
-		seed := b.s.opts.NewSeed()
-		params.Seed = &seed
-	}
-	p := jobPayload{Input: params}
 	id := uuid.NewString()
 	t := openai.Ticket{RequestID: id}
 	if sub.Progress {
-		p.PreviewEvery = b.s.opts.PreviewEvery
-		t.Progress, t.Release = b.subscribe(id)
+		payload.PreviewEvery = b.s.opts.PreviewEvery
+		if t.Progress, t.Release, err = b.subscribe(ctx, id); err != nil {
+			return openai.Ticket{}, b.falError(err)
+		}
 	}
-	payload, err := json.Marshal(p)
-	if err == nil {
-		_, err = b.s.queue.Submit(ctx, queue.SubmitRequest{ID: id, Endpoint: sub.EndpointID, Payload: payload, Ephemeral: true})
-	}
-	if err != nil {
+	if _, err := b.s.enqueue(ctx, id, submission{payload: payload}, true); err != nil {
 		if t.Release != nil {
 			t.Release()
 		}
@@ -87,19 +72,26 @@ func (b openaiBackend) Submit(ctx context.Context, sub openai.Submission) (opena
 	return t, nil
 }
 
-// subscribe forwards the live hub's progress of a job, converted. The
+// subscribe forwards a job's live progress events, converted. The
 // forwarder stops when release is called.
-func (b openaiBackend) subscribe(id string) (<-chan openai.Progress, func()) {
-	in, unsubscribe := b.s.live.subscribe(id)
-	out := make(chan openai.Progress, liveBuffer)
+func (b openaiBackend) subscribe(ctx context.Context, id string) (<-chan openai.Progress, func(), error) {
+	in, unsubscribe, err := b.s.opts.Events.Subscribe(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(chan openai.Progress, cap(in))
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
 		for {
 			select {
-			case p := <-in:
+			case raw := <-in:
+				p, ok := toOpenAIProgress(raw)
+				if !ok {
+					continue
+				}
 				select {
-				case out <- toOpenAIProgress(p):
+				case out <- p:
 				default: // a slow reader loses events, as on /stream
 				}
 			case <-stop:
@@ -111,15 +103,22 @@ func (b openaiBackend) subscribe(id string) (<-chan openai.Progress, func()) {
 		unsubscribe()
 		close(stop)
 		<-stopped
-	}
+	}, nil
 }
 
-func toOpenAIProgress(p engine.Progress) openai.Progress {
-	out := openai.Progress{Step: p.Step, TotalSteps: p.TotalSteps}
-	if p.Preview != nil {
-		out.Preview = p.Preview.Data
+// toOpenAIProgress reads a worker's progress event (a fal stream event).
+func toOpenAIProgress(raw []byte) (openai.Progress, bool) {
+	var ev wire.StreamProgress
+	if json.Unmarshal(raw, &ev) != nil {
+		return openai.Progress{}, false
 	}
-	return out
+	out := openai.Progress{Step: ev.Step, TotalSteps: ev.NumInferenceSteps}
+	if len(ev.Images) > 0 {
+		if _, b64, ok := strings.Cut(ev.Images[0].URL, ";base64,"); ok {
+			out.Preview, _ = base64.StdEncoding.DecodeString(b64)
+		}
+	}
+	return out, true
 }
 
 func (b openaiBackend) Wait(ctx context.Context, requestID string) (openai.Outcome, error) {

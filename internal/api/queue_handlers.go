@@ -28,7 +28,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 		return
 	}
 	id := uuid.NewString()
-	job, err := s.enqueue(r, id, sub, false)
+	job, err := s.enqueue(r.Context(), id, sub, false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

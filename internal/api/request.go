@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,20 +45,9 @@ func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request, ep wir
 	if err != nil {
 		return sub, err
 	}
-	params, err := ep.ParseInput(body)
-	if err != nil {
+	if sub.payload, err = s.preparePayload(ep, body); err != nil {
 		return sub, err
 	}
-	if s.opts.Admit != nil {
-		if err := s.opts.Admit(params); err != nil {
-			return sub, err
-		}
-	}
-	if params.Seed == nil {
-		seed := s.opts.NewSeed()
-		params.Seed = &seed
-	}
-	sub.payload = worker.Payload{Input: params}
 
 	if hook := r.URL.Query().Get("fal_webhook"); hook != "" {
 		u, err := url.Parse(hook)
@@ -81,13 +71,32 @@ func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request, ep wir
 	return sub, nil
 }
 
+// preparePayload validates an endpoint's input, admits it and picks its
+// seed: everything a job needs but its id, for every API that queues work.
+func (s *Server) preparePayload(ep wire.Endpoint, body []byte) (worker.Payload, error) {
+	params, err := ep.ParseInput(body)
+	if err != nil {
+		return worker.Payload{}, err
+	}
+	if s.opts.Admit != nil {
+		if err := s.opts.Admit(params); err != nil {
+			return worker.Payload{}, err
+		}
+	}
+	if params.Seed == nil {
+		seed := s.opts.NewSeed()
+		params.Seed = &seed
+	}
+	return worker.Payload{Input: params}, nil
+}
+
 // enqueue submits a decoded request as a job with the given id.
-func (s *Server) enqueue(r *http.Request, id string, sub submission, ephemeral bool) (*queue.Job, error) {
+func (s *Server) enqueue(ctx context.Context, id string, sub submission, ephemeral bool) (*queue.Job, error) {
 	payload, err := worker.EncodePayload(sub.payload)
 	if err != nil {
 		return nil, err
 	}
-	return s.queue.Submit(r.Context(), queue.SubmitRequest{
+	return s.queue.Submit(ctx, queue.SubmitRequest{
 		ID:            id,
 		Endpoint:      sub.payload.Input.Endpoint,
 		Payload:       payload,

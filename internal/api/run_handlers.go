@@ -25,7 +25,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, ep wire.Endpoint) {
 	}
 	id := uuid.NewString()
 	w.Header().Set(headerRequestID, id)
-	if _, err := s.enqueue(r, id, sub, true); err != nil {
+	if _, err := s.enqueue(r.Context(), id, sub, true); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -63,7 +63,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 		return
 	}
 	defer unsubscribe()
-	if _, err := s.enqueue(r, id, sub, true); err != nil {
+	if _, err := s.enqueue(r.Context(), id, sub, true); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -12,11 +12,10 @@ import (
 
 // ModelID is the one model this API serves, named as GET /v1/models lists
 // it: the fal endpoint id, so that both APIs call the model the same.
-const ModelID = wire.EndpointID
+var ModelID = wire.EndpointBase.ID
 
-// EditEndpointID is the fal endpoint that edits reference images; its input
-// is the base endpoint's plus image_urls.
-const EditEndpointID = wire.EndpointID + "/edit"
+// EditEndpointID is the fal endpoint that edits reference images.
+var EditEndpointID = wire.EndpointEdit.ID
 
 // Backend is what the handlers need from the server: the queue that fal's
 // routes use, so that both APIs share keys, admission, limits and metrics.

@@ -205,7 +205,7 @@ func TestGenerationsURL(t *testing.T) {
 		t.Errorf("x-request-id %q", resp.Header.Get("X-Request-Id"))
 	}
 	s := f.submissions[0]
-	if s.EndpointID != wire.EndpointID || s.Progress {
+	if s.EndpointID != wire.EndpointBase.ID || s.Progress {
 		t.Errorf("submission %+v", s)
 	}
 	if in := decodeInput(t, s.Input); in["seed"] != 3.0 || in["num_inference_steps"] != 4.0 || in["sync_mode"] != false {

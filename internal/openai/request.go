@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,31 +93,25 @@ func openAIParams(k Kind) map[string]paramKind {
 
 // passthroughParams are the fal input fields a client may send as extra
 // body fields under their own names (seed, num_inference_steps, the CNS
-// fields, …): every field of wire.Input except those an OpenAI parameter
-// sets. Reading them off wire.Input keeps the list where the fields are
-// defined.
+// fields, …): every field of the fal endpoints except those an OpenAI
+// parameter sets, read from wire's field table.
 func passthroughParams() map[string]paramKind {
 	out := map[string]paramKind{}
-	t := reflect.TypeFor[wire.Input]()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" || name == "-" || ownedByOpenAI(name) {
-			continue
-		}
-		ft := f.Type
-		if ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch ft.Kind() {
-		case reflect.Bool:
-			out[name] = kindBool
-		case reflect.Int, reflect.Int64:
-			out[name] = kindInt
-		case reflect.Float64:
-			out[name] = kindNumber
-		default:
-			out[name] = kindString
+	for _, ep := range wire.Endpoints() {
+		for _, f := range ep.Fields() {
+			if ownedByOpenAI(f.Name) {
+				continue
+			}
+			switch f.Kind {
+			case wire.KindBoolean:
+				out[f.Name] = kindBool
+			case wire.KindInteger, wire.KindSeed:
+				out[f.Name] = kindInt
+			case wire.KindNumber:
+				out[f.Name] = kindNumber
+			default:
+				out[f.Name] = kindString
+			}
 		}
 	}
 	return out
@@ -262,7 +255,7 @@ func translate(kind Kind, fields map[string]json.RawMessage, images []json.RawMe
 	}
 
 	req := Request{Kind: kind, EndpointID: ModelID, ResponseFormat: FormatURL, Size: SizeAuto,
-		OutputFormat: wire.DefaultOutputFormat}
+		OutputFormat: string(wire.DefaultOutputFormat)}
 	if kind == Edit {
 		req.EndpointID = EditEndpointID
 	}

@@ -92,7 +92,7 @@ func TestParseGenerationTranslates(t *testing.T) {
 			if got := decodeInput(t, req.Input); !reflect.DeepEqual(got, c.input) {
 				t.Errorf("input\n got %v\nwant %v", got, c.input)
 			}
-			if req.EndpointID != wire.EndpointID || req.Kind != Generation {
+			if req.EndpointID != wire.EndpointBase.ID || req.Kind != Generation {
 				t.Errorf("endpoint %q kind %v", req.EndpointID, req.Kind)
 			}
 			if req.ResponseFormat != c.format || req.Stream != c.stream || req.PartialImages != c.parts || req.Size != c.size {
@@ -307,7 +307,7 @@ func TestFormValueJSON(t *testing.T) {
 	}
 }
 
-// The pass-through list is wire.Input's fields less those OpenAI
+// The pass-through list is the fal endpoints' fields less those OpenAI
 // parameters set; a field added to the endpoint becomes an extra field.
 func TestPassthroughParams(t *testing.T) {
 	got := passthroughParams()

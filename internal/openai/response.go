@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -111,11 +112,11 @@ func base64Of(uri string) (string, error) {
 func formatOf(contentType, fallback string) string {
 	switch contentType {
 	case "image/png":
-		return wire.FormatPNG
+		return string(engine.FormatPNG)
 	case "image/jpeg":
-		return wire.FormatJPEG
+		return string(engine.FormatJPEG)
 	case "image/webp":
-		return wire.FormatWebP
+		return string(engine.FormatWebP)
 	}
 	return fallback
 }

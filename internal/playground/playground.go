@@ -18,11 +18,9 @@ import (
 //go:embed static
 var static embed.FS
 
-// Limits of the endpoints the page offers beyond the base one; each
-// endpoint validates them again.
+// Limits of the LoRA endpoints the page offers; the endpoint validates them
+// again.
 const (
-	// MaxReferenceImages is how many image_urls an edit takes.
-	MaxReferenceImages = 4
 	// MaxLoras is how many loras a LoRA endpoint takes.
 	MaxLoras = 3
 	// DefaultLoraScale is a LoRA's scale when the form leaves it.
@@ -62,50 +60,33 @@ type Document struct {
 	MaxLoras           int                  `json:"max_loras"`
 }
 
-// NewDocument builds the config document from wire's defaults and limits.
+// NewDocument builds the config document from wire's fields and limits.
 func NewDocument(c Config) Document {
-	bound := func(v float64) *float64 { return &v }
-	num := func(def, lo, hi float64) Field { return Field{Default: def, Min: bound(lo), Max: bound(hi)} }
 	served := c.Served
 	if served == nil {
 		served = []string{}
 	}
+	fields := map[string]Field{}
+	for _, ep := range wire.Endpoints() {
+		for _, f := range ep.Fields() {
+			if _, seen := fields[f.Name]; !seen {
+				fields[f.Name] = Field{Default: f.Default, Min: f.Min, Max: f.Max, Enum: f.Enum}
+			}
+		}
+	}
+	fields["lora_scale"] = Field{Default: DefaultLoraScale}
 	return Document{
-		AuthRequired: c.AuthRequired,
-		Endpoint:     wire.EndpointID,
-		AppID:        wire.AppID,
-		Served:       served,
-		Fields: map[string]Field{
-			"negative_prompt":         {Default: ""},
-			"guidance_scale":          num(wire.DefaultGuidanceScale, wire.MinGuidance, wire.MaxGuidance),
-			"num_inference_steps":     num(wire.DefaultNumInferenceSteps, wire.MinSteps, wire.MaxSteps),
-			"image_size":              {Default: wire.DefaultImageSize},
-			"num_images":              num(wire.DefaultNumImages, wire.MinNumImages, wire.MaxNumImages),
-			"seed":                    {Default: nil},
-			"acceleration":            {Default: wire.DefaultAcceleration, Enum: []string{wire.AccelerationNone, wire.AccelerationRegular, wire.AccelerationHigh}},
-			"enable_safety_checker":   {Default: true},
-			"output_format":           {Default: wire.DefaultOutputFormat, Enum: []string{wire.FormatJPEG, wire.FormatPNG, wire.FormatWebP}},
-			"sync_mode":               {Default: false},
-			"enable_cns":              {Default: false},
-			"cns_s_churn":             {Default: wire.DefaultCNSSChurn},
-			"cns_gamma_source":        {Default: wire.DefaultCNSGammaSource, Enum: []string{wire.GammaSourceMatrix, wire.GammaSourceApproximation}},
-			"cns_power_gamma":         {Default: wire.DefaultCNSPowerGamma},
-			"cns_gamma_divider":       {Default: wire.DefaultCNSGammaDivider},
-			"cns_alpha_tilt_start":    {Default: wire.DefaultCNSAlphaTiltStart},
-			"cns_alpha_tilt_end":      {Default: wire.DefaultCNSAlphaTiltEnd},
-			"cns_alpha_use_fnorm":     {Default: wire.DefaultCNSAlphaUseFnorm},
-			"cns_alpha_exp_interp":    {Default: wire.DefaultCNSAlphaExpInterp},
-			"cns_alpha_exp_sharpness": {Default: wire.DefaultCNSAlphaExpSharpness},
-			"cns_num_freq_bins":       {Default: wire.DefaultCNSNumFreqBins},
-			"cns_energy_scale":        {Default: wire.DefaultCNSEnergyScale},
-			"lora_scale":              {Default: DefaultLoraScale},
-		},
+		AuthRequired:       c.AuthRequired,
+		Endpoint:           wire.EndpointBase.ID,
+		AppID:              wire.AppID,
+		Served:             served,
+		Fields:             fields,
 		SizePresets:        wire.SizePresets,
 		MinSide:            wire.MinSide,
 		MaxSide:            wire.MaxSide,
 		SizeMultiple:       wire.SizeMultiple,
 		MaxPixels:          wire.MaxPixels,
-		MaxReferenceImages: MaxReferenceImages,
+		MaxReferenceImages: wire.MaxImageURLs,
 		MaxLoras:           MaxLoras,
 	}
 }

@@ -6,11 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -23,7 +23,7 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 }
 
 func TestServesThePage(t *testing.T) {
-	h := Handler(Config{AuthRequired: true, Served: []string{wire.EndpointID}})
+	h := Handler(Config{AuthRequired: true, Served: []string{wire.EndpointBase.ID}})
 	for _, c := range []struct {
 		path, contentType, contains string
 	}{
@@ -51,15 +51,16 @@ func TestConfigDocument(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.AuthRequired || doc.Endpoint != wire.EndpointID || doc.AppID != wire.AppID || doc.Served == nil {
+	if doc.AuthRequired || doc.Endpoint != wire.EndpointBase.ID || doc.AppID != wire.AppID || doc.Served == nil {
 		t.Errorf("doc %+v", doc)
 	}
+	cnsDef := cns.DefaultParams()
 	checks := map[string]any{
 		"guidance_scale": wire.DefaultGuidanceScale, "num_inference_steps": float64(wire.DefaultNumInferenceSteps),
-		"image_size": wire.DefaultImageSize, "num_images": float64(wire.DefaultNumImages), "acceleration": wire.DefaultAcceleration,
-		"output_format": wire.DefaultOutputFormat, "enable_safety_checker": true, "sync_mode": false, "seed": nil,
-		"cns_s_churn": wire.DefaultCNSSChurn, "cns_num_freq_bins": float64(wire.DefaultCNSNumFreqBins),
-		"cns_gamma_source": wire.DefaultCNSGammaSource, "cns_energy_scale": wire.DefaultCNSEnergyScale,
+		"image_size": wire.DefaultImageSize, "num_images": float64(wire.DefaultNumImages), "acceleration": string(wire.DefaultAcceleration),
+		"output_format": string(wire.DefaultOutputFormat), "enable_safety_checker": true, "sync_mode": false, "seed": nil,
+		"cns_s_churn": cnsDef.SChurn, "cns_num_freq_bins": float64(cnsDef.NumFreqBins),
+		"cns_gamma_source": string(cnsDef.GammaSource), "cns_energy_scale": cnsDef.EnergyScale,
 	}
 	for name, want := range checks {
 		if got := doc.Fields[name].Default; got != want {
@@ -110,13 +111,13 @@ func TestScriptIDsExistInThePage(t *testing.T) {
 	}
 }
 
-// inputFields are the JSON names of wire.Input's fields.
+// inputFields are the names of every endpoint's input fields.
 func inputFields() []string {
 	var names []string
-	t := reflect.TypeFor[wire.Input]()
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		names = append(names, name)
+	for _, ep := range wire.Endpoints() {
+		for _, f := range ep.Fields() {
+			names = append(names, f.Name)
+		}
 	}
 	return names
 }

@@ -58,19 +58,6 @@ const (
 	DefaultOutputFormat      = engine.FormatPNG
 )
 
-// cnsRanges are the endpoint's ranges of the numeric cns_* fields: the
-// sampler's accepted ranges.
-var cnsRanges = map[string][2]float64{
-	"cns_s_churn":             {cns.MinSChurn, cns.MaxSChurn},
-	"cns_power_gamma":         {cns.MinPowerGamma, cns.MaxPowerGamma},
-	"cns_gamma_divider":       {cns.MinGammaDivider, cns.MaxGammaDivider},
-	"cns_alpha_tilt_start":    {cns.MinAlphaTilt, cns.MaxAlphaTilt},
-	"cns_alpha_tilt_end":      {cns.MinAlphaTilt, cns.MaxAlphaTilt},
-	"cns_alpha_exp_sharpness": {cns.MinSharpness, cns.MaxSharpness},
-	"cns_energy_scale":        {cns.MinEnergyScale, cns.MaxEnergyScale},
-	"cns_num_freq_bins":       {cns.MinFreqBins, cns.MaxFreqBins},
-}
-
 // MaxRandomSeed bounds the seeds the server picks to [0, 2^53): JavaScript
 // numbers hold them exactly, so a seed reported back can be sent again
 // unchanged.
@@ -188,41 +175,9 @@ func (ep Endpoint) ParseInput(body []byte) (Params, error) {
 		return Params{}, err
 	}
 	d := fieldDecoder{fields: fields}
-	def := cns.DefaultParams()
-	defaultSize := SizePresets[DefaultImageSize]
-	if ep.Edit {
-		defaultSize = Size{} // the first reference's
-	}
-	p := Params{
-		Endpoint:            ep.ID,
-		Prompt:              d.prompt("prompt"),
-		NegativePrompt:      d.optString("negative_prompt", MaxPromptChars, ""),
-		GuidanceScale:       d.number("guidance_scale", MinGuidance, MaxGuidance, DefaultGuidanceScale),
-		NumInferenceSteps:   d.integer("num_inference_steps", MinSteps, MaxSteps, DefaultNumInferenceSteps),
-		Size:                d.imageSize("image_size", defaultSize),
-		NumImages:           d.integer("num_images", MinNumImages, MaxNumImages, DefaultNumImages),
-		Seed:                d.seed("seed"),
-		Acceleration:        enum(&d, "acceleration", engine.Accelerations(), DefaultAcceleration),
-		EnableSafetyChecker: d.boolean("enable_safety_checker", true),
-		OutputFormat:        enum(&d, "output_format", engine.OutputFormats(), DefaultOutputFormat),
-		SyncMode:            d.boolean("sync_mode", false),
-		CNS: cns.Params{
-			Enable:            d.boolean("enable_cns", def.Enable),
-			SChurn:            d.cnsNumber("cns_s_churn", def.SChurn),
-			GammaSource:       enum(&d, "cns_gamma_source", cns.GammaSources(), def.GammaSource),
-			PowerGamma:        d.cnsNumber("cns_power_gamma", def.PowerGamma),
-			GammaDivider:      d.cnsNumber("cns_gamma_divider", def.GammaDivider),
-			AlphaTiltStart:    d.cnsNumber("cns_alpha_tilt_start", def.AlphaTiltStart),
-			AlphaTiltEnd:      d.cnsNumber("cns_alpha_tilt_end", def.AlphaTiltEnd),
-			AlphaUseFnorm:     d.boolean("cns_alpha_use_fnorm", def.AlphaUseFnorm),
-			AlphaExpInterp:    d.boolean("cns_alpha_exp_interp", def.AlphaExpInterp),
-			AlphaExpSharpness: d.cnsNumber("cns_alpha_exp_sharpness", def.AlphaExpSharpness),
-			NumFreqBins:       d.cnsInteger("cns_num_freq_bins", def.NumFreqBins),
-			EnergyScale:       d.cnsNumber("cns_energy_scale", def.EnergyScale),
-		},
-	}
-	if ep.Edit {
-		p.ImageURLs = d.imageURLs("image_urls")
+	p := Params{Endpoint: ep.ID}
+	for _, f := range ep.Fields() {
+		f.decode(&d, &f, &p)
 	}
 	if len(d.errs) > 0 {
 		return Params{}, &ValidationError{Detail: d.errs}
@@ -374,18 +329,6 @@ func (d *fieldDecoder) number(name string, lo, hi, def float64) float64 {
 		return def
 	}
 	return f
-}
-
-// cnsNumber decodes a numeric cns_* field within its range (cnsRanges).
-func (d *fieldDecoder) cnsNumber(name string, def float64) float64 {
-	r := cnsRanges[name]
-	return d.number(name, r[0], r[1], def)
-}
-
-// cnsInteger decodes an integer cns_* field within its range (cnsRanges).
-func (d *fieldDecoder) cnsInteger(name string, def int) int {
-	r := cnsRanges[name]
-	return d.integer(name, int(r[0]), int(r[1]), def)
 }
 
 func parseFloat(v json.RawMessage) (float64, bool) {
@@ -623,7 +566,8 @@ func (d *fieldDecoder) side(parent, name string) int {
 // imageURLs decodes a required list of 1 to MaxImageURLs image references:
 // data: URIs or absolute http(s) URLs. Whether each one can be fetched and
 // decoded is known only when the job runs.
-func (d *fieldDecoder) imageURLs(name string) []string {
+func (d *fieldDecoder) imageURLs(f *Field) []string {
+	name := f.Name
 	v, ok := d.fields[name]
 	loc := []any{"body", name}
 	if !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
@@ -635,14 +579,14 @@ func (d *fieldDecoder) imageURLs(name string) []string {
 		d.fail(loc, "Input should be a valid list", "list_type", nil)
 		return nil
 	}
-	if len(items) < MinImageURLs {
-		d.fail(loc, fmt.Sprintf("List should have at least %d item after validation, not %d", MinImageURLs, len(items)),
-			"too_short", map[string]any{"field_type": "List", "min_length": MinImageURLs, "actual_length": len(items)})
+	if len(items) < f.MinItems {
+		d.fail(loc, fmt.Sprintf("List should have at least %d item after validation, not %d", f.MinItems, len(items)),
+			"too_short", map[string]any{"field_type": "List", "min_length": f.MinItems, "actual_length": len(items)})
 		return nil
 	}
-	if len(items) > MaxImageURLs {
-		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", MaxImageURLs, len(items)),
-			"too_long", map[string]any{"field_type": "List", "max_length": MaxImageURLs, "actual_length": len(items)})
+	if len(items) > f.MaxItems {
+		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", f.MaxItems, len(items)),
+			"too_long", map[string]any{"field_type": "List", "max_length": f.MaxItems, "actual_length": len(items)})
 		return nil
 	}
 	out := make([]string, 0, len(items))

@@ -246,27 +246,24 @@ func TestPolicyInsideEngine(t *testing.T) {
 			t.Errorf("preset %v outside the policy", s)
 		}
 	}
-	// Each CNS range must sit inside the sampler's: check both corners of
-	// every range through the sampler's own validator.
-	fieldOf := map[string]func(*cns.Params, float64){
-		"cns_s_churn":             func(p *cns.Params, v float64) { p.SChurn = v },
-		"cns_power_gamma":         func(p *cns.Params, v float64) { p.PowerGamma = v },
-		"cns_gamma_divider":       func(p *cns.Params, v float64) { p.GammaDivider = v },
-		"cns_alpha_tilt_start":    func(p *cns.Params, v float64) { p.AlphaTiltStart = v },
-		"cns_alpha_tilt_end":      func(p *cns.Params, v float64) { p.AlphaTiltEnd = v },
-		"cns_alpha_exp_sharpness": func(p *cns.Params, v float64) { p.AlphaExpSharpness = v },
-		"cns_energy_scale":        func(p *cns.Params, v float64) { p.EnergyScale = v },
-		"cns_num_freq_bins":       func(p *cns.Params, v float64) { p.NumFreqBins = int(v) },
-	}
-	if len(fieldOf) != len(cnsRanges) {
-		t.Fatalf("%d CNS ranges, %d checked", len(cnsRanges), len(fieldOf))
-	}
-	for name, r := range cnsRanges {
-		for _, v := range r {
-			p := cns.DefaultParams()
-			fieldOf[name](&p, v)
-			if err := cns.Validate(p); err != nil {
-				t.Errorf("%s = %g accepted by the API, refused by the sampler: %v", name, v, err)
+	// Every bound of every numeric field, sent with CNS on, makes a
+	// request the engine (and through it the CNS sampler) accepts.
+	for _, ep := range Endpoints() {
+		for _, f := range ep.Fields() {
+			if f.Min == nil {
+				continue
+			}
+			for _, v := range []float64{*f.Min, *f.Max} {
+				body, _ := json.Marshal(map[string]any{"prompt": "x", "enable_cns": true, f.Name: v,
+					"image_size": "square", "image_urls": []string{"http://example.com/a.png"}})
+				p, err := ep.ParseInput(body)
+				if err != nil {
+					t.Fatalf("%s: %s = %g refused: %v", ep.ID, f.Name, v, err)
+				}
+				req := p.Request()
+				if err := req.Check(); err != nil {
+					t.Errorf("%s = %g accepted by the API, refused by the engine: %v", f.Name, v, err)
+				}
 			}
 		}
 	}
