@@ -22,6 +22,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
+	"github.com/kleinserve/kleinserve/internal/queue/redisstore"
 	"github.com/kleinserve/kleinserve/internal/storage"
 )
 
@@ -88,7 +90,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		Logger:    log.With().Str("component", "queue").Logger(),
 	})
 	if err != nil {
-		store.Close()
+		store.Close(ctx)
 		return err
 	}
 	defer func() { err = errors.Join(err, q.Close()) }()
@@ -212,10 +214,10 @@ func loadEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (eng
 // the backend is reachable (nil for the embedded bolt file).
 func openQueueStore(ctx context.Context, cfg config.Config, log zerolog.Logger) (queue.Store, func(context.Context) error, error) {
 	if !cfg.SharedQueue() {
-		store, err := queue.OpenBolt(cfg.QueuePath())
+		store, err := boltstore.Open(ctx, cfg.QueuePath())
 		return store, nil, err
 	}
-	store, err := queue.OpenRedis(ctx, queue.RedisOptions{
+	store, err := redisstore.Open(ctx, redisstore.Options{
 		URL:      cfg.Queue,
 		WorkerID: cfg.WorkerID,
 		Lease:    cfg.Lease,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
 )
@@ -58,7 +59,7 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	bolt, err := queue.OpenBolt(filepath.Join(dir, "queue.db"))
+	bolt, err := boltstore.Open(context.Background(), filepath.Join(dir, "queue.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

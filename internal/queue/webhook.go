@@ -132,7 +132,9 @@ func (w *webhookDispatcher) run(ctx context.Context) {
 // attempt makes one delivery and records the outcome.
 func (w *webhookDispatcher) attempt(ctx context.Context, id string) {
 	log := w.q.log.With().Str("request_id", id).Logger()
-	job, err := w.q.store.Get(id)
+	opCtx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+	job, err := w.q.store.Get(opCtx, id, PartResult)
+	cancel()
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			log.Error().Err(err).Msg("webhook: load job")
@@ -153,7 +155,9 @@ func (w *webhookDispatcher) attempt(ctx context.Context, id string) {
 	}
 	now := w.q.opts.Now()
 	var retryAt time.Time
-	_, err = w.q.store.Update(id, func(j *Job) error {
+	opCtx, cancel = context.WithTimeout(ctx, storeOpTimeout)
+	defer cancel()
+	_, err = w.q.store.Update(opCtx, id, func(j *Job) error {
 		if !j.Webhook.Pending() {
 			return errStateChanged
 		}
