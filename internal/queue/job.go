@@ -2,17 +2,19 @@
 // stores jobs, their status, logs and results in a Store, runs them on a
 // bounded pool of workers, tracks queue positions, cancels queued and
 // running jobs, requeues jobs interrupted by a crash or shutdown, expires
-// old results, delivers webhooks and lets callers watch for changes.
+// old results, delivers webhooks, relays live events of running jobs and
+// lets callers watch for changes.
 //
 // Two stores implement Store: boltstore, a file that one process owns, and
 // redisstore, a SharedStore that API and worker processes share. What
 // differs between the two cases (crash recovery, where log lines live
-// while a job runs, who owns the clients of ephemeral jobs) is one
-// strategy value that Open picks from the store.
+// while a job runs, who owns the clients of ephemeral jobs, how live events
+// travel) is one strategy value that Open picks from the store.
 //
 // The queue knows nothing about images or the engine: a job's payload is
-// opaque bytes handed to a Processor, and failures are described by a
-// function the API supplies, so the same status codes are used everywhere.
+// opaque bytes handed to a Processor, live events are opaque bytes, and
+// failures are described by a function the API supplies, so the same
+// status codes are used everywhere.
 package queue
 
 import (
@@ -217,7 +219,8 @@ type Store interface {
 // network (redisstore). With one, a Queue leaves the recovery of a dead
 // worker's jobs to the store (ClaimNext redelivers them), writes log lines
 // through as they happen so every process sees them, learns from Watch
-// what other processes changed (new work, cancels, status changes).
+// what other processes changed (new work, cancels, status changes), and
+// relays live events through the store's publish/subscribe.
 type SharedStore interface {
 	Store
 	// AppendLog durably appends a line to the log of a job this process
@@ -228,6 +231,14 @@ type SharedStore interface {
 	// ctx ends. It also keeps this process's claims alive. Its caller owns
 	// the goroutine it runs on; fn must not block.
 	Watch(ctx context.Context, fn func(Event)) error
+	// Publish sends msg to the subscribers of job id in every process. It
+	// is fire-and-forget: nothing is stored, and a process that is not
+	// subscribed at that moment never sees it.
+	Publish(ctx context.Context, id string, msg []byte) error
+	// Subscribe calls fn, in order, with every message published for job
+	// id after Subscribe returned, until ctx ends or stop is called. stop
+	// returns once fn is no longer called. fn must not block.
+	Subscribe(ctx context.Context, id string, fn func(msg []byte)) (stop func(), err error)
 }
 
 // EventKind says what a SharedStore event is about.

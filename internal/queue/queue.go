@@ -608,6 +608,8 @@ func (q *Queue) finish(ctx context.Context, id string, from Status, logs []LogEn
 }
 
 // finishIf is finish with any precondition on the stored job.
+// Subscribers of the job's live events hear of the end after the outcome
+// is stored.
 func (q *Queue) finishIf(ctx context.Context, id string, guard func(*Job) bool, logs []LogEntry,
 	result json.RawMessage, failErr error) error {
 	now := q.opts.Now()
@@ -635,6 +637,7 @@ func (q *Queue) finishIf(ctx context.Context, id string, guard func(*Job) bool, 
 		return err
 	}
 	q.notify()
+	q.strategy.end(id)
 	if job.Webhook.Pending() {
 		q.webhooks.schedule(job.ID, now)
 	}

@@ -28,17 +28,24 @@ type strategy interface {
 	// requeueOnShutdown says whether job, interrupted by Shutdown, goes
 	// back to the queue rather than failing.
 	requeueOnShutdown(job *Job) bool
+	// publish, subscribe and end carry live events: publish and subscribe
+	// are Queue.Publish and Queue.Subscribe; end closes the subscriptions
+	// of a job that completed, after its last event.
+	publish(id string, event []byte)
+	subscribe(ctx context.Context, id string) (<-chan []byte, func(), error)
+	end(id string)
 }
 
 // localStrategy: the store is this process's alone. Jobs found running at
 // Open were left by a dead process; a running job's log lines stay in
 // memory until its outcome is stored; clients of ephemeral jobs are all
-// here.
+// here; live events stay in the process.
 type localStrategy struct {
-	q *Queue
+	q   *Queue
+	hub *hub
 }
 
-func newLocalStrategy(q *Queue) *localStrategy { return &localStrategy{q: q} }
+func newLocalStrategy(q *Queue) *localStrategy { return &localStrategy{q: q, hub: newHub()} }
 
 func (l *localStrategy) start(context.Context) {}
 func (l *localStrategy) stop()                 {}
@@ -129,26 +136,58 @@ func (l *localStrategy) appendLog(_ context.Context, _ *Job, r *runningJob, entr
 
 func (l *localStrategy) requeueOnShutdown(job *Job) bool { return !job.Ephemeral }
 
+func (l *localStrategy) publish(id string, event []byte) { l.hub.publish(id, event) }
+
+func (l *localStrategy) subscribe(ctx context.Context, id string) (<-chan []byte, func(), error) {
+	ch, unsubscribe := l.hub.subscribe(ctx, id)
+	return ch, unsubscribe, nil
+}
+
+func (l *localStrategy) end(id string) { l.hub.end(id) }
+
 // sharedStrategy: several processes use the store. The store redelivers a
 // dead worker's jobs; log lines are written through so that every process
 // sees them; a queued ephemeral job's client may wait on another process,
-// so it is never failed for this one's sake.
+// so it is never failed for this one's sake; live events travel through
+// the store's publish/subscribe.
 type sharedStrategy struct {
 	q     *Queue
 	store SharedStore
+	// outbox holds live messages for the publisher loop, which sends them
+	// in order; Publish drops a message when it is full.
+	outbox chan liveMessage
 
 	stopLoops context.CancelFunc
 	loops     sync.WaitGroup
 }
 
+// Live messages on a SharedStore are framed by their first byte.
+const (
+	frameEvent = 'e' // the rest is an event
+	frameEnd   = 'x' // the job completed: no more events
+)
+
+// Bounds of the shared publisher: one PUBLISH, and how long the end of a
+// job may wait for room in the outbox.
+const (
+	publishTimeout = 5 * time.Second
+	endWait        = time.Second
+)
+
+type liveMessage struct {
+	id    string
+	frame []byte
+}
+
 func newSharedStrategy(q *Queue, store SharedStore) *sharedStrategy {
-	return &sharedStrategy{q: q, store: store}
+	return &sharedStrategy{q: q, store: store, outbox: make(chan liveMessage, liveBuffer)}
 }
 
 func (s *sharedStrategy) start(ctx context.Context) {
 	ctx, s.stopLoops = context.WithCancel(ctx)
-	s.loops.Add(1)
+	s.loops.Add(2)
 	go func() { defer s.loops.Done(); s.watch(ctx) }()
+	go func() { defer s.loops.Done(); s.publishLoop(ctx) }()
 }
 
 func (s *sharedStrategy) stop() {
@@ -210,6 +249,24 @@ func (s *sharedStrategy) onEvent(e Event) {
 	q.notify()
 }
 
+// publishLoop sends the outbox's messages one at a time, so each job's
+// events reach the store in the order they were published.
+func (s *sharedStrategy) publishLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-s.outbox:
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			err := s.store.Publish(pctx, m.id, m.frame)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				s.q.log.Warn().Err(err).Str("request_id", m.id).Msg("publish live event; dropped")
+			}
+		}
+	}
+}
+
 func (s *sharedStrategy) recoverRunning(context.Context) (int, error) { return 0, nil }
 
 func (s *sharedStrategy) failOrphans(context.Context, error) (int, error) { return 0, nil }
@@ -229,3 +286,54 @@ func (s *sharedStrategy) appendLog(ctx context.Context, job *Job, _ *runningJob,
 // requeueOnShutdown: an ephemeral job's client waits on another process
 // (or on this one's HTTP drain), so every interrupted job is requeued.
 func (s *sharedStrategy) requeueOnShutdown(*Job) bool { return true }
+
+func (s *sharedStrategy) publish(id string, event []byte) {
+	frame := append([]byte{frameEvent}, event...)
+	select {
+	case s.outbox <- liveMessage{id: id, frame: frame}:
+	default:
+		s.q.log.Debug().Str("request_id", id).Msg("live event outbox full; event dropped")
+	}
+}
+
+func (s *sharedStrategy) end(id string) {
+	t := time.NewTimer(endWait)
+	defer t.Stop()
+	select {
+	case s.outbox <- liveMessage{id: id, frame: []byte{frameEnd}}:
+	case <-t.C:
+		s.q.log.Warn().Str("request_id", id).Msg("live event outbox full; end of events dropped")
+	}
+}
+
+func (s *sharedStrategy) subscribe(ctx context.Context, id string) (<-chan []byte, func(), error) {
+	sub := newSubscriber()
+	ended := false // only the store's subscription goroutine touches it
+	stop, err := s.store.Subscribe(ctx, id, func(msg []byte) {
+		if ended || len(msg) == 0 {
+			return
+		}
+		switch msg[0] {
+		case frameEvent:
+			sub.send(msg[1:])
+		case frameEnd:
+			ended = true
+			sub.close()
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var once sync.Once
+	unsubscribe := func() {
+		once.Do(func() {
+			stop() // fn is not called after stop returns
+			sub.close()
+		})
+	}
+	stopAfter := context.AfterFunc(ctx, unsubscribe)
+	return sub.ch, func() {
+		stopAfter()
+		unsubscribe()
+	}, nil
+}

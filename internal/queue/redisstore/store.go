@@ -20,6 +20,8 @@
 //     whose job was redelivered cannot overwrite the other's outcome.
 //     Completion acknowledges and deletes the stream entry; a requeue keeps
 //     it, made idle so that the next claim reclaims it first.
+//   - Live events of a job (progress, previews) go through Pub/Sub, one
+//     channel per job; nothing of them is stored.
 //
 // Key layout under Prefix (default "kleinserve"):
 //
@@ -33,6 +35,7 @@
 //	P:seq           submit counter
 //	P:stream:0|1    dispatch streams (normal, low priority), group "workers"
 //	P:events        pub/sub channel of "KIND ID" change notices
+//	P:live:ID       pub/sub channel of job ID's live events
 //
 // A status read fetches only the status fields (HMGET), never the payload
 // or the result, so it costs the same whatever the size of the result.
@@ -80,7 +83,7 @@ var (
 type Options struct {
 	// URL is redis://[user:password@]host:port/db (rediss:// for TLS).
 	URL string
-	// Prefix namespaces every key and the channel (default "kleinserve").
+	// Prefix namespaces every key and channel (default "kleinserve").
 	Prefix string
 	// WorkerID names this process in the consumer group and job logs
 	// (default: the host name). A random suffix keeps every process
@@ -118,6 +121,7 @@ func newKeys(prefix string) keys {
 func (k keys) jobPrefix() string     { return k.prefix + ":job:" }
 func (k keys) job(id string) string  { return k.jobPrefix() + id }
 func (k keys) logs(id string) string { return k.job(id) + ":logs" }
+func (k keys) live(id string) string { return k.prefix + ":live:" + id }
 func (k keys) stream(p queue.Priority) string {
 	if p == queue.PriorityLow {
 		return k.streams[1]
