@@ -82,12 +82,17 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	if err != nil {
 		return err
 	}
+	retries := cfg.MaxRetries
+	if retries == 0 {
+		retries = queue.NoRetries // Options takes 0 for its default
+	}
 	q, err := queue.Open(store, queue.Options{
-		Workers:   cfg.Workers,
-		MaxQueued: cfg.MaxQueue,
-		Retention: cfg.Retention,
-		Describe:  api.DescribeFailure,
-		Logger:    log.With().Str("component", "queue").Logger(),
+		Workers:    cfg.Workers,
+		MaxQueued:  cfg.MaxQueue,
+		Retention:  cfg.Retention,
+		MaxRetries: retries,
+		Describe:   api.DescribeFailure,
+		Logger:     log.With().Str("component", "queue").Logger(),
 	})
 	if err != nil {
 		store.Close(ctx)

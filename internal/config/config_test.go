@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/queue"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -253,6 +255,29 @@ func TestStorage(t *testing.T) {
 	for _, want := range []string{"-storage", "-s3-region", "go together", "-workers"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("combined error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestMaxRetries(t *testing.T) {
+	c, err := Load(nil, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxRetries != queue.DefaultMaxRetries || c.Redacted()["max_retries"] != queue.DefaultMaxRetries {
+		t.Fatalf("default max retries %d", c.MaxRetries)
+	}
+	c, err = Load([]string{"-max-retries", "0"}, env(map[string]string{"KLEINSERVE_MAX_RETRIES": "5"}), noFiles)
+	if err != nil || c.MaxRetries != 0 {
+		t.Fatalf("flag over env: %d %v", c.MaxRetries, err)
+	}
+	if c, _ := Load(nil, env(map[string]string{"KLEINSERVE_MAX_RETRIES": "5"}), noFiles); c.MaxRetries != 5 {
+		t.Fatalf("env: %d", c.MaxRetries)
+	}
+	for _, v := range []string{"-1", "11"} {
+		_, err := Load([]string{"-max-retries", v}, env(nil), noFiles)
+		if err == nil || !strings.Contains(err.Error(), "-max-retries "+v+": want 0..10") {
+			t.Errorf("-max-retries %s: %v", v, err)
 		}
 	}
 }

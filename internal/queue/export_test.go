@@ -11,6 +11,15 @@ import (
 var (
 	ErrStateChanged = errStateChanged
 	ErrLeaseLost    = errLeaseLost
+	AfterCrash      = afterCrash
+)
+
+type CrashAction = crashAction
+
+const (
+	CrashRetryFront = crashRetryFront
+	CrashRetryBack  = crashRetryBack
+	CrashFail       = crashFail
 )
 
 // StopBackground ends the janitor and the webhook dispatcher, as a crash

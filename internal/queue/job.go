@@ -1,9 +1,10 @@
 // Package queue is the durable request queue behind the fal queue API: it
 // stores jobs, their status, logs and results in a Store, runs them on a
 // bounded pool of workers, tracks queue positions, cancels queued and
-// running jobs, requeues jobs interrupted by a crash or shutdown, expires
-// old results, delivers webhooks, relays live events of running jobs and
-// lets callers watch for changes.
+// running jobs, requeues jobs interrupted by a crash or shutdown (and fails
+// those that keep crashing their server), expires old results, delivers
+// webhooks, relays live events of running jobs and lets callers watch for
+// changes.
 //
 // Two stores implement Store: boltstore, a file that one process owns, and
 // redisstore, a SharedStore that API and worker processes share. What
@@ -45,6 +46,11 @@ var (
 	ErrInterrupted = errors.New("request interrupted by a server restart")
 	// ErrDuplicateID: Submit with an id that is already stored.
 	ErrDuplicateID = errors.New("request id already exists")
+	// ErrRetriesExhausted is the failure of a job whose process died while
+	// running it more often than Options.MaxRetries allows: the job itself
+	// is the likely cause (it crashes or starves its worker), so it is not
+	// run again. The stored error says how many times the server stopped.
+	ErrRetriesExhausted = errors.New("not retried again")
 	// ErrNotHeld: a SharedStore write for a job this process no longer
 	// holds (another worker took it over).
 	ErrNotHeld = errors.New("job is no longer held by this process")
@@ -115,8 +121,10 @@ type Job struct {
 	// they fail instead of being requeued.
 	Ephemeral bool   `json:"ephemeral,omitempty"`
 	Status    Status `json:"status"`
-	// QueueKey orders queued jobs (priority, then submit sequence). A
-	// requeued job keeps its key, so it goes back to the front.
+	// QueueKey orders queued jobs (priority, then submit sequence). A job
+	// requeued by a shutdown or after its first crash keeps its key, so it
+	// goes back to the front; after a second crash it gets a new key, at
+	// the back (see Options.MaxRetries).
 	QueueKey      []byte    `json:"queue_key"`
 	SubmittedAt   time.Time `json:"submitted_at"`
 	StartedAt     time.Time `json:"started_at,omitzero"`
@@ -128,6 +136,10 @@ type Job struct {
 	CancelRequested bool `json:"cancel_requested,omitempty"`
 	// Attempts counts the claims of the job by a worker.
 	Attempts int `json:"attempts"`
+	// Crashes counts the runs of the job that ended because their process
+	// died (found running at Open, or redelivered after a missed lease).
+	// A graceful shutdown's requeue is not a crash.
+	Crashes int `json:"crashes,omitempty"`
 	// Logs and Result are loaded only when a read asks for them (PartLogs,
 	// PartResult); they are stored apart from the status record, so that
 	// status reads stay small whatever the size of the result.
@@ -143,6 +155,9 @@ type Job struct {
 	// Position is the 0-based queue position of a queued job, computed
 	// when the job is read; it is not stored.
 	Position int `json:"-"`
+	// Redelivered is set on a job that ClaimNext took over from a worker
+	// that stopped renewing its claim (a crash); not stored.
+	Redelivered bool `json:"-"`
 }
 
 // MakeQueueKey returns the QueueKey of the seq-th submit (a store's
@@ -198,7 +213,8 @@ type Store interface {
 	Update(ctx context.Context, id string, fn func(*Job) error) (*Job, error)
 	// ClaimNext marks the first queued job running (StartedAt = now,
 	// Attempts+1) and returns it with its payload; nil when the queue is
-	// empty. A shared store first takes over jobs whose worker died.
+	// empty. A shared store first takes over jobs whose worker died
+	// (Crashes+1, Redelivered set).
 	ClaimNext(ctx context.Context, now time.Time) (*Job, error)
 	// QueuedCount is the number of queued jobs.
 	QueuedCount(ctx context.Context) (int, error)

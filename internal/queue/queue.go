@@ -56,6 +56,13 @@ type Options struct {
 	// SweepInterval is how often expired jobs are deleted (default
 	// Retention/10, clamped to [1s, 1m]).
 	SweepInterval time.Duration
+	// MaxRetries is how many times a job is run again after its process
+	// died while running it (default DefaultMaxRetries; NoRetries for
+	// none). One more crash fails it with ErrRetriesExhausted: a job that
+	// keeps killing its worker would otherwise block the queue forever.
+	// The first retry keeps the job's place at the front (the crash was
+	// likely not its fault); later ones queue it behind the waiting jobs.
+	MaxRetries int
 	// Describe maps job errors to failures (required).
 	Describe DescribeFunc
 	// Webhook configures webhook delivery.
@@ -89,10 +96,11 @@ type SubmitRequest struct {
 
 // Queue runs jobs from a Store on a worker pool.
 type Queue struct {
-	store    Store
-	opts     Options
-	log      zerolog.Logger
-	strategy strategy
+	store      Store
+	opts       Options
+	log        zerolog.Logger
+	strategy   strategy
+	maxRetries int
 
 	// life bounds the queue's own store operations; it ends at Close,
 	// after the workers stopped.
@@ -128,7 +136,8 @@ type runningJob struct {
 
 // Open recovers the store's state and starts the janitor and the webhook
 // dispatcher. Jobs found running (the previous process died or was killed)
-// are requeued at the front; ephemeral ones are failed. Workers start with Start.
+// are requeued at the front, or failed after MaxRetries crashes; ephemeral
+// ones are failed. Workers start with Start.
 func Open(store Store, opts Options) (*Queue, error) {
 	if opts.Describe == nil {
 		return nil, errors.New("queue: Options.Describe is required")
@@ -152,6 +161,7 @@ func Open(store Store, opts Options) (*Queue, error) {
 		store:       store,
 		opts:        opts,
 		log:         opts.Logger,
+		maxRetries:  resolveMaxRetries(opts.MaxRetries),
 		running:     map[string]*runningJob{},
 		changed:     make(chan struct{}),
 		wake:        make(chan struct{}, 1),
@@ -196,11 +206,11 @@ func (q *Queue) opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(q.life, storeOpTimeout)
 }
 
-// recover requeues the jobs a dead process left running (with a
-// SharedStore, its ClaimNext redelivers them instead) and loads the start
-// deadlines of the queued jobs.
+// recover applies the crash policy to the jobs a dead process left
+// running (with a SharedStore, its ClaimNext does that instead) and loads
+// the start deadlines of the queued jobs.
 func (q *Queue) recover(ctx context.Context) error {
-	requeued, err := q.strategy.recoverRunning(ctx)
+	requeued, exhausted, err := q.strategy.recoverRunning(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,8 +227,8 @@ func (q *Queue) recover(ctx context.Context) error {
 			heap.Push(&q.deadline, deadlineEntry{at: j.StartDeadline, id: j.ID})
 		}
 	}
-	q.log.Info().Int("requeued", requeued).Int("queued", len(queued)).Int("interrupted_ephemeral", failed).
-		Msg("queue recovered")
+	q.log.Info().Int("requeued", requeued).Int("failed_after_retries", exhausted).Int("queued", len(queued)).
+		Int("interrupted_ephemeral", failed).Msg("queue recovered")
 	return nil
 }
 
@@ -500,6 +510,17 @@ func (q *Queue) run(p Processor, job *Job) {
 	held := heldBy(job)
 	opCtx, cancelOp := q.opContext()
 	defer cancelOp()
+	if job.Redelivered {
+		// Taken over from a worker that died while running it.
+		action, err := q.handleCrash(opCtx, job, job.Crashes, held, "A worker stopped while running this request", false)
+		if err != nil {
+			q.log.Error().Err(err).Str("request_id", job.ID).Msg("requeue or fail a redelivered job")
+			return
+		}
+		if action != crashRetryFront {
+			return
+		}
+	}
 	now := q.opts.Now()
 	if !job.StartDeadline.IsZero() && now.After(job.StartDeadline) {
 		if err := q.finishIf(opCtx, job.ID, held, nil, nil, ErrStartTimeout); err != nil {
@@ -608,10 +629,15 @@ func (q *Queue) finish(ctx context.Context, id string, from Status, logs []LogEn
 }
 
 // finishIf is finish with any precondition on the stored job.
-// Subscribers of the job's live events hear of the end after the outcome
-// is stored.
-func (q *Queue) finishIf(ctx context.Context, id string, guard func(*Job) bool, logs []LogEntry,
-	result json.RawMessage, failErr error) error {
+func (q *Queue) finishIf(ctx context.Context, id string, guard func(*Job) bool, logs []LogEntry, result json.RawMessage, failErr error) error {
+	return q.complete(ctx, id, guard, logs, result, failErr, nil)
+}
+
+// complete is finishIf that also applies also (when not nil) to the stored
+// job in the same write. Subscribers of the job's live events hear of the
+// end after the outcome is stored.
+func (q *Queue) complete(ctx context.Context, id string, guard func(*Job) bool, logs []LogEntry,
+	result json.RawMessage, failErr error, also func(*Job)) error {
 	now := q.opts.Now()
 	var failure *Failure
 	if failErr != nil {
@@ -630,6 +656,9 @@ func (q *Queue) finishIf(ctx context.Context, id string, guard func(*Job) bool, 
 		j.Failure = failure
 		if failure != nil {
 			j.Logs = append(j.Logs, LogEntry{Time: now, Level: "ERROR", Message: failure.Message})
+		}
+		if also != nil {
+			also(j)
 		}
 		return nil
 	})

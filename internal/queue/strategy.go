@@ -16,8 +16,8 @@ type strategy interface {
 	start(ctx context.Context)
 	stop()
 	// recoverRunning handles the jobs a dead process left running, at
-	// Open, and says how many it requeued.
-	recoverRunning(ctx context.Context) (requeued int, err error)
+	// Open: how many it requeued and how many it failed for good.
+	recoverRunning(ctx context.Context) (requeued, exhausted int, err error)
 	// failOrphans fails the queued ephemeral jobs whose clients this
 	// process is losing (at Open and Shutdown) and says how many.
 	failOrphans(ctx context.Context, cause error) (int, error)
@@ -50,12 +50,13 @@ func newLocalStrategy(q *Queue) *localStrategy { return &localStrategy{q: q, hub
 func (l *localStrategy) start(context.Context) {}
 func (l *localStrategy) stop()                 {}
 
-func (l *localStrategy) recoverRunning(ctx context.Context) (requeued int, err error) {
+func (l *localStrategy) recoverRunning(ctx context.Context) (requeued, exhausted int, err error) {
 	q := l.q
 	running, err := q.store.List(ctx, StatusRunning)
 	if err != nil {
-		return 0, fmt.Errorf("queue: list running jobs: %w", err)
+		return 0, 0, fmt.Errorf("queue: list running jobs: %w", err)
 	}
+	wasRunning := func(j *Job) bool { return j.Status == StatusRunning }
 	for _, j := range running {
 		switch {
 		case j.CancelRequested:
@@ -63,19 +64,20 @@ func (l *localStrategy) recoverRunning(ctx context.Context) (requeued int, err e
 		case j.Ephemeral:
 			err = q.finish(ctx, j.ID, StatusRunning, nil, nil, ErrInterrupted)
 		default:
-			_, err = q.store.Update(ctx, j.ID, func(j *Job) error {
-				j.Status = StatusQueued
-				j.Logs = []LogEntry{{Time: q.opts.Now(), Level: "WARN",
-					Message: "Server restarted while this request was running; requeued"}}
-				return nil
-			})
-			requeued++
+			var action crashAction
+			action, err = q.handleCrash(ctx, j, j.Crashes+1, wasRunning,
+				"Server restarted while this request was running", true)
+			if action == crashFail {
+				exhausted++
+			} else {
+				requeued++
+			}
 		}
 		if err != nil {
-			return requeued, fmt.Errorf("queue: recover job %s: %w", j.ID, err)
+			return requeued, exhausted, fmt.Errorf("queue: recover job %s: %w", j.ID, err)
 		}
 	}
-	return requeued, nil
+	return requeued, exhausted, nil
 }
 
 func (l *localStrategy) failOrphans(ctx context.Context, cause error) (int, error) {
@@ -267,7 +269,7 @@ func (s *sharedStrategy) publishLoop(ctx context.Context) {
 	}
 }
 
-func (s *sharedStrategy) recoverRunning(context.Context) (int, error) { return 0, nil }
+func (s *sharedStrategy) recoverRunning(context.Context) (int, int, error) { return 0, 0, nil }
 
 func (s *sharedStrategy) failOrphans(context.Context, error) (int, error) { return 0, nil }
 

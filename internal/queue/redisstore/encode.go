@@ -22,7 +22,7 @@ const (
 var statusFields = []string{
 	"id", "endpoint", "priority", "ephemeral", "status", "queue_key",
 	"submitted_at", "started_at", "finished_at", "expires_at", "start_deadline",
-	"cancel_requested", "attempts", "worker", "failure", "webhook",
+	"cancel_requested", "attempts", "crashes", "worker", "failure", "webhook",
 }
 
 // readFields are what a status read fetches: the status record and the
@@ -73,7 +73,7 @@ func jobFields(j *queue.Job) ([]any, error) {
 		string(j.Status), string(j.QueueKey),
 		formatTime(j.SubmittedAt), formatTime(j.StartedAt), formatTime(j.FinishedAt),
 		formatTime(j.ExpiresAt), formatTime(j.StartDeadline),
-		boolField(j.CancelRequested), strconv.Itoa(j.Attempts), j.Worker,
+		boolField(j.CancelRequested), strconv.Itoa(j.Attempts), strconv.Itoa(j.Crashes), j.Worker,
 		string(failure), string(webhook),
 	}
 	out := make([]any, 0, 2*len(values))
@@ -107,9 +107,14 @@ func decodeJob(h map[string]string, logs []string) (*queue.Job, dispatch, error)
 	prio, err := strconv.Atoi(h["priority"])
 	errs = append(errs, err)
 	j.Priority = queue.Priority(prio)
-	if a := h["attempts"]; a != "" {
-		j.Attempts, err = strconv.Atoi(a)
-		errs = append(errs, err)
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{"attempts", &j.Attempts}, {"crashes", &j.Crashes}} {
+		if v := h[f.name]; v != "" {
+			*f.dst, err = strconv.Atoi(v)
+			errs = append(errs, err)
+		}
 	}
 	for _, f := range []struct {
 		name string

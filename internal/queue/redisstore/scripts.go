@@ -20,7 +20,9 @@ return redis.call('ZRANK', KEYS[2], ARGV[3])
 
 	// claimScript: KEYS normal stream, low stream, queued, running; ARGV
 	// group, consumer, lease ms, now (RFC 3339), job key prefix, channel.
-	// Returns the claimed id or false.
+	// Returns {id, redelivered (0 or 1)} or false. A job taken over from a
+	// worker that stopped renewing it (still IN_PROGRESS under another
+	// name) counts a crash.
 	claimScript = redis.NewScript(`
 local function take(stream, entry, fields)
   if not fields or fields[1] ~= 'id' then
@@ -46,12 +48,15 @@ local function take(stream, entry, fields)
     'stream', stream, 'entry', entry)
   redis.call('ZREM', KEYS[3], id)
   redis.call('SADD', KEYS[4], id)
+  local redelivered = 0
   if status == 'IN_PROGRESS' then
+    redelivered = 1
+    redis.call('HINCRBY', key, 'crashes', 1)
     redis.call('RPUSH', key .. ':logs', cjson.encode({time = ARGV[4], level = 'WARN',
       message = 'Worker ' .. prev .. ' stopped responding while running this request; redelivered'}))
   end
   redis.call('PUBLISH', ARGV[6], 'changed ' .. id)
-  return id
+  return {id, redelivered}
 end
 for i = 1, 2 do
   local stream = KEYS[i]
@@ -60,16 +65,16 @@ for i = 1, 2 do
     local r = redis.call('XAUTOCLAIM', stream, ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', 1)
     cursor = r[1]
     for _, e in ipairs(r[2]) do
-      local id = take(stream, e[1], e[2])
-      if id then return id end
+      local got = take(stream, e[1], e[2])
+      if got then return got end
     end
   until cursor == '0-0'
   while true do
     local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', stream, '>')
     if not r then break end
     local e = r[1][2][1]
-    local id = take(stream, e[1], e[2])
-    if id then return id end
+    local got = take(stream, e[1], e[2])
+    if got then return got end
   end
 end
 return false
@@ -98,9 +103,9 @@ return 0
 `)
 
 	// redispatchScript: KEYS stream, job; ARGV group, consumer, entry, id,
-	// channel. A requeued job's entry is made idle "forever", so the next
-	// claim by any worker reclaims it first (it keeps its place at the
-	// front); an entry no longer pending is replaced by a new one.
+	// channel. A job requeued at the front keeps its entry, made idle
+	// "forever", so the next claim by any worker reclaims it first; an
+	// entry no longer pending is replaced by a new one.
 	redispatchScript = redis.NewScript(`
 local r = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', 86400000, 'JUSTID')
 if #r == 0 then
@@ -108,6 +113,18 @@ if #r == 0 then
   redis.call('HSET', KEYS[2], 'stream', KEYS[1], 'entry', entry)
 end
 redis.call('PUBLISH', ARGV[5], 'queued ' .. ARGV[4])
+return 1
+`)
+
+	// requeueBackScript: KEYS old stream, new stream, job; ARGV group, old
+	// entry, id, channel. A job requeued at the back drops its entry and
+	// gets a new one at the end of its stream, behind every waiting job.
+	requeueBackScript = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[3])
+redis.call('HSET', KEYS[3], 'stream', KEYS[2], 'entry', entry)
+redis.call('PUBLISH', ARGV[4], 'queued ' .. ARGV[3])
 return 1
 `)
 

@@ -7,9 +7,9 @@
 //     acknowledged the write (durable when Redis runs with appendonly and
 //     appendfsync always).
 //   - ClaimNext, one script, first reclaims entries whose holder sent no
-//     heartbeat for Lease (XAUTOCLAIM: the worker died), then reads new
-//     entries (XREADGROUP), and marks the job IN_PROGRESS under this
-//     process's consumer name with Attempts+1.
+//     heartbeat for Lease (XAUTOCLAIM: the worker died; the job's crash
+//     count goes up), then reads new entries (XREADGROUP), and marks the
+//     job IN_PROGRESS under this process's consumer name with Attempts+1.
 //     Entries of jobs that are already COMPLETED are acknowledged and
 //     dropped, never run again.
 //   - While a job runs, Watch renews its entry every Lease/3 (XCLAIM JUSTID
@@ -18,8 +18,10 @@
 //   - Update is an optimistic transaction (WATCH/MULTI) on the job hash, so
 //     the Queue's guarded completion is atomic across processes: a worker
 //     whose job was redelivered cannot overwrite the other's outcome.
-//     Completion acknowledges and deletes the stream entry; a requeue keeps
-//     it, made idle so that the next claim reclaims it first.
+//     Completion acknowledges and deletes the stream entry. A requeue that
+//     keeps the job's QueueKey keeps its entry, made idle so that the next
+//     claim reclaims it first; one with a new QueueKey gets a new entry at
+//     the end of its stream.
 //   - Live events of a job (progress, previews) go through Pub/Sub, one
 //     channel per job; nothing of them is stored.
 //
@@ -45,6 +47,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -411,8 +414,13 @@ func (s *Store) reindex(ctx context.Context, p redis.Pipeliner, before, after *q
 	}
 	if before.Status == queue.StatusRunning && after.Status == queue.StatusQueued && d.stream != "" {
 		// Eval, not Run: a NOSCRIPT error inside MULTI would not abort it.
-		redispatchScript.Eval(ctx, p, []string{d.stream, s.keys.job(id)},
-			group, s.consumer, d.entry, id, s.keys.events)
+		if bytes.Equal(before.QueueKey, after.QueueKey) {
+			redispatchScript.Eval(ctx, p, []string{d.stream, s.keys.job(id)},
+				group, s.consumer, d.entry, id, s.keys.events)
+		} else {
+			requeueBackScript.Eval(ctx, p, []string{d.stream, s.keys.stream(after.Priority), s.keys.job(id)},
+				group, d.entry, id, s.keys.events)
+		}
 	}
 	if after.Status == queue.StatusCompleted {
 		if before.Status != queue.StatusCompleted && d.stream != "" {
@@ -440,18 +448,24 @@ func (s *Store) reindex(ctx context.Context, p redis.Pipeliner, before, after *q
 // oldest new normal-priority entry, then low priority.
 func (s *Store) ClaimNext(ctx context.Context, now time.Time) (*queue.Job, error) {
 	keys := []string{s.keys.streams[0], s.keys.streams[1], s.keys.queued, s.keys.running}
-	id, err := claimScript.Run(ctx, s.rdb, keys, group, s.consumer, s.lease.Milliseconds(),
-		formatTime(now), s.keys.jobPrefix(), s.keys.events).Text()
+	reply, err := claimScript.Run(ctx, s.rdb, keys, group, s.consumer, s.lease.Milliseconds(),
+		formatTime(now), s.keys.jobPrefix(), s.keys.events).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)
 	}
+	if len(reply) != 2 {
+		return nil, fmt.Errorf("queue: claim: unexpected reply %v", reply)
+	}
+	id, _ := reply[0].(string)
+	redelivered, _ := reply[1].(int64)
 	j, d, err := s.readJob(ctx, s.rdb, id, queue.PartPayload)
 	if err != nil {
 		return nil, fmt.Errorf("queue: read claimed job %s: %w", id, err)
 	}
+	j.Redelivered = redelivered == 1
 	s.mu.Lock()
 	s.held[id] = heldEntry{stream: d.stream, entry: d.entry, attempts: j.Attempts}
 	s.mu.Unlock()

@@ -23,7 +23,7 @@ func Run(t *testing.T, open func(t *testing.T) queue.Store) {
 	}{
 		{"PositionsPriorityLimits", positionsPriorityLimits},
 		{"PartsOnlyWhenAsked", partsOnlyWhenAsked},
-		{"RequeueFront", requeueFront},
+		{"RequeueFrontAndBack", requeueFrontAndBack},
 		{"UpdateAbortsOnFnError", updateAbortsOnFnError},
 		{"ListsAndWebhookIndex", listsAndWebhookIndex},
 		{"DeleteExpiredRemovesEveryPart", deleteExpiredRemovesEveryPart},
@@ -144,7 +144,7 @@ func partsOnlyWhenAsked(t *testing.T, s queue.Store) {
 				return fmt.Errorf("fn sees parts: %+v", j)
 			}
 			j.Logs = []queue.LogEntry{l}
-			j.Attempts = i + 1
+			j.Crashes = i
 			return nil
 		})
 		if err != nil {
@@ -161,7 +161,7 @@ func partsOnlyWhenAsked(t *testing.T, s queue.Store) {
 	if done.Result != nil || done.Logs != nil || done.Status != queue.StatusCompleted {
 		t.Fatalf("update returned %+v, want the status record", done)
 	}
-	if j := get(t, s, "j", 0); j.Result != nil || j.Logs != nil || j.Attempts != 3 {
+	if j := get(t, s, "j", 0); j.Result != nil || j.Logs != nil || j.Crashes != 2 || j.Attempts != 1 {
 		t.Fatalf("status record after completion: %+v", j)
 	}
 	if j := get(t, s, "j", queue.PartResult); string(j.Result) != string(result) || j.Logs != nil {
@@ -178,33 +178,42 @@ func partsOnlyWhenAsked(t *testing.T, s queue.Store) {
 	}
 }
 
-// requeueFront: a running job requeued with its QueueKey goes back first.
-func requeueFront(t *testing.T, s queue.Store) {
+// requeueFrontAndBack: a running job requeued with its QueueKey goes back
+// first; with a cleared QueueKey it gets a new one behind the waiting jobs.
+func requeueFrontAndBack(t *testing.T, s queue.Store) {
 	for _, id := range []string{"a", "b", "c"} {
 		add(t, s, &queue.Job{ID: id}, 0)
 	}
-	requeue := func() *queue.Job {
+	requeue := func(back bool) *queue.Job {
 		return update(t, s, "a", func(j *queue.Job) {
 			j.Status = queue.StatusQueued
 			j.StartedAt = time.Time{}
+			if back {
+				j.QueueKey = nil
+			}
 		})
 	}
 	if j := claim(t, s); j.ID != "a" {
 		t.Fatalf("claimed %s", j.ID)
 	}
-	if j := requeue(); j.Position != 0 {
+	if j := requeue(false); j.Position != 0 {
 		t.Fatalf("requeued at the front: position %d", j.Position)
 	}
 	if j := claim(t, s); j.ID != "a" || j.Attempts != 2 {
 		t.Fatalf("claimed %s (attempts %d), want a again", j.ID, j.Attempts)
 	}
-	requeue()
+	if j := requeue(true); j.Position != 2 {
+		t.Fatalf("requeued at the back: position %d, want 2", j.Position)
+	}
+	if j := get(t, s, "a", 0); j.Position != 2 || len(j.QueueKey) == 0 {
+		t.Fatalf("stored: position %d, queue key %v", j.Position, j.QueueKey)
+	}
 	var order []string
 	for j := claim(t, s); j != nil; j = claim(t, s) {
 		order = append(order, j.ID)
 	}
-	if fmt.Sprint(order) != "[a b c]" {
-		t.Fatalf("claim order %v, want [a b c]", order)
+	if fmt.Sprint(order) != "[b c a]" {
+		t.Fatalf("claim order %v, want [b c a]", order)
 	}
 }
 
