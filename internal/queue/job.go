@@ -116,6 +116,10 @@ type Job struct {
 	// (PartPayload); ClaimNext always does.
 	Payload  json.RawMessage `json:"payload,omitempty"`
 	Priority Priority        `json:"priority"`
+	// Owner is an opaque fingerprint of whoever submitted the job (the API
+	// derives it from the API key). The queue stores and returns it and
+	// never interprets or logs it.
+	Owner string `json:"owner,omitempty"`
 	// Ephemeral jobs (synchronous runs and streams) have a client waiting
 	// on an open connection. After a restart nobody waits for them, so
 	// they fail instead of being requeued.

@@ -85,6 +85,8 @@ type SubmitRequest struct {
 	Endpoint string
 	Payload  json.RawMessage
 	Priority Priority
+	// Owner is stored with the job and returned by reads (see Job.Owner).
+	Owner string
 	// StartDeadline, when set, fails the job with ErrStartTimeout if no
 	// worker has started it by then.
 	StartDeadline time.Time
@@ -264,6 +266,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 		Endpoint:      req.Endpoint,
 		Payload:       req.Payload,
 		Priority:      req.Priority,
+		Owner:         req.Owner,
 		Ephemeral:     req.Ephemeral,
 		SubmittedAt:   q.opts.Now(),
 		StartDeadline: req.StartDeadline,

@@ -9,7 +9,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/queue"
 )
 
-// checkReadParts: Read leaves out what is not asked for; Get has it all.
+// checkReadParts: Read leaves out what is not asked for, Get has it all,
+// and the owner comes back with the status.
 func checkReadParts(t *testing.T, api, worker *queue.Queue) {
 	t.Helper()
 	ctx := context.Background()
@@ -17,10 +18,10 @@ func checkReadParts(t *testing.T, api, worker *queue.Queue) {
 		log("INFO", "working")
 		return json.RawMessage(`{"images":["big"]}`), nil
 	})
-	submit(t, api, queue.SubmitRequest{ID: "job", Payload: json.RawMessage(`{"prompt":"p"}`)})
+	submit(t, api, queue.SubmitRequest{ID: "job", Owner: "key-fingerprint", Payload: json.RawMessage(`{"prompt":"p"}`)})
 	waitStatus(t, api, "job", queue.StatusCompleted)
 	j, err := api.Read(ctx, "job", 0)
-	if err != nil || j.Result != nil || j.Logs != nil || j.Payload != nil ||
+	if err != nil || j.Result != nil || j.Logs != nil || j.Payload != nil || j.Owner != "key-fingerprint" ||
 		j.Status != queue.StatusCompleted {
 		t.Fatalf("status read: %+v %v", j, err)
 	}
@@ -31,7 +32,7 @@ func checkReadParts(t *testing.T, api, worker *queue.Queue) {
 		t.Fatalf("result read: %+v", j)
 	}
 	if j, _ := api.Get(ctx, "job"); string(j.Result) != `{"images":["big"]}` || len(j.Logs) == 0 ||
-		string(j.Payload) != `{"prompt":"p"}` {
+		string(j.Payload) != `{"prompt":"p"}` || j.Owner != "key-fingerprint" {
 		t.Fatalf("get: %+v", j)
 	}
 }

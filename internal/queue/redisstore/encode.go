@@ -20,7 +20,7 @@ const (
 
 // statusFields are the fields of the status record, in jobFields order.
 var statusFields = []string{
-	"id", "endpoint", "priority", "ephemeral", "status", "queue_key",
+	"id", "endpoint", "priority", "owner", "ephemeral", "status", "queue_key",
 	"submitted_at", "started_at", "finished_at", "expires_at", "start_deadline",
 	"cancel_requested", "attempts", "crashes", "worker", "failure", "webhook",
 }
@@ -69,7 +69,7 @@ func jobFields(j *queue.Job) ([]any, error) {
 		}
 	}
 	values := []string{
-		j.ID, j.Endpoint, strconv.Itoa(int(j.Priority)), boolField(j.Ephemeral),
+		j.ID, j.Endpoint, strconv.Itoa(int(j.Priority)), j.Owner, boolField(j.Ephemeral),
 		string(j.Status), string(j.QueueKey),
 		formatTime(j.SubmittedAt), formatTime(j.StartedAt), formatTime(j.FinishedAt),
 		formatTime(j.ExpiresAt), formatTime(j.StartDeadline),
@@ -90,7 +90,7 @@ type dispatch struct{ stream, entry string }
 // present) and its log lines.
 func decodeJob(h map[string]string, logs []string) (*queue.Job, dispatch, error) {
 	j := &queue.Job{
-		ID: h["id"], Endpoint: h["endpoint"], Status: queue.Status(h["status"]),
+		ID: h["id"], Endpoint: h["endpoint"], Owner: h["owner"], Status: queue.Status(h["status"]),
 		Ephemeral: h["ephemeral"] == "1", CancelRequested: h["cancel_requested"] == "1", Worker: h["worker"],
 	}
 	d := dispatch{stream: h["stream"], entry: h["entry"]}

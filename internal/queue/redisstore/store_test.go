@@ -34,7 +34,7 @@ func TestJobFieldsRoundTrip(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 123456789, time.UTC)
 	in := &queue.Job{
 		ID: "x", Endpoint: "e", Payload: json.RawMessage(`{"seed":9007199254740991}`), Priority: queue.PriorityLow,
-		Ephemeral: true, Status: queue.StatusCompleted, QueueKey: queue.MakeQueueKey(queue.PriorityLow, 258),
+		Owner: "fp", Ephemeral: true, Status: queue.StatusCompleted, QueueKey: queue.MakeQueueKey(queue.PriorityLow, 258),
 		SubmittedAt: now, StartedAt: now.Add(time.Second), FinishedAt: now.Add(2 * time.Second), ExpiresAt: now.Add(time.Hour),
 		StartDeadline: now.Add(time.Minute), CancelRequested: true, Attempts: 3, Crashes: 2, Worker: "w-1",
 		Result: json.RawMessage(`{"ok":true}`), Failure: &queue.Failure{HTTPStatus: 400, Body: json.RawMessage(`{}`), Message: "m", Type: "t"},

@@ -117,8 +117,8 @@ func positionsPriorityLimits(t *testing.T, s queue.Store) {
 // appends log lines.
 func partsOnlyWhenAsked(t *testing.T, s queue.Store) {
 	payload := json.RawMessage(`{"prompt":"p","seed":9007199254740991}`)
-	add(t, s, &queue.Job{ID: "j", Payload: payload, Endpoint: "e"}, 0)
-	if j := get(t, s, "j", 0); j.Payload != nil || j.Logs != nil || j.Result != nil || j.Endpoint != "e" {
+	add(t, s, &queue.Job{ID: "j", Payload: payload, Owner: "owner-fp", Endpoint: "e"}, 0)
+	if j := get(t, s, "j", 0); j.Payload != nil || j.Logs != nil || j.Result != nil || j.Owner != "owner-fp" || j.Endpoint != "e" {
 		t.Fatalf("status record: %+v", j)
 	}
 	if j := get(t, s, "j", queue.PartPayload); string(j.Payload) != string(payload) {
@@ -130,7 +130,7 @@ func partsOnlyWhenAsked(t *testing.T, s queue.Store) {
 		t.Fatalf("claim: %+v %v", claimed, err)
 	}
 	if string(claimed.Payload) != string(payload) || claimed.Attempts != 1 || !claimed.StartedAt.Equal(now) ||
-		claimed.Status != queue.StatusRunning {
+		claimed.Status != queue.StatusRunning || claimed.Owner != "owner-fp" {
 		t.Fatalf("claimed job: %+v", claimed)
 	}
 	lines := []queue.LogEntry{
