@@ -92,6 +92,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		Retention:  cfg.Retention,
 		MaxRetries: retries,
 		Describe:   api.DescribeFailure,
+		Webhook:    queue.WebhookOptions{Secret: cfg.WebhookSecret},
 		Logger:     log.With().Str("component", "queue").Logger(),
 	})
 	if err != nil {

@@ -97,6 +97,9 @@ type Config struct {
 	// MaxRetries is how many times a job is run again after its process
 	// died while running it; one more crash fails it.
 	MaxRetries int `json:"max_retries"`
+	// WebhookSecret signs webhook deliveries (Standard Webhooks); empty:
+	// unsigned. Logged redacted.
+	WebhookSecret string `json:"-"`
 	// Storage is the file store of results and uploads: "local" (a
 	// directory under DataDir) or s3://bucket[/prefix], shared by hosts.
 	Storage string `json:"storage"`
@@ -127,7 +130,7 @@ func (c Config) Redacted() map[string]any {
 		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
 		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
 		"s3_access_key": redactKey(c.S3AccessKey), "s3_secret_key": redactKey(c.S3SecretKey),
-		"s3_insecure": c.S3Insecure, "s3_path_style": c.S3PathStyle,
+		"s3_insecure": c.S3Insecure, "s3_path_style": c.S3PathStyle, "webhook_secret": redactKey(c.WebhookSecret),
 	}
 }
 
@@ -177,6 +180,7 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&c.WorkerID, "worker-id", "", "this process's name in the shared queue (default: host name)")
 	fs.StringVar(&raw.lease, "lease", "30s", "Redis queue: a job whose worker sent no heartbeat for this long is redelivered")
 	fs.IntVar(&c.MaxRetries, "max-retries", queue.DefaultMaxRetries, "times a request is run again after the server died while running it; one more crash fails it")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "signs webhook deliveries (Standard Webhooks): whsec_<base64> or any string (prefer the environment variable; logged redacted)")
 	fs.StringVar(&c.Storage, "storage", StorageLocal, "file store of results and uploads: local (under -data) or s3://bucket[/prefix] (shared by hosts; see -s3-*)")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host[:port] (default s3.amazonaws.com)")
 	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region (default: asked from the endpoint)")
@@ -371,6 +375,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRetries < 0 || c.MaxRetries > maxRetriesLimit {
 		bad("-max-retries %d: want 0..%d", c.MaxRetries, maxRetriesLimit)
+	}
+	if c.WebhookSecret != "" {
+		if _, err := queue.ParseWebhookSecret(c.WebhookSecret); err != nil {
+			bad("-webhook-secret: %v", err)
+		}
 	}
 	if len(c.WorkerID) > 64 || strings.ContainsAny(c.WorkerID, " \t\n") {
 		bad("-worker-id %q: at most 64 characters, no spaces", c.WorkerID)

@@ -41,5 +41,9 @@ func (q *Queue) FinishIfHeld(claimed *Job, result json.RawMessage) error {
 
 // Backoff is the webhook retry delay after attempts failed attempts.
 func Backoff(opts WebhookOptions, attempts int) time.Duration {
-	return newWebhookDispatcher(nil, opts).backoff(attempts)
+	w, err := newWebhookDispatcher(nil, opts)
+	if err != nil {
+		panic(err)
+	}
+	return w.backoff(attempts)
 }

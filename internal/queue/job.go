@@ -3,8 +3,8 @@
 // bounded pool of workers, tracks queue positions, cancels queued and
 // running jobs, requeues jobs interrupted by a crash or shutdown (and fails
 // those that keep crashing their server), expires old results, delivers
-// webhooks, relays live events of running jobs and lets callers watch for
-// changes.
+// signed webhooks, relays live events of running jobs and lets callers
+// watch for changes.
 //
 // Two stores implement Store: boltstore, a file that one process owns, and
 // redisstore, a SharedStore that API and worker processes share. What

@@ -175,7 +175,10 @@ func Open(store Store, opts Options) (*Queue, error) {
 	} else {
 		q.strategy = newLocalStrategy(q)
 	}
-	q.webhooks = newWebhookDispatcher(q, opts.Webhook)
+	var err error
+	if q.webhooks, err = newWebhookDispatcher(q, opts.Webhook); err != nil {
+		return nil, err
+	}
 	q.life, q.endLife = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(q.life, sweepTimeout)
 	defer cancel()
