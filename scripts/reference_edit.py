@@ -442,7 +442,7 @@ def write_edit_cases(pipe, out: Path) -> None:
             "torch": torch.__version__.split("+")[0], "pillow": Image.__version__,
         },
         "conventions": {
-            "arrays": "as ../index.json: raw little-endian, C order",
+            "arrays": "as testdata/reference/index.json: raw little-endian, C order",
             "references": "8-bit RGB PNG files, passed to the pipeline as PIL images in the order of the case",
             "width_height": "null: not passed; the output takes the first reference's processed size (output_width/height)",
             "reference_grids": "[h, w] latent grid of each reference after preprocessing (processed size / 16)",

@@ -23,6 +23,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
+	"github.com/kleinserve/kleinserve/internal/queue/redisstore"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/worker"
 )
@@ -79,25 +81,6 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	if err != nil {
 		return err
 	}
-	store, ping, err := openQueueStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	q, err := queue.Open(store, queue.Options{
-		Workers:   cfg.Workers,
-		MaxQueued: cfg.MaxQueue,
-		Retention: cfg.Retention,
-		Describe:  api.DescribeFailure,
-		Logger:    log.With().Str("component", "queue").Logger(),
-	})
-	if err != nil {
-		store.Close()
-		return err
-	}
-	defer func() { err = errors.Join(err, q.Close()) }()
-
-	m := metrics.New()
-	m.RegisterQueueGauges(q.Depth, q.Running)
 	// Every URL the server fetches or calls goes through this guard.
 	policy, err := cfg.OutboundPolicy()
 	if err != nil {
@@ -105,8 +88,35 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	guard := netguard.New(policy)
 	defer guard.Close()
-	events := worker.NewLocalEvents()
-	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events,
+	store, ping, err := openQueueStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	retries := cfg.MaxRetries
+	if retries == 0 {
+		retries = queue.NoRetries // Options takes 0 for its default
+	}
+	q, err := queue.Open(store, queue.Options{
+		Workers:    cfg.Workers,
+		MaxQueued:  cfg.MaxQueue,
+		Retention:  cfg.Retention,
+		MaxRetries: retries,
+		Describe:   api.DescribeFailure,
+		Webhook: queue.WebhookOptions{Secret: cfg.WebhookSecret, Redact: netguard.Redact,
+			Client: guard.Client(netguard.ClientOptions{NoRedirects: true, Timeout: webhookTimeout})},
+		Logger: log.With().Str("component", "queue").Logger(),
+	})
+	if err != nil {
+		store.Close(ctx)
+		return err
+	}
+	defer func() { err = errors.Join(err, q.Close()) }()
+
+	m := metrics.New()
+	m.RegisterQueueGauges(q.Depth, q.Running)
+	// Live progress travels through the queue, so that a stream answered
+	// by one process shows the steps of a job another process runs.
+	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: q,
 		Images: &imageinput.Loader{Fetcher: guard, Files: files},
 		Logger: log.With().Str("component", "worker").Logger()})
 	ready, readyInfo := readiness(cfg, q, wk, ping, files)
@@ -114,13 +124,14 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		Queue:        q,
 		Storage:      files,
 		Metrics:      m,
-		Events:       events,
+		Events:       q,
 		Logger:       log.With().Str("component", "api").Logger(),
 		Role:         cfg.Role,
 		Ready:        ready,
 		ReadyInfo:    readyInfo,
 		Keys:         cfg.Keys,
 		PrivateFiles: cfg.PrivateFiles,
+		CheckURL:     guard.Preflight,
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		PreviewEvery: cfg.PreviewEvery,
@@ -201,6 +212,9 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	return runErr
 }
 
+// webhookTimeout bounds one webhook delivery attempt.
+const webhookTimeout = 30 * time.Second
+
 // readiness is what /readyz checks for the process role: an API process is
 // ready while the shared queue and the file store answer; a generating
 // process once its model is loaded.
@@ -252,10 +266,10 @@ func loadEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (eng
 // the backend is reachable (nil for the embedded bolt file).
 func openQueueStore(ctx context.Context, cfg config.Config, log zerolog.Logger) (queue.Store, func(context.Context) error, error) {
 	if !cfg.SharedQueue() {
-		store, err := queue.OpenBolt(cfg.QueuePath())
+		store, err := boltstore.Open(ctx, cfg.QueuePath())
 		return store, nil, err
 	}
-	store, err := queue.OpenRedis(ctx, queue.RedisOptions{
+	store, err := redisstore.Open(ctx, redisstore.Options{
 		URL:      cfg.Queue,
 		WorkerID: cfg.WorkerID,
 		Lease:    cfg.Lease,

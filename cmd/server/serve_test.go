@@ -15,13 +15,14 @@ import (
 	"github.com/kleinserve/kleinserve/internal/config"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
 	"github.com/kleinserve/kleinserve/internal/storage"
 )
 
 // TestAPIReadiness: an API process is ready while its queue and file store
 // answer and no shutdown has begun, and says which one is down otherwise.
 func TestAPIReadiness(t *testing.T) {
-	store, err := queue.OpenBolt(filepath.Join(t.TempDir(), "queue.db"))
+	store, err := boltstore.Open(context.Background(), filepath.Join(t.TempDir(), "queue.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
@@ -579,7 +580,8 @@ func TestWebhookDelivery(t *testing.T) {
 		got <- b
 	}))
 	defer hook.Close()
-	env := newEnv(t, envOptions{})
+	// The receiver is on loopback, which webhooks reach only when allowed.
+	env := newEnv(t, envOptions{urlPolicy: netguard.Policy{AllowPrivate: true}})
 	r := env.do("POST", submitPath+"?fal_webhook="+hook.URL+"/hook%3Fa%3D1", `{"prompt":"hooked","num_inference_steps":1}`, nil)
 	hookID := r.json(t)["request_id"].(string)
 	var body wire.WebhookBody

@@ -103,6 +103,10 @@ func classify(err error) apiError {
 		return e
 	case errors.Is(err, queue.ErrCanceled), errors.Is(err, engine.ErrCanceled), errors.Is(err, context.Canceled):
 		return simple(http.StatusBadRequest, "Request cancelled", wire.ErrorTypeRequestCancelled)
+	case errors.Is(err, queue.ErrRetriesExhausted):
+		// The queue's message says how often the server stopped; it holds
+		// nothing internal.
+		return simple(http.StatusInternalServerError, err.Error(), "runner_disconnected")
 	case errors.Is(err, queue.ErrInterrupted):
 		// Permanent for this request (its client is gone), so not a 503
 		// that clients would retry.

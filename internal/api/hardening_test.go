@@ -2,14 +2,17 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
 )
 
@@ -122,5 +125,75 @@ func TestPrivateFiles(t *testing.T) {
 		if keyed != 200 || (private && anon != 401) || (!private && anon != 200) {
 			t.Fatalf("private=%v: anonymous %d, keyed %d", private, anon, keyed)
 		}
+	}
+}
+
+// TestRequestsBelongToTheirKey: with several keys, a request is visible
+// only to the key that made it; others get 404 as for an unknown id (they
+// could read k1's status, logs and result and cancel it before).
+func TestRequestsBelongToTheirKey(t *testing.T) {
+	env := newEnv(t, envOptions{keys: []string{"k1", "k2"}})
+	k1 := map[string]string{"Authorization": "Key k1"}
+	k2 := map[string]string{"Authorization": "Key k2"}
+	env.engine.hold = make(chan struct{})
+	r := env.do("POST", submitPath, `{"prompt":"mine","num_inference_steps":1}`, k1)
+	if r.status != 200 {
+		t.Fatalf("submit: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["request_id"].(string)
+	for _, c := range []struct{ method, path string }{
+		{"GET", reqPrefix + id + "/status?logs=1"}, {"GET", reqPrefix + id + "/status/stream"},
+		{"GET", reqPrefix + id}, {"PUT", reqPrefix + id + "/cancel"},
+		{"GET", "/queue/fal-ai/flux-2/klein/4b/base/requests/" + id + "/status"},
+	} {
+		if r := env.do(c.method, c.path, "", k2); r.status != 404 {
+			t.Errorf("k2 %s %s: %d %s", c.method, c.path, r.status, r.body)
+		}
+	}
+	if r := env.do("GET", reqPrefix+id+"/status", "", k1); r.status != 202 {
+		t.Fatalf("k1 status: %d %s", r.status, r.body)
+	}
+	close(env.engine.hold)
+	env.waitJob(id, queue.StatusCompleted)
+	if r := env.do("GET", reqPrefix+id, "", k1); r.status != 200 {
+		t.Fatalf("k1 result: %d %s", r.status, r.body)
+	}
+	if r := env.do("GET", reqPrefix+id, "", k2); r.status != 404 {
+		t.Fatalf("k2 result after completion: %d", r.status)
+	}
+	job, _ := env.queue.Get(context.Background(), id)
+	if job.Owner == "" || strings.Contains(job.Owner, "k1") {
+		t.Fatalf("stored owner %q", job.Owner)
+	}
+}
+
+// TestWebhookAddressGuard: a webhook receiver on another loopback address
+// (127.0.0.2) is refused at submit by default, naming fal_webhook, and so
+// are the metadata address and numeric host spellings; with private URLs
+// allowed, the delivery arrives.
+func TestWebhookAddressGuard(t *testing.T) {
+	got := make(chan struct{}, 1)
+	receiver := serveOn(t, func(w http.ResponseWriter, r *http.Request) { got <- struct{}{} })
+	env := newEnv(t, envOptions{})
+	for _, hook := range []string{receiver + "/hook", "http://169.254.169.254/latest", "http://0x7f000001/",
+		"http://2130706433/", "http://[::1]/", "http://10.0.0.1/", "http://metadata.google.internal/"} {
+		r := env.do("POST", submitPath+"?fal_webhook="+url.QueryEscape(hook), `{"prompt":"x","num_inference_steps":1}`, nil)
+		if r.status != 422 || !strings.Contains(string(r.body), `"fal_webhook"`) {
+			t.Errorf("%s: %d %s", hook, r.status, r.body)
+		}
+	}
+	allowed := newEnv(t, envOptions{urlPolicy: netguard.Policy{AllowPrivate: true}})
+	allowed.submit2(t, `{"prompt":"x","num_inference_steps":1}`, "?fal_webhook="+url.QueryEscape(receiver+"/hook"))
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery with private URLs allowed")
+	}
+}
+
+func (e *testEnv) submit2(t *testing.T, body, query string) {
+	t.Helper()
+	if r := e.do("POST", submitPath+query, body, nil); r.status != 200 {
+		t.Fatalf("submit: %d %s", r.status, r.body)
 	}
 }

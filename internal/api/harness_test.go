@@ -18,6 +18,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
+	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/storage/storagetest"
 	"github.com/kleinserve/kleinserve/internal/wire"
@@ -72,12 +73,17 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	bolt, err := queue.OpenBolt(filepath.Join(dir, "queue.db"))
+	bolt, err := boltstore.Open(context.Background(), filepath.Join(dir, "queue.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.workers == 0 {
 		o.workers = 1
+	}
+	guard := netguard.New(o.urlPolicy)
+	t.Cleanup(guard.Close)
+	if o.webhook.Client == nil {
+		o.webhook.Client = guard.Client(netguard.ClientOptions{NoRedirects: true})
 	}
 	q, err := queue.Open(bolt, queue.Options{Workers: o.workers, MaxQueued: o.maxQueued, Describe: DescribeFailure,
 		Logger: zerolog.Nop(), Webhook: o.webhook})
@@ -101,14 +107,11 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	seed := int64(0)
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
-	events := worker.NewLocalEvents()
-	guard := netguard.New(o.urlPolicy)
-	t.Cleanup(guard.Close)
-	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop(),
+	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: q, Logger: zerolog.Nop(),
 		Images: &imageinput.Loader{Fetcher: guard, Files: files, Limits: o.imageLimits}})
-	srv := New(Options{Queue: q, Storage: files, Metrics: m, Events: events, Logger: zerolog.Nop(), Keys: o.keys,
+	srv := New(Options{Queue: q, Storage: files, Metrics: m, Events: q, Logger: zerolog.Nop(), Keys: o.keys,
 		PublicURL: base, MaxBodyBytes: o.maxBody, PreviewEvery: o.previewEvery, KeepAlive: o.keepAlive,
-		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit, Pace: o.pace,
+		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit, Pace: o.pace, CheckURL: guard.Preflight,
 		PrivateFiles: o.privateFiles,
 		Ready: []ReadyCheck{{Status: "loading", Phase: true, Check: func(context.Context) error {
 			if wk.Engine() == nil {

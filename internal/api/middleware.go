@@ -97,8 +97,8 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			return
 		}
 		scheme, cred, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-		if ok && (strings.EqualFold(scheme, "Key") || strings.EqualFold(scheme, "Bearer")) && s.validKey(strings.TrimSpace(cred)) {
-			next.ServeHTTP(w, r)
+		if key := strings.TrimSpace(cred); ok && (strings.EqualFold(scheme, "Key") || strings.EqualFold(scheme, "Bearer")) && s.validKey(key) {
+			next.ServeHTTP(w, withOwner(r, key))
 			return
 		}
 		s.writeError(w, r, errUnauthorized)

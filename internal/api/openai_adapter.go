@@ -51,6 +51,9 @@ func (b openaiBackend) Submit(ctx context.Context, sub openai.Submission) (opena
 	if !ok || sub.EndpointID == "" {
 		return openai.Ticket{}, openai.ErrEndpointUnavailable
 	}
+	if len(b.s.keys) > 0 {
+		ctx = context.WithValue(ctx, ownerKey{}, keyFingerprint(sub.Key))
+	}
 	payload, err := b.s.preparePayload(ep, sub.Input)
 	if err != nil {
 		return openai.Ticket{}, b.falError(err)
@@ -85,7 +88,11 @@ func (b openaiBackend) subscribe(ctx context.Context, id string) (<-chan openai.
 		defer close(stopped)
 		for {
 			select {
-			case raw := <-in:
+			case raw, open := <-in:
+				if !open {
+					<-stop
+					return
+				}
 				p, ok := toOpenAIProgress(raw)
 				if !ok {
 					continue

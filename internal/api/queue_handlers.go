@@ -78,7 +78,8 @@ func (s *Server) statusBody(job *queue.Job, logs bool, fromLog int) wire.Status 
 // 200 once completed.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "requestID")
-	job, err := s.queue.Get(r.Context(), id)
+	withLogs := truthy(r.URL.Query().Get("logs"))
+	job, err := s.readOwned(r.Context(), id, logParts(withLogs))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -88,7 +89,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusOK
 	}
 	w.Header().Set(headerRequestID, id)
-	writeJSON(w, s.log, code, s.statusBody(job, truthy(r.URL.Query().Get("logs")), 0))
+	writeJSON(w, s.log, code, s.statusBody(job, withLogs, 0))
 }
 
 // handleStatusStream: GET …/requests/{id}/status/stream. One event at
@@ -98,7 +99,7 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "requestID")
 	withLogs := truthy(r.URL.Query().Get("logs"))
 	changed := s.queue.Changed()
-	job, err := s.queue.Get(r.Context(), id)
+	job, err := s.readOwned(r.Context(), id, logParts(withLogs))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -137,7 +138,7 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		changed = s.queue.Changed()
-		job, err = s.queue.Get(r.Context(), id)
+		job, err = s.readOwned(r.Context(), id, logParts(withLogs))
 		if err != nil {
 			// Expired or unreadable mid-stream: report it as the last event.
 			_ = sse.event(wire.StreamError{Error: classify(err).message, ErrorType: classify(err).typ})
@@ -156,7 +157,7 @@ func sameStatus(a, b wire.Status) bool {
 // stored failure with its own status and body.
 func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "requestID")
-	job, err := s.queue.Get(r.Context(), id)
+	job, err := s.readOwned(r.Context(), id, queue.PartResult)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -185,6 +186,10 @@ func (s *Server) writeOutcome(w http.ResponseWriter, job *queue.Job) {
 // 400 ALREADY_COMPLETED or 404 NOT_FOUND.
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "requestID")
+	if _, err := s.readOwned(r.Context(), id, 0); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.queue.Cancel(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -198,12 +203,12 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 func (s *Server) waitCompleted(ctx context.Context, id string) (*queue.Job, error) {
 	for {
 		changed := s.queue.Changed()
-		job, err := s.queue.Get(context.WithoutCancel(ctx), id)
+		job, err := s.queue.Read(context.WithoutCancel(ctx), id, 0)
 		if err != nil {
 			return nil, err
 		}
 		if job.Status == queue.StatusCompleted {
-			return job, nil
+			return s.queue.Read(context.WithoutCancel(ctx), id, queue.PartResult)
 		}
 		select {
 		case <-changed:
@@ -233,4 +238,13 @@ func jsonDetail(body json.RawMessage) any {
 		return nil
 	}
 	return v.Detail
+}
+
+// logParts is what a status read loads: the log lines only when asked for,
+// never the result.
+func logParts(withLogs bool) queue.Part {
+	if withLogs {
+		return queue.PartLogs
+	}
+	return 0
 }

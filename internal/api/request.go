@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/wire"
 	"github.com/kleinserve/kleinserve/internal/worker"
@@ -54,6 +55,16 @@ func (s *Server) decodeSubmission(w http.ResponseWriter, r *http.Request, ep wir
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return sub, wire.NewValidationError([]any{"query", "fal_webhook"},
 				"Input should be an absolute http or https URL", "url_parsing")
+		}
+		if s.opts.CheckURL != nil {
+			if err := s.opts.CheckURL(r.Context(), hook); err != nil {
+				msg := "The webhook URL is refused"
+				var ge *netguard.Error
+				if errors.As(err, &ge) {
+					msg = ge.Reason()
+				}
+				return sub, wire.NewValidationError([]any{"query", "fal_webhook"}, msg, "url_refused")
+			}
 		}
 		sub.webhookURL = hook
 	}
@@ -97,6 +108,7 @@ func (s *Server) enqueue(ctx context.Context, id string, sub submission, ephemer
 		return nil, err
 	}
 	return s.queue.Submit(ctx, queue.SubmitRequest{
+		Owner:         ownerOf(ctx),
 		ID:            id,
 		Endpoint:      sub.payload.Input.Endpoint,
 		Payload:       payload,

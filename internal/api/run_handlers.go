@@ -76,7 +76,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 	defer keepAlive.Stop()
 	for {
 		changed := s.queue.Changed()
-		job, err := s.queue.Get(r.Context(), id)
+		job, err := s.queue.Read(r.Context(), id, 0)
 		if err != nil {
 			if r.Context().Err() != nil {
 				s.cancelAbandoned(id)
@@ -88,6 +88,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 		}
 		if job.Status == queue.StatusCompleted {
 			s.drainProgress(sse, progress)
+			if job, err = s.queue.Read(r.Context(), id, queue.PartResult); err != nil {
+				e := classify(err)
+				_ = sse.event(wire.StreamError{Error: e.message, ErrorType: e.typ})
+				return
+			}
 			if f := job.Failure; f != nil {
 				_ = sse.event(wire.StreamError{Error: f.Message, ErrorType: f.Type, Detail: jsonDetail(f.Body)})
 				return
@@ -96,7 +101,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 			return
 		}
 		select {
-		case ev := <-progress:
+		case ev, ok := <-progress:
+			if !ok { // the job ended; its outcome is read next
+				progress = nil
+				continue
+			}
 			if err := sse.rawEvent(ev); err != nil {
 				s.cancelAbandoned(id)
 				return
@@ -114,16 +123,27 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 	}
 }
 
-// drainProgress sends progress events still buffered when the job ended,
-// so the final output is always the last event.
+// drainWait bounds how long a finished job's last progress events may take
+// to arrive from the worker that published them (another process's events
+// travel through the shared queue).
+const drainWait = 2 * time.Second
+
+// drainProgress sends the progress events still on their way when the job
+// ended, until the queue closes the subscription after the job's last
+// event, so the final output is always the last event.
 func (s *Server) drainProgress(sse *sseWriter, progress <-chan []byte) {
+	if progress == nil {
+		return
+	}
+	timeout := time.NewTimer(drainWait)
+	defer timeout.Stop()
 	for {
 		select {
-		case ev := <-progress:
-			if sse.rawEvent(ev) != nil {
+		case ev, ok := <-progress:
+			if !ok || sse.rawEvent(ev) != nil {
 				return
 			}
-		default:
+		case <-timeout.C:
 			return
 		}
 	}

@@ -61,6 +61,9 @@ type Options struct {
 	// Admit, when set, refuses at submit what this deployment cannot run
 	// (a *wire.ValidationError naming the field).
 	Admit func(wire.Params) error
+	// CheckURL, when set, vets a URL the server will call later (a
+	// fal_webhook) at submit: netguard.Guard.Preflight.
+	CheckURL func(ctx context.Context, rawURL string) error
 	// Keys are the accepted API keys; none means an open server.
 	Keys []string
 	// PrivateFiles requires a key to download stored files; by default

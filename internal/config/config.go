@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kleinserve/kleinserve/internal/netguard"
+	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -109,6 +110,12 @@ type Config struct {
 	// Lease is how long a worker may go without a heartbeat before its job
 	// is redelivered to another (Redis queue).
 	Lease time.Duration `json:"-"`
+	// MaxRetries is how many times a job is run again after its process
+	// died while running it; one more crash fails it.
+	MaxRetries int `json:"max_retries"`
+	// WebhookSecret signs webhook deliveries (Standard Webhooks); empty:
+	// unsigned. Logged redacted.
+	WebhookSecret string `json:"-"`
 	// Storage is the file store of results and uploads: "local" (a
 	// directory under DataDir) or s3://bucket[/prefix], shared by hosts.
 	Storage string `json:"storage"`
@@ -137,11 +144,11 @@ func (c Config) Redacted() map[string]any {
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
 		"max_conns_per_ip": c.MaxConnsPerIP, "private_files": c.PrivateFiles,
 		"allow_private_urls": c.AllowPrivateURLs, "allow_urls": c.AllowURLs,
-		"preview_every": c.PreviewEvery, "log_level": c.LogLevel,
+		"preview_every": c.PreviewEvery, "log_level": c.LogLevel, "max_retries": c.MaxRetries,
 		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
 		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
 		"s3_access_key": redactKey(c.S3AccessKey), "s3_secret_key": redactKey(c.S3SecretKey),
-		"s3_insecure": c.S3Insecure, "s3_path_style": c.S3PathStyle,
+		"s3_insecure": c.S3Insecure, "s3_path_style": c.S3PathStyle, "webhook_secret": redactKey(c.WebhookSecret),
 	}
 }
 
@@ -195,6 +202,8 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&c.Queue, "queue", QueueBolt, "queue backend: bolt (one process) or redis://[user:password@]host:port/db (shared)")
 	fs.StringVar(&c.WorkerID, "worker-id", "", "this process's name in the shared queue (default: host name)")
 	fs.StringVar(&raw.lease, "lease", "30s", "Redis queue: a job whose worker sent no heartbeat for this long is redelivered")
+	fs.IntVar(&c.MaxRetries, "max-retries", queue.DefaultMaxRetries, "times a request is run again after the server died while running it; one more crash fails it")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "signs webhook deliveries (Standard Webhooks): whsec_<base64> or any string (prefer the environment variable; logged redacted)")
 	fs.StringVar(&c.Storage, "storage", StorageLocal, "file store of results and uploads: local (under -data) or s3://bucket[/prefix] (shared by hosts; see -s3-*)")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host[:port] (default s3.amazonaws.com)")
 	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region (default: asked from the endpoint)")
@@ -426,6 +435,14 @@ func (c Config) Validate() error {
 	if c.Lease < time.Second || c.Lease > time.Hour {
 		bad("-lease %v: want 1s..1h", c.Lease)
 	}
+	if c.MaxRetries < 0 || c.MaxRetries > maxRetriesLimit {
+		bad("-max-retries %d: want 0..%d", c.MaxRetries, maxRetriesLimit)
+	}
+	if c.WebhookSecret != "" {
+		if _, err := queue.ParseWebhookSecret(c.WebhookSecret); err != nil {
+			bad("-webhook-secret: %v", err)
+		}
+	}
 	if len(c.WorkerID) > 64 || strings.ContainsAny(c.WorkerID, " \t\n") {
 		bad("-worker-id %q: at most 64 characters, no spaces", c.WorkerID)
 	}
@@ -441,6 +458,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// maxRetriesLimit bounds -max-retries: a request that killed its server
+// this many times will not stop doing so.
+const maxRetriesLimit = 10
 
 // validateRedisURL accepts redis:// and rediss:// URLs with a host and an
 // optional numeric database.

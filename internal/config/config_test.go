@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kleinserve/kleinserve/internal/queue"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -253,6 +255,72 @@ func TestStorage(t *testing.T) {
 	for _, want := range []string{"-storage", "-s3-region", "go together", "-workers"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("combined error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestMaxRetries(t *testing.T) {
+	c, err := Load(nil, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxRetries != queue.DefaultMaxRetries || c.Redacted()["max_retries"] != queue.DefaultMaxRetries {
+		t.Fatalf("default max retries %d", c.MaxRetries)
+	}
+	c, err = Load([]string{"-max-retries", "0"}, env(map[string]string{"KLEINSERVE_MAX_RETRIES": "5"}), noFiles)
+	if err != nil || c.MaxRetries != 0 {
+		t.Fatalf("flag over env: %d %v", c.MaxRetries, err)
+	}
+	if c, _ := Load(nil, env(map[string]string{"KLEINSERVE_MAX_RETRIES": "5"}), noFiles); c.MaxRetries != 5 {
+		t.Fatalf("env: %d", c.MaxRetries)
+	}
+	for _, v := range []string{"-1", "11"} {
+		_, err := Load([]string{"-max-retries", v}, env(nil), noFiles)
+		if err == nil || !strings.Contains(err.Error(), "-max-retries "+v+": want 0..10") {
+			t.Errorf("-max-retries %s: %v", v, err)
+		}
+	}
+}
+
+func TestWebhookSecret(t *testing.T) {
+	c, err := Load(nil, env(nil), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WebhookSecret != "" || c.Redacted()["webhook_secret"] != "" {
+		t.Fatalf("default webhook secret %q", c.WebhookSecret)
+	}
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // 24 bytes
+	c, err = Load(nil, env(map[string]string{"KLEINSERVE_WEBHOOK_SECRET": secret}), noFiles)
+	if err != nil || c.WebhookSecret != secret {
+		t.Fatalf("webhook secret %q %v", c.WebhookSecret, err)
+	}
+	for name, v := range map[string]any{"redacted": c.Redacted(), "config": c} {
+		raw, _ := json.Marshal(v)
+		if strings.Contains(string(raw), "MfKQ9r8") {
+			t.Errorf("%s leaks the webhook secret: %s", name, raw)
+		}
+	}
+	if r := c.Redacted(); r["webhook_secret"] != "set (redacted)" {
+		t.Errorf("redacted %v", r)
+	}
+	if _, err := Load([]string{"-webhook-secret", "a raw secret of 24 bytes"}, env(nil), noFiles); err != nil {
+		t.Errorf("raw secret refused: %v", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-webhook-secret", "whsec_%%%"}, "-webhook-secret: the part after whsec_ is not base64"},
+		{[]string{"-webhook-secret", "short"}, "-webhook-secret: the key has 5 bytes, want at least 16"},
+		{[]string{"-webhook-secret", "whsec_c2hvcnQ="}, "-webhook-secret: the key has 5 bytes"},
+	} {
+		_, err := Load(tc.args, env(nil), noFiles)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v does not mention %q", tc.args, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "%%%") {
+			t.Errorf("%v: the error shows the secret: %v", tc.args, err)
 		}
 	}
 }

@@ -124,6 +124,10 @@ func Redact(raw string) string {
 	if err != nil {
 		return "(unparsable URL)"
 	}
+	if u.Opaque != "" { // mailto:user@host and the like: all of it is data
+		return u.Scheme + ":" + Redacted
+	}
+	u.ForceQuery = false
 	u.User = nil
 	u.Fragment, u.RawFragment = "", ""
 	if u.RawQuery != "" {

@@ -26,6 +26,14 @@ var errLeaseLost = errors.New("queue: job was redelivered to another worker")
 // meanwhile (claimed by a worker, finished, requeued).
 var errStateChanged = errors.New("queue: job changed state meanwhile")
 
+// Bounds of the store operations the queue makes on its own behalf (no
+// caller context: workers, the janitor, webhooks, metrics). A hung store
+// must surface as an error, not a stuck loop.
+const (
+	storeOpTimeout = 10 * time.Second
+	sweepTimeout   = time.Minute
+)
+
 // Processor runs one job. It must return promptly once ctx is canceled.
 // The returned bytes are stored as the job's result.
 type Processor func(ctx context.Context, job *Job, log LogFunc) (json.RawMessage, error)
@@ -48,6 +56,13 @@ type Options struct {
 	// SweepInterval is how often expired jobs are deleted (default
 	// Retention/10, clamped to [1s, 1m]).
 	SweepInterval time.Duration
+	// MaxRetries is how many times a job is run again after its process
+	// died while running it (default DefaultMaxRetries; NoRetries for
+	// none). One more crash fails it with ErrRetriesExhausted: a job that
+	// keeps killing its worker would otherwise block the queue forever.
+	// The first retry keeps the job's place at the front (the crash was
+	// likely not its fault); later ones queue it behind the waiting jobs.
+	MaxRetries int
 	// Describe maps job errors to failures (required).
 	Describe DescribeFunc
 	// Webhook configures webhook delivery.
@@ -70,6 +85,8 @@ type SubmitRequest struct {
 	Endpoint string
 	Payload  json.RawMessage
 	Priority Priority
+	// Owner is stored with the job and returned by reads (see Job.Owner).
+	Owner string
 	// StartDeadline, when set, fails the job with ErrStartTimeout if no
 	// worker has started it by then.
 	StartDeadline time.Time
@@ -81,11 +98,16 @@ type SubmitRequest struct {
 
 // Queue runs jobs from a Store on a worker pool.
 type Queue struct {
-	store Store
-	opts  Options
-	log   zerolog.Logger
-	// shared is store when several processes share it, else nil.
-	shared SharedStore
+	store      Store
+	opts       Options
+	log        zerolog.Logger
+	strategy   strategy
+	maxRetries int
+
+	// life bounds the queue's own store operations; it ends at Close,
+	// after the workers stopped.
+	life    context.Context
+	endLife context.CancelFunc
 
 	// submitMu orders Submit against Shutdown: no job is added once
 	// draining is set, so Shutdown sees every ephemeral job it must fail.
@@ -93,8 +115,7 @@ type Queue struct {
 
 	mu       sync.Mutex
 	running  map[string]*runningJob
-	pending  map[string]bool // cancels that arrived before the worker registered
-	changed  chan struct{}   // closed and replaced on every change
+	changed  chan struct{} // closed and replaced on every change
 	draining bool
 	started  bool
 	closed   bool
@@ -108,19 +129,17 @@ type Queue struct {
 	stopBg       context.CancelFunc
 	webhooks     *webhookDispatcher
 	shutdownOnce sync.Once
-	watcher      sync.WaitGroup     // the SharedStore watch loop
-	stopWatch    context.CancelFunc // ends it; called by Close
 }
 
 type runningJob struct {
 	cancel context.CancelCauseFunc
-	logs   []LogEntry
+	logs   []LogEntry // local strategy: lines not yet stored
 }
 
 // Open recovers the store's state and starts the janitor and the webhook
 // dispatcher. Jobs found running (the previous process died or was killed)
-// are requeued at the front; ephemeral ones are failed. Workers start with
-// Start.
+// are requeued at the front, or failed after MaxRetries crashes; ephemeral
+// ones are failed. Workers start with Start.
 func Open(store Store, opts Options) (*Queue, error) {
 	if opts.Describe == nil {
 		return nil, errors.New("queue: Options.Describe is required")
@@ -144,143 +163,76 @@ func Open(store Store, opts Options) (*Queue, error) {
 		store:       store,
 		opts:        opts,
 		log:         opts.Logger,
+		maxRetries:  resolveMaxRetries(opts.MaxRetries),
 		running:     map[string]*runningJob{},
-		pending:     map[string]bool{},
 		changed:     make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 		stopWorkers: make(chan struct{}),
 		janitorPoke: make(chan struct{}, 1),
 	}
-	q.shared, _ = store.(SharedStore)
-	q.webhooks = newWebhookDispatcher(q, opts.Webhook)
-	if err := q.recover(); err != nil {
+	if shared, ok := store.(SharedStore); ok {
+		q.strategy = newSharedStrategy(q, shared)
+	} else {
+		q.strategy = newLocalStrategy(q)
+	}
+	var err error
+	if q.webhooks, err = newWebhookDispatcher(q, opts.Webhook); err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	q.stopBg = cancel
-	hooks, err := store.PendingWebhooks()
+	q.life, q.endLife = context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(q.life, sweepTimeout)
+	defer cancel()
+	if err := q.recover(ctx); err != nil {
+		q.endLife()
+		return nil, err
+	}
+	hooks, err := store.PendingWebhooks(ctx)
 	if err != nil {
-		cancel()
+		q.endLife()
 		return nil, fmt.Errorf("queue: list pending webhooks: %w", err)
 	}
 	for _, j := range hooks {
 		q.webhooks.schedule(j.ID, j.Webhook.NextAttempt)
 	}
+	bg, stopBg := context.WithCancel(q.life)
+	q.stopBg = stopBg
 	q.background.Add(2)
 	go func() { defer q.background.Done(); q.janitor(bg) }()
 	go func() { defer q.background.Done(); q.webhooks.run(bg) }()
-	if q.shared != nil {
-		// The watch loop outlives Shutdown: waiters (synchronous runs on an
-		// API process) keep hearing of jobs other processes finish until Close.
-		watchCtx, stopWatch := context.WithCancel(context.Background())
-		q.stopWatch = stopWatch
-		q.watcher.Add(1)
-		go func() { defer q.watcher.Done(); q.watch(watchCtx) }()
-	}
+	// The strategy's own loops (a SharedStore's watch) outlive Shutdown:
+	// waiters (synchronous runs on an API process) keep hearing of jobs
+	// other processes finish until Close.
+	q.strategy.start(q.life)
 	return q, nil
 }
 
-// watch relays a SharedStore's events to this process: wake-ups of idle
-// workers, cancels of jobs running here, and Changed notifications. A
-// ticker covers notifications lost while the connection was down.
-func (q *Queue) watch(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			if err := q.shared.Watch(ctx, q.onEvent); err != nil && ctx.Err() == nil {
-				q.log.Error().Err(err).Msg("watch shared queue; retrying")
-				select {
-				case <-time.After(time.Second):
-				case <-ctx.Done():
-				}
-			}
-		}
-	}()
-	tick := time.NewTicker(q.opts.PollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			<-done
-			return
-		case <-tick.C:
-			poke(q.wake)
-			q.notify()
-		}
-	}
+// opContext bounds one store operation the queue makes on its own behalf.
+func (q *Queue) opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(q.life, storeOpTimeout)
 }
 
-// onEvent handles one SharedStore event; it never blocks.
-func (q *Queue) onEvent(e Event) {
-	switch e.Kind {
-	case EventQueued:
-		poke(q.wake)
-	case EventCancel, EventLost:
-		cause := ErrCanceled
-		if e.Kind == EventLost {
-			cause = errLeaseLost
-		}
-		q.mu.Lock()
-		if r := q.running[e.ID]; r != nil {
-			r.cancel(cause)
-		}
-		q.mu.Unlock()
+// recover applies the crash policy to the jobs a dead process left
+// running (with a SharedStore, its ClaimNext does that instead) and loads
+// the start deadlines of the queued jobs.
+func (q *Queue) recover(ctx context.Context) error {
+	requeued, exhausted, err := q.strategy.recoverRunning(ctx)
+	if err != nil {
+		return err
 	}
-	q.notify()
-}
-
-// recover requeues interrupted jobs and loads start deadlines. With a
-// SharedStore, jobs running elsewhere belong to live workers or are
-// redelivered by the store, and queued ephemeral jobs may have clients on
-// other processes: only the deadlines are loaded.
-func (q *Queue) recover() error {
-	var running []*Job
-	if q.shared == nil {
-		var err error
-		if running, err = q.store.List(StatusRunning); err != nil {
-			return fmt.Errorf("queue: list running jobs: %w", err)
-		}
+	failed, err := q.strategy.failOrphans(ctx, ErrInterrupted)
+	if err != nil {
+		return err
 	}
-	requeued := 0
-	for _, j := range running {
-		var err error
-		switch {
-		case j.CancelRequested:
-			err = q.finish(j.ID, StatusRunning, nil, nil, ErrCanceled)
-		case j.Ephemeral:
-			err = q.finish(j.ID, StatusRunning, nil, nil, ErrInterrupted)
-		default:
-			_, err = q.store.Update(j.ID, func(j *Job) error {
-				j.Status = StatusQueued
-				j.Logs = append(j.Logs, LogEntry{Time: q.opts.Now(), Level: "WARN",
-					Message: "Server restarted while this request was running; requeued"})
-				return nil
-			})
-			requeued++
-		}
-		if err != nil {
-			return fmt.Errorf("queue: recover job %s: %w", j.ID, err)
-		}
-	}
-	queued, err := q.store.List(StatusQueued)
+	queued, err := q.store.List(ctx, StatusQueued)
 	if err != nil {
 		return fmt.Errorf("queue: list queued jobs: %w", err)
 	}
-	failed := 0
 	for _, j := range queued {
-		if j.Ephemeral && q.shared == nil {
-			if err := q.finish(j.ID, StatusQueued, nil, nil, ErrInterrupted); err != nil && !errors.Is(err, errStateChanged) {
-				return fmt.Errorf("queue: recover job %s: %w", j.ID, err)
-			}
-			failed++
-			continue
-		}
 		if !j.StartDeadline.IsZero() {
 			heap.Push(&q.deadline, deadlineEntry{at: j.StartDeadline, id: j.ID})
 		}
 	}
-	q.log.Info().Int("requeued", requeued).Int("queued", len(queued)-failed).
+	q.log.Info().Int("requeued", requeued).Int("failed_after_retries", exhausted).Int("queued", len(queued)).
 		Int("interrupted_ephemeral", failed).Msg("queue recovered")
 	return nil
 }
@@ -317,6 +269,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 		Endpoint:      req.Endpoint,
 		Payload:       req.Payload,
 		Priority:      req.Priority,
+		Owner:         req.Owner,
 		Ephemeral:     req.Ephemeral,
 		SubmittedAt:   q.opts.Now(),
 		StartDeadline: req.StartDeadline,
@@ -324,7 +277,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 	if req.WebhookURL != "" {
 		job.Webhook = &Webhook{URL: req.WebhookURL}
 	}
-	if err := q.store.Add(job, q.opts.MaxQueued); err != nil {
+	if err := q.store.Add(ctx, job, q.opts.MaxQueued); err != nil {
 		return nil, fmt.Errorf("queue: submit: %w", err)
 	}
 	q.mu.Lock()
@@ -338,34 +291,22 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 	return job, nil
 }
 
-// Get returns a job with its current position and, while it runs, its live
-// log lines.
+// Get returns a job with all its parts (payload, logs, result), its current
+// position and, while it runs, its live log lines. Status reads should use
+// Read, which leaves the result out.
 func (q *Queue) Get(ctx context.Context, id string) (*Job, error) {
+	return q.Read(ctx, id, PartAll)
+}
+
+// Read returns a job's status record with the parts asked for: a status
+// read passes 0 or PartLogs and costs the same whatever the size of the
+// result; the result handler passes PartResult. With PartLogs, the lines
+// of a running job include those not yet stored.
+func (q *Queue) Read(ctx context.Context, id string, parts Part) (*Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for attempt := 0; ; attempt++ {
-		j, err := q.store.Get(id)
-		if err != nil {
-			return nil, err
-		}
-		if j.Status != StatusRunning {
-			return j, nil
-		}
-		q.mu.Lock()
-		r := q.running[id]
-		if r != nil {
-			j.Logs = append(j.Logs, r.logs...)
-		}
-		q.mu.Unlock()
-		// Running in the store but unknown in memory: either the worker has
-		// not registered it yet (no live lines exist) or it finished between
-		// the two reads; one re-read tells which, so lines never go missing.
-		// A SharedStore holds live lines itself.
-		if r != nil || attempt > 0 || q.shared != nil {
-			return j, nil
-		}
-	}
+	return q.strategy.read(ctx, id, parts)
 }
 
 // Cancel cancels a queued job at once, or asks a running one to stop (its
@@ -376,7 +317,7 @@ func (q *Queue) Cancel(ctx context.Context, id string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		j, err := q.store.Get(id)
+		j, err := q.store.Get(ctx, id, 0)
 		if err != nil {
 			return err
 		}
@@ -384,13 +325,13 @@ func (q *Queue) Cancel(ctx context.Context, id string) error {
 		case StatusCompleted:
 			return ErrAlreadyCompleted
 		case StatusQueued:
-			err := q.finish(id, StatusQueued, nil, nil, ErrCanceled)
+			err := q.finish(ctx, id, StatusQueued, nil, nil, ErrCanceled)
 			if errors.Is(err, errStateChanged) {
 				continue // a worker claimed it meanwhile: cancel it as running
 			}
 			return err
 		case StatusRunning:
-			_, err := q.store.Update(id, func(j *Job) error {
+			_, err := q.store.Update(ctx, id, func(j *Job) error {
 				if j.Status != StatusRunning {
 					return errStateChanged
 				}
@@ -403,13 +344,12 @@ func (q *Queue) Cancel(ctx context.Context, id string) error {
 			if err != nil {
 				return fmt.Errorf("queue: cancel %s: %w", id, err)
 			}
-			// With a SharedStore the holder may be another process: the
-			// store tells it (EventCancel), and run re-reads the flag.
+			// A worker that registers the job after this reads the stored
+			// flag (run); one on another process hears of it from the
+			// SharedStore (EventCancel).
 			q.mu.Lock()
 			if r := q.running[id]; r != nil {
 				r.cancel(ErrCanceled)
-			} else if q.shared == nil {
-				q.pending[id] = true
 			}
 			q.mu.Unlock()
 			return nil
@@ -428,7 +368,9 @@ func (q *Queue) Changed() <-chan struct{} {
 
 // Depth is the number of queued jobs.
 func (q *Queue) Depth() int {
-	n, err := q.store.QueuedCount()
+	ctx, cancel := q.opContext()
+	defer cancel()
+	n, err := q.store.QueuedCount(ctx)
 	if err != nil {
 		q.log.Error().Err(err).Msg("queue depth")
 		return 0
@@ -444,9 +386,10 @@ func (q *Queue) Running() int {
 }
 
 // Shutdown stops taking and starting jobs. Running jobs may finish until ctx
-// is done; then they are canceled and requeued (ephemeral ones fail). Queued
-// ephemeral jobs fail at once, since their clients are being disconnected.
-// Pending webhooks stay stored and resume at the next Open.
+// is done; then they are canceled and requeued (ephemeral ones fail with
+// the local store). Queued ephemeral jobs fail at once with the local
+// store, since their clients are being disconnected. Pending webhooks stay
+// stored and resume at the next Open.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	var err error
 	q.shutdownOnce.Do(func() { err = q.shutdown(ctx) })
@@ -461,22 +404,11 @@ func (q *Queue) shutdown(ctx context.Context) error {
 	q.submitMu.Unlock()
 	close(q.stopWorkers)
 
-	// Queued ephemeral jobs fail with their clients; with a SharedStore
-	// their clients may be on other processes and the jobs stay.
-	var queued []*Job
-	if q.shared == nil {
-		var err error
-		if queued, err = q.store.List(StatusQueued); err != nil {
-			q.log.Error().Err(err).Msg("list queued jobs at shutdown")
-		}
+	opCtx, cancel := q.opContext()
+	if _, err := q.strategy.failOrphans(opCtx, ErrClosed); err != nil {
+		q.log.Error().Err(err).Msg("fail queued ephemeral jobs at shutdown")
 	}
-	for _, j := range queued {
-		if j.Ephemeral {
-			if err := q.finish(j.ID, StatusQueued, nil, nil, ErrClosed); err != nil && !errors.Is(err, errStateChanged) {
-				q.log.Error().Err(err).Str("request_id", j.ID).Msg("fail queued ephemeral job")
-			}
-		}
-	}
+	cancel()
 
 	done := make(chan struct{})
 	go func() { q.workers.Wait(); close(done) }()
@@ -503,17 +435,17 @@ func (q *Queue) Close() error {
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = q.Shutdown(canceled)
-	if q.stopWatch != nil {
-		q.stopWatch()
-		q.watcher.Wait()
-	}
+	q.strategy.stop()
+	q.endLife()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return nil
 	}
 	q.closed = true
-	return q.store.Close()
+	ctx, cancelClose := context.WithTimeout(context.Background(), storeOpTimeout)
+	defer cancelClose()
+	return q.store.Close(ctx)
 }
 
 // notifyLocked wakes every Changed waiter. q.mu must be held.
@@ -548,7 +480,9 @@ func (q *Queue) work(p Processor) {
 		if q.isDraining() {
 			return
 		}
-		job, err := q.store.ClaimNext(q.opts.Now())
+		ctx, cancel := q.opContext()
+		job, err := q.store.ClaimNext(ctx, q.opts.Now())
+		cancel()
 		if err != nil {
 			q.log.Error().Err(err).Msg("claim next job")
 			select {
@@ -580,9 +514,22 @@ func (q *Queue) work(p Processor) {
 // another one cannot overwrite the other's outcome.
 func (q *Queue) run(p Processor, job *Job) {
 	held := heldBy(job)
+	opCtx, cancelOp := q.opContext()
+	defer cancelOp()
+	if job.Redelivered {
+		// Taken over from a worker that died while running it.
+		action, err := q.handleCrash(opCtx, job, job.Crashes, held, "A worker stopped while running this request", false)
+		if err != nil {
+			q.log.Error().Err(err).Str("request_id", job.ID).Msg("requeue or fail a redelivered job")
+			return
+		}
+		if action != crashRetryFront {
+			return
+		}
+	}
 	now := q.opts.Now()
 	if !job.StartDeadline.IsZero() && now.After(job.StartDeadline) {
-		if err := q.finishIf(job.ID, held, nil, nil, ErrStartTimeout); err != nil {
+		if err := q.finishIf(opCtx, job.ID, held, nil, nil, ErrStartTimeout); err != nil {
 			q.log.Error().Err(err).Str("request_id", job.ID).Msg("fail late job")
 		}
 		return
@@ -592,36 +539,23 @@ func (q *Queue) run(p Processor, job *Job) {
 	r := &runningJob{cancel: cancel}
 	q.mu.Lock()
 	q.running[job.ID] = r
-	if q.pending[job.ID] || job.CancelRequested {
-		delete(q.pending, job.ID)
+	if job.CancelRequested {
 		cancel(ErrCanceled)
 	}
 	q.notifyLocked()
 	q.mu.Unlock()
-	if q.shared != nil {
-		// A cancel published between the claim and the registration above
-		// found no running job here; the stored flag tells.
-		if j, err := q.store.Get(job.ID); err == nil && j.CancelRequested {
-			cancel(ErrCanceled)
-		}
+	// A cancel that found the job running but not yet registered here set
+	// the stored flag before looking: read it back now that it is.
+	if j, err := q.store.Get(opCtx, job.ID, 0); err == nil && j.CancelRequested {
+		cancel(ErrCanceled)
 	}
 
 	logf := func(level, message string) {
-		entry := LogEntry{Time: q.opts.Now(), Level: level, Message: message}
-		if q.shared != nil {
-			// Written through, so the API process serving status sees it.
-			if err := q.shared.AppendLog(job.ID, entry); err != nil {
-				q.log.Warn().Err(err).Str("request_id", job.ID).Msg("append log line")
-			}
-			q.notify()
-			return
-		}
-		q.mu.Lock()
-		r.logs = append(r.logs, entry)
-		q.notifyLocked()
-		q.mu.Unlock()
+		logCtx, cancel := q.opContext()
+		defer cancel()
+		q.strategy.appendLog(logCtx, job, r, LogEntry{Time: q.opts.Now(), Level: level, Message: message})
 	}
-	if q.shared != nil {
+	if job.Worker != "" {
 		logf("INFO", fmt.Sprintf("Running on worker %s (attempt %d)", job.Worker, job.Attempts))
 	}
 	result, err := p(ctx, job, logf)
@@ -637,37 +571,38 @@ func (q *Queue) run(p Processor, job *Job) {
 		q.mu.Unlock()
 	}()
 
+	// The outcome is written with a fresh bound: the run may have been long.
+	opCtx, cancelOp = q.opContext()
+	defer cancelOp()
 	cause := context.Cause(ctx)
 	outcome := "completed"
 	switch {
 	case errors.Is(cause, errLeaseLost):
 		err = errStateChanged
 	case err == nil:
-		err = q.finishIf(job.ID, held, logs, result, nil)
-	case errors.Is(cause, errShutdown) && (!job.Ephemeral || q.shared != nil):
-		// With a SharedStore an ephemeral job's client waits on another
-		// process (or on this one's HTTP drain): requeue it too.
+		err = q.finishIf(opCtx, job.ID, held, logs, result, nil)
+	case errors.Is(cause, errShutdown) && q.strategy.requeueOnShutdown(job):
 		outcome = "requeued"
-		_, err = q.store.Update(job.ID, func(j *Job) error {
+		_, err = q.store.Update(opCtx, job.ID, func(j *Job) error {
 			if !held(j) {
 				return errStateChanged
 			}
 			j.Status = StatusQueued
 			j.StartedAt = time.Time{}
-			j.Logs = append(j.Logs, LogEntry{Time: q.opts.Now(), Level: "WARN",
-				Message: "Interrupted by server shutdown; requeued"})
+			j.Logs = []LogEntry{{Time: q.opts.Now(), Level: "WARN",
+				Message: "Interrupted by server shutdown; requeued"}}
 			return nil
 		})
 		q.notify()
 	case errors.Is(cause, errShutdown):
 		outcome = "interrupted"
-		err = q.finishIf(job.ID, held, logs, nil, ErrClosed)
+		err = q.finishIf(opCtx, job.ID, held, logs, nil, ErrClosed)
 	case errors.Is(cause, ErrCanceled):
 		outcome = "canceled"
-		err = q.finishIf(job.ID, held, logs, nil, ErrCanceled)
+		err = q.finishIf(opCtx, job.ID, held, logs, nil, ErrCanceled)
 	default:
 		outcome = "failed"
-		err = q.finishIf(job.ID, held, logs, nil, err)
+		err = q.finishIf(opCtx, job.ID, held, logs, nil, err)
 	}
 	event := q.log.Info().Str("request_id", job.ID).Int("attempt", job.Attempts).Str("outcome", outcome)
 	if job.Worker != "" {
@@ -695,30 +630,41 @@ func heldBy(claimed *Job) func(*Job) bool {
 // finish completes a job that is in state from, with a result or with a
 // failure described from failErr. It returns errStateChanged when the job
 // is no longer in that state, so cancel, deadline and worker races are safe.
-func (q *Queue) finish(id string, from Status, logs []LogEntry, result json.RawMessage, failErr error) error {
-	return q.finishIf(id, func(j *Job) bool { return j.Status == from }, logs, result, failErr)
+func (q *Queue) finish(ctx context.Context, id string, from Status, logs []LogEntry, result json.RawMessage, failErr error) error {
+	return q.finishIf(ctx, id, func(j *Job) bool { return j.Status == from }, logs, result, failErr)
 }
 
 // finishIf is finish with any precondition on the stored job.
-func (q *Queue) finishIf(id string, guard func(*Job) bool, logs []LogEntry, result json.RawMessage, failErr error) error {
+func (q *Queue) finishIf(ctx context.Context, id string, guard func(*Job) bool, logs []LogEntry, result json.RawMessage, failErr error) error {
+	return q.complete(ctx, id, guard, logs, result, failErr, nil)
+}
+
+// complete is finishIf that also applies also (when not nil) to the stored
+// job in the same write. Subscribers of the job's live events hear of the
+// end after the outcome is stored.
+func (q *Queue) complete(ctx context.Context, id string, guard func(*Job) bool, logs []LogEntry,
+	result json.RawMessage, failErr error, also func(*Job)) error {
 	now := q.opts.Now()
 	var failure *Failure
 	if failErr != nil {
 		f := q.opts.Describe(failErr)
 		failure = &f
 	}
-	job, err := q.store.Update(id, func(j *Job) error {
+	job, err := q.store.Update(ctx, id, func(j *Job) error {
 		if !guard(j) {
 			return errStateChanged
 		}
 		j.Status = StatusCompleted
 		j.FinishedAt = now
 		j.ExpiresAt = now.Add(q.opts.Retention)
-		j.Logs = append(j.Logs, logs...)
+		j.Logs = append([]LogEntry(nil), logs...)
 		j.Result = result
 		j.Failure = failure
 		if failure != nil {
 			j.Logs = append(j.Logs, LogEntry{Time: now, Level: "ERROR", Message: failure.Message})
+		}
+		if also != nil {
+			also(j)
 		}
 		return nil
 	})
@@ -726,6 +672,7 @@ func (q *Queue) finishIf(id string, guard func(*Job) bool, logs []LogEntry, resu
 		return err
 	}
 	q.notify()
+	q.strategy.end(id)
 	if job.Webhook.Pending() {
 		q.webhooks.schedule(job.ID, now)
 	}
@@ -762,7 +709,9 @@ func (q *Queue) janitor(ctx context.Context) {
 // Sweep deletes jobs whose retention has passed. The janitor calls it
 // periodically; it is exported for tests and admin use.
 func (q *Queue) Sweep() {
-	n, err := q.store.DeleteExpired(q.opts.Now())
+	ctx, cancel := context.WithTimeout(q.life, sweepTimeout)
+	defer cancel()
+	n, err := q.store.DeleteExpired(ctx, q.opts.Now())
 	if err != nil {
 		q.log.Error().Err(err).Msg("delete expired jobs")
 		return
@@ -783,7 +732,9 @@ func (q *Queue) expireDeadlines() {
 		}
 		e := heap.Pop(&q.deadline).(deadlineEntry)
 		q.mu.Unlock()
-		err := q.finish(e.id, StatusQueued, nil, nil, ErrStartTimeout)
+		ctx, cancel := q.opContext()
+		err := q.finish(ctx, e.id, StatusQueued, nil, nil, ErrStartTimeout)
+		cancel()
 		if err != nil && !errors.Is(err, errStateChanged) && !errors.Is(err, ErrAlreadyCompleted) &&
 			!errors.Is(err, ErrNotFound) {
 			q.log.Error().Err(err).Str("request_id", e.id).Msg("expire start deadline")

@@ -150,3 +150,52 @@ func waitRunningStep(t *testing.T, srv *server, statusURL string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestCrashLoopingRequestEnds kills the server with SIGKILL three times
+// while the same request runs. After the first kill it runs again first;
+// after the second, a request submitted after it runs before it; after the
+// third (two retries by default) it fails with a stored error and never
+// runs again.
+func TestCrashLoopingRequestEnds(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	bin := serverBinary(t, root)
+	dataDir := t.TempDir()
+	port := testenv.FreePort(t)
+	srv := startServer(t, bin, root, dataDir, port)
+
+	poison := `{"prompt":"a slow lighthouse","num_inference_steps":50,"image_size":{"width":512,"height":512},"seed":1}`
+	later := `{"prompt":"waiting one","num_inference_steps":2,"image_size":{"width":64,"height":64},"seed":2}`
+	_, sub := srv.call("POST", "/queue/fal-ai/flux-2/klein/4b/base", poison)
+	poisonStatus := sub["status_url"].(string)
+	waitRunningStep(t, srv, poisonStatus)
+	_, sub = srv.call("POST", "/queue/fal-ai/flux-2/klein/4b/base", later)
+	laterStatus := sub["status_url"].(string)
+
+	for kill := 1; kill <= 3; kill++ {
+		srv.kill()
+		srv = startServer(t, bin, root, dataDir, port)
+		if kill == 2 {
+			// Requeued behind "later", which runs to the end first.
+			waitCompleted(t, srv, laterStatus, srv)
+			_, st := srv.call("GET", poisonStatus+"?logs=1", "")
+			if !strings.Contains(fmt.Sprint(st["logs"]), "(2 times); requeued behind the waiting requests") {
+				t.Fatalf("second requeue not logged: %v", st["logs"])
+			}
+		}
+		if kill < 3 {
+			waitRunningStep(t, srv, poisonStatus)
+		}
+	}
+	if !strings.Contains(srv.logs.String(), `"failed_after_retries":1`) {
+		t.Fatalf("the restart did not fail the request:\n%s", srv.logs.String())
+	}
+	st := waitCompleted(t, srv, poisonStatus, srv)
+	want := "the server stopped 3 times while running this request; not retried again"
+	if !strings.Contains(fmt.Sprint(st["error"]), want) {
+		t.Fatalf("status error %v, want it to say %q", st["error"], want)
+	}
+	code, out := srv.call("GET", strings.TrimSuffix(poisonStatus, "/status"), "")
+	if code < 400 || !strings.Contains(fmt.Sprint(out), want) {
+		t.Fatalf("result: %d %v", code, out)
+	}
+}

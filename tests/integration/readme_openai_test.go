@@ -9,9 +9,8 @@ import (
 	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
-// readmeOpenAIDoc is the document that shows tests/readme_openai.py; the
-// snippet becomes part of README.md when it is merged there.
-const readmeOpenAIDoc = "docs/README-openai-snippet.md"
+// readmeOpenAIDoc is the document that shows tests/readme_openai.py.
+const readmeOpenAIDoc = "README.md"
 
 // TestReadmeOpenAIPythonExample runs the README's OpenAI Python example
 // against the server and checks the image it writes.
