@@ -63,6 +63,18 @@ echo
 curl -s "$FILE_URL"
 echo
 
+echo "# --- edit"
+# Edit an image (…/edit): up to four references in image_urls (http(s) URLs, data: URIs or files uploaded here);
+# without image_size the output keeps the first reference's size:
+FOX_URL=$(curl -s -X POST http://127.0.0.1:8080/fal-ai/flux-2/klein/4b/base \
+  -H "Authorization: Key $FAL_KEY" \
+  -d '{"prompt": "a red fox in the snow", "image_size": "square", "num_inference_steps": 4}' \
+  | sed -n 's/.*"images":\[{"url":"\([^"]*\)".*/\1/p')
+curl -s -X POST http://127.0.0.1:8080/fal-ai/flux-2/klein/4b/base/edit \
+  -H "Authorization: Key $FAL_KEY" \
+  -d "{\"prompt\": \"the same fox at night\", \"image_urls\": [\"$FOX_URL\"], \"num_inference_steps\": 4}"
+echo
+
 echo "# --- health"
 curl -s http://127.0.0.1:8080/readyz
 echo

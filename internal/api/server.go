@@ -165,6 +165,8 @@ func (s *Server) Handler() http.Handler {
 		r.Use(s.auth)
 		r.Post("/storage/upload/initiate", s.handleUploadInitiate)
 		r.Post("/storage/upload/initiate-multipart", s.handleMultipartInitiate)
+		r.Post("/storage/auth/token", s.handleCDNToken)
+		r.Post("/files/upload", s.handleCDNUpload)
 		// Clients use owner/alias before /requests/; third-party guides use
 		// the full endpoint id. Accept both.
 		prefixes := []string{"/queue/" + wire.AppID}

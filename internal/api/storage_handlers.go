@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -109,4 +111,38 @@ func (s *Server) handleMultipartComplete(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	writeJSON(w, s.log, http.StatusOK, map[string]any{"file_url": f.URL, "file_size": f.Size, "content_type": f.ContentType})
+}
+
+// cdnTokenLifetime is how long a token from /storage/auth/token is
+// announced to be valid; clients refresh it after that.
+const cdnTokenLifetime = time.Hour
+
+// handleCDNToken: POST /storage/auth/token?storage_type=fal-cdn-v3, which
+// fal's Python client asks before uploading straight to fal's CDN. This
+// server is its own CDN: the token is the caller's own credential (nothing
+// it does not already hold), and base_url is this server.
+func (s *Server) handleCDNToken(w http.ResponseWriter, r *http.Request) {
+	_, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	writeJSON(w, s.log, http.StatusOK, map[string]string{
+		"token": strings.TrimSpace(cred), "token_type": "Bearer", "base_url": s.opts.PublicURL,
+		"expires_at": time.Now().Add(cdnTokenLifetime).UTC().Format(time.RFC3339),
+	})
+}
+
+// handleCDNUpload: POST /files/upload with the raw bytes, Content-Type and
+// an optional X-Fal-File-Name: the upload fal's Python client makes to the
+// CDN, answered with {access_url}.
+func (s *Server) handleCDNUpload(w http.ResponseWriter, r *http.Request) {
+	up, err := s.store.InitiateUpload(r.Context(), r.Header.Get("Content-Type"), r.Header.Get("X-Fal-File-Name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.store.MaxUploadBytes())
+	f, err := s.store.CompleteUpload(r.Context(), up.ID, up.Token, body, r.Header.Get("Content-Type"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, s.log, http.StatusOK, map[string]any{"access_url": f.URL, "file_size": f.Size, "content_type": f.ContentType})
 }

@@ -188,4 +188,45 @@ await check("storage.upload over 90 MB (multipart)", async () => {
   for (let i = 0; i < size; i += 4096) assert.equal(got[i], (i / 4096) % 251);
 });
 
+// An 80x64 RGB PNG: the reference image of the edit checks.
+const REFERENCE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAFAAAABACAIAAAACpWdhAAABg0lEQVR42u3PBzMWAAAG4M8mm7I3GVll770SSUZGIpG998geIcmK7JKViKwkyd4cx3Ecx3Ecx3Ecx+nwP9z7/IOHQCAhp6KhZ7rDxsnDLyRyT/K+rIKymqaOvtGjx+aWz+wcnF699vD2CwwJj4qJT0pNz/yQ+/FTSfmXqtr6xubWjt/d//qHRiemZ+cXl1fXN7d39w+PT8//XxGTUVLTMd5m5eDmExQWk5CWkVdS1dDWMzQ2fWJhbfvc0dnV3cs3IDgs8k1cYkrau6yc/MLiss9fa741NLW0d/7p6RscGZ+amVtYWlnb2NrZOzg6Obu4JCKluEXLwMzCzsUrcFdUXOqBnKKKupauwUMTs6dWNvYvXrq4efr4B4VGRMcmJL/NeJ+dV1BUWlFZXff9x8+2X11/eweGxyYJCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjfHPD10fmR6W1WnqlAAAAAElFTkSuQmCC";
+const EDIT_ENDPOINT = "fal-ai/flux-2/klein/4b/base/edit";
+
+await check("edit with a reference from storage.upload", async () => {
+  const bytes = Buffer.from(REFERENCE_PNG, "base64");
+  const url = await fal.storage.upload(new Blob([bytes], { type: "image/png" }));
+  assert.ok(url.startsWith(`${BASE}/files/`), url);
+  const prompt = "make the stripes blue";
+  const result = await fal.subscribe(EDIT_ENDPOINT, {
+    input: { prompt, image_urls: [url], num_inference_steps: 2 },
+    logs: true,
+    pollInterval: 50,
+  });
+  const img = result.data.images[0];
+  // No image_size: the output takes the reference's size.
+  assert.equal(img.width, 80);
+  assert.equal(img.height, 64);
+  assert.equal(result.data.prompt, prompt);
+  await fetchImage(img.url);
+});
+
+await check("edit with a data URI reference", async () => {
+  const result = await fal.subscribe(EDIT_ENDPOINT, {
+    input: { prompt: "a sunset", image_urls: [`data:image/png;base64,${REFERENCE_PNG}`], ...FAST },
+  });
+  assertOutput(result.data, "a sunset");
+});
+
+await check("edit with an unreadable reference (422 naming image_urls[0])", async () => {
+  await assert.rejects(
+    fal.run(EDIT_ENDPOINT, { input: { prompt: "x", image_urls: ["data:image/png;base64,bm90IGFuIGltYWdl"], ...FAST } }),
+    (e) => {
+      assert.ok(e instanceof ValidationError, String(e));
+      assert.equal(e.status, 422);
+      assert.deepEqual(e.fieldErrors[0].loc, ["body", "image_urls", 0]);
+      return true;
+    },
+  );
+});
+
 console.log(JSON.stringify({ ok: true, client: "@fal-ai/client@1.10.1", checks }));

@@ -6,6 +6,7 @@ The client is redirected by patching its URL constants, as in docs/fal-protocol.
 Every check raises on failure; the last stdout line is a JSON summary.
 """
 
+import base64
 import json
 import os
 import sys
@@ -20,6 +21,9 @@ import fal_client.client as fcc  # noqa: E402
 
 fcc.RUN_URL_FORMAT = BASE + "/"
 fcc.QUEUE_URL_FORMAT = BASE + "/queue/"
+# Uploads: the storage API (REST_URL) and the CDN the client uploads to.
+fcc.REST_URL = BASE
+fcc.CDN_URL = BASE
 
 ENDPOINT = "fal-ai/flux-2/klein/4b/base"
 FAST = {"num_inference_steps": int(os.environ.get("KLEINSERVE_FAST_STEPS", "4")),
@@ -126,6 +130,43 @@ def validation_error():
         assert e.status_code == 422, e
     else:
         raise AssertionError("num_images=1000 was accepted")
+
+
+# An 80x64 RGB PNG: the reference image of the edit checks.
+REFERENCE_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAFAAAABACAIAAAACpWdhAAABg0lEQVR42u3PBzMWAAAG4M8mm7I3GVll770SSUZGIpG998geIcmK7JKViKwkyd4cx3Ecx3Ecx3Ecx+nwP9z7/IOHQCAhp6KhZ7rDxsnDLyRyT/K+rIKymqaOvtGjx+aWz+wcnF699vD2CwwJj4qJT0pNz/yQ+/FTSfmXqtr6xubWjt/d//qHRiemZ+cXl1fXN7d39w+PT8//XxGTUVLTMd5m5eDmExQWk5CWkVdS1dDWMzQ2fWJhbfvc0dnV3cs3IDgs8k1cYkrau6yc/MLiss9fa741NLW0d/7p6RscGZ+amVtYWlnb2NrZOzg6Obu4JCKluEXLwMzCzsUrcFdUXOqBnKKKupauwUMTs6dWNvYvXrq4efr4B4VGRMcmJL/NeJ+dV1BUWlFZXff9x8+2X11/eweGxyYJCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjjDDCCCOMMMIII4wwwggjfHPD10fmR6W1WnqlAAAAAElFTkSuQmCC")
+EDIT_ENDPOINT = "fal-ai/flux-2/klein/4b/base/edit"
+
+
+@check
+def edit_uploaded_reference():
+    url = fal_client.upload(REFERENCE_PNG, "image/png")
+    assert url.startswith(BASE + "/files/"), url
+    prompt = "make the stripes blue"
+    data = fal_client.subscribe(EDIT_ENDPOINT, arguments={"prompt": prompt, "image_urls": [url],
+                                                          "num_inference_steps": 2})
+    img = data["images"][0]
+    # No image_size: the output takes the reference's size.
+    assert (img["width"], img["height"]) == (80, 64), img
+    assert data["prompt"] == prompt
+
+
+@check
+def edit_data_uri_reference():
+    uri = "data:image/png;base64," + base64.b64encode(REFERENCE_PNG).decode()
+    assert_output(fal_client.subscribe(EDIT_ENDPOINT, arguments={"prompt": "a sunset", "image_urls": [uri], **FAST}),
+                  "a sunset")
+
+
+@check
+def edit_unreadable_reference():
+    try:
+        fal_client.run(EDIT_ENDPOINT, arguments={"prompt": "x", "image_urls": ["data:image/png;base64,bm90IGFuIGltYWdl"],
+                                                 **FAST})
+    except fal_client.client.FalClientHTTPError as e:
+        assert e.status_code == 422, e
+        assert '"image_urls", 0' in e.response.text or '"image_urls",0' in e.response.text, e.response.text
+    else:
+        raise AssertionError("an unreadable reference was accepted")
 
 
 print(json.dumps({"ok": True, "client": "fal-client==" + getattr(fal_client, "__version__", "1.0.3"),

@@ -35,7 +35,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("js client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 10 {
+		if summary["ok"] != true || len(checks) != 13 {
 			t.Fatalf("js summary %v", summary)
 		}
 	})
@@ -46,7 +46,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("python client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 6 {
+		if summary["ok"] != true || len(checks) != 9 {
 			t.Fatalf("python summary %v", summary)
 		}
 	})
@@ -108,7 +108,8 @@ func TestReadmeCurlExamples(t *testing.T) {
 		"cancel": {`"status":"ALREADY_COMPLETED"`},
 		"stream": {`data: {"step":1,`, `"partial":true`, `"prompt":"a bowl of ramen"`},
 		"upload": {`"upload_url":"` + srv.base + `/storage/upload/`, "Hello, World!"},
-		"health": {`"status":"ready"`, "kleinserve_images_generated_total 3"},
+		"edit":   {`"width":512,"height":512`, `"prompt":"the same fox at night"`},
+		"health": {`"status":"ready"`, "kleinserve_images_generated_total 5"},
 	}
 	for section, wants := range expect {
 		for _, want := range wants {
