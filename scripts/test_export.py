@@ -23,6 +23,7 @@ ort = pytest.importorskip("onnxruntime")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import export_onnx as ex  # noqa: E402
+import lora_formats  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "models" / "tiny"
@@ -63,7 +64,7 @@ def test_manifest_matches_files_and_weights(tiny, manifest):
     for name, digest in manifest["source"]["state_dict_sha256"].items():
         assert ex.state_dict_sha256(getattr(tiny, name)) == digest, f"{name}: rebuilt weights differ from the manifest"
     for g in ex.GRAPH_NAMES:
-        ins, outs = ex.GRAPH_IO[g]
+        ins, outs = ex.graph_inputs(g, tiny), ex.GRAPH_IO[g][1]
         entry = manifest["graphs"][g]
         assert [i["name"] for i in entry["inputs"]] == list(ins)
         assert [o["name"] for o in entry["outputs"]] == list(outs)
@@ -80,7 +81,7 @@ SHAPES = [(1, 4, 4), (3, 2, 5)]
 def test_ort_matches_torch(graph, batch, h, w, tiny, sessions):
     module = ex.graph_module(graph, tiny)
     args = ex.example_inputs(graph, tiny, torch.float32, batch=batch, h=h, w=w)
-    ins, outs = ex.GRAPH_IO[graph]
+    ins, outs = ex.graph_inputs(graph, tiny), ex.GRAPH_IO[graph][1]
     with torch.no_grad():
         want = module(*args)
     want = want if isinstance(want, tuple) else (want,)
@@ -162,6 +163,10 @@ def test_tokenizer_vocab_merges_matches_tokenizer_json():
     print(f"\n  tokenizer: {len(strings)} strings identical")
 
 
+# The LoRA inputs of a request without LoRA: a rank-1 zero pair per target.
+NO_LORA = lora_formats.stack(lora_formats.lora_targets(ex.build_tiny(ex.TINY_SEED).transformer), [])
+
+
 def load_array(desc):
     dtype = {"float32": "<f4", "int64": "<i8", "uint8": "u1", "bool": "?"}[desc["dtype"]]
     return np.fromfile(REFERENCE / desc["file"], dtype=dtype).reshape(desc["shape"])
@@ -203,7 +208,7 @@ def test_reference_replayed_with_ort(sessions):
         def dit(embeds, t):
             return sessions["transformer"].run(None, {
                 "hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
-                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids})[0]
+                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids, **NO_LORA})[0]
 
         for i in range(n):
             v = dit(a["prompt_embeds"], a["timesteps"][i])
@@ -301,8 +306,7 @@ def test_fused_graph_has_attention_nodes_and_no_softmax(fused_transformer, tiny)
 def test_fused_transformer_matches_torch_and_decomposed(fused_transformer, batch, h, w, tiny, sessions):
     module = ex.graph_module("transformer", tiny)
     args = ex.example_inputs("transformer", tiny, torch.float32, batch=batch, h=h, w=w)
-    ins, _ = ex.GRAPH_IO["transformer"]
-    feeds = ex.np_inputs(args, ins)
+    feeds = ex.np_inputs(args, ex.graph_inputs("transformer", tiny))
     with torch.no_grad():
         want = module(*args).numpy()
     got = ex.ort_session(fused_transformer, threads=1).run(None, feeds)[0]
@@ -331,7 +335,7 @@ def test_fused_transformer_replays_reference(fused_transformer):
             def velocity(embeds):
                 return dit.run(None, {"hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
                                       "timestep": np.full((b,), a["timesteps"][i], np.float32),
-                                      "img_ids": img_ids, "txt_ids": txt_ids})[0]
+                                      "img_ids": img_ids, "txt_ids": txt_ids, **NO_LORA})[0]
             v = velocity(a["prompt_embeds"])
             if cfg:
                 vn = velocity(a["negative_prompt_embeds"])

@@ -84,10 +84,20 @@ type Request struct {
 	// PreviewEvery asks for a cheap latent preview in the progress callback
 	// every N steps (0: no previews).
 	PreviewEvery int
+	// LoRAs are applied to the transformer, in order (none: the base model).
+	LoRAs []LoRA
 	// InitialNoise, when set, replaces the seeded initial latent noise. It
 	// is laid out (NumImages, 128, Height/16, Width/16), float32. Used by
 	// reference tests; never set from the HTTP API.
 	InitialNoise []float32
+}
+
+// LoRA is one adapter of a request: Path names the file (an http(s) URL,
+// this server's /files/ URL, a data: URI or a name in the server's LoRA
+// directory) and Scale multiplies its update (fal's loras[].scale).
+type LoRA struct {
+	Path  string
+	Scale float64
 }
 
 // Image is one encoded output image.

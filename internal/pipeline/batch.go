@@ -25,7 +25,7 @@ type ditBatcher struct {
 	maxWait time.Duration
 
 	mu     sync.Mutex // guards groups, nextID, counts and every group's members, waiting, executing
-	groups map[[2]int]*ditGroup
+	groups map[ditKey]*ditGroup
 	nextID int
 	counts BatchCounts
 }
@@ -34,9 +34,19 @@ type ditBatcher struct {
 // generations.
 type BatchCounts struct{ Calls, Shared int }
 
-// ditGroup is the transformer state of one latent grid (h x w tokens).
+// ditKey identifies the calls loops can share: one latent grid (h x w
+// tokens) and one LoRA set, since the LoRA inputs are per call, not per
+// row (lora.go).
+type ditKey struct {
+	h, w int
+	lora string
+}
+
+// ditGroup is the transformer state of one latent grid and LoRA set.
 type ditGroup struct {
-	key       [2]int
+	key       ditKey
+	set       *loraSet      // the LoRA set the key names; dropped once loraT is built
+	loraT     *loraTensors  // its inputs, built on the first call; guarded by exec
 	members   int           // denoising loops on this grid
 	waiting   []*ditStep    // submitted steps not yet taken into a call
 	executing int           // calls taken and not yet finished
@@ -64,7 +74,7 @@ type ditStep struct {
 }
 
 func newDiTBatcher(e *Engine, maxWait time.Duration) *ditBatcher {
-	return &ditBatcher{e: e, maxWait: maxWait, groups: map[[2]int]*ditGroup{}}
+	return &ditBatcher{e: e, maxWait: maxWait, groups: map[ditKey]*ditGroup{}}
 }
 
 // ditCall is one denoising loop's membership in the batcher. With CFG the
@@ -93,11 +103,15 @@ func (r *run) newDiTCall(pos, neg []float32) (*ditCall, error) {
 	b := r.e.batcher
 	d := &ditCall{r: r, pos: pos, neg: neg}
 	d.step = ditStep{d: d, done: make(chan error, 1)}
-	key := [2]int{r.h, r.w}
+	set := r.lora
+	if set == nil {
+		set = &loraSet{}
+	}
+	key := ditKey{r.h, r.w, set.key}
 	b.mu.Lock()
 	g := b.groups[key]
 	if g == nil {
-		g = &ditGroup{key: key}
+		g = &ditGroup{key: key, set: set}
 		b.groups[key] = g
 	}
 	g.members++
@@ -121,6 +135,7 @@ func (d *ditCall) destroy() {
 		// No loop is left to submit or run a call on g.
 		g.exec.Lock()
 		g.release()
+		g.releaseLoRA()
 		g.exec.Unlock()
 	}
 }
@@ -196,7 +211,7 @@ func (b *ditBatcher) execute(g *ditGroup, batch []*ditStep) {
 // each loop's velocity. Caller holds g.exec.
 func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 	e := b.e
-	h, w := g.key[0], g.key[1]
+	h, w := g.key.h, g.key.w
 	S, L, J := h*w, e.man.Text.MaxLength, e.man.Text.JointAttentionDim
 	tok := S * 128
 	rows := 0
@@ -271,7 +286,7 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 			g.release()
 		}
 	}()
-	h, w := g.key[0], g.key[1]
+	h, w := g.key.h, g.key.w
 	S, L, J := int64(h*w), int64(e.man.Text.MaxLength), int64(e.man.Text.JointAttentionDim)
 	ft := e.dit.floatT
 	if g.hidden, err = newFloatTensor(ft, int64(rows), S, 128); err != nil {
@@ -295,10 +310,14 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 	if ft != "float32" {
 		g.scratch = make([]float32, rows*int(S)*128)
 	}
-	g.call, err = e.dit.bind(&g.callTime, map[string]ort.Value{
+	inputs := map[string]ort.Value{
 		"hidden_states": g.hidden.value(), "encoder_hidden_states": g.ctxT.value(),
 		"timestep": g.timestep, "img_ids": g.imgIDs, "txt_ids": g.txtIDs,
-	}, map[string]ort.Value{"noise_pred": g.pred.value()})
+	}
+	if err := g.addLoRA(e, inputs); err != nil {
+		return err
+	}
+	g.call, err = e.dit.bind(&g.callTime, inputs, map[string]ort.Value{"noise_pred": g.pred.value()})
 	if err != nil {
 		return err
 	}

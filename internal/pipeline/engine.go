@@ -34,7 +34,12 @@ type Config struct {
 	// idle, for the other generations of its size to join its call
 	// (default 20ms; only matters when MaxConcurrent > 1).
 	BatchWait time.Duration
-	Logger    zerolog.Logger
+	// LoRA loads the files requests name in engine.Request.LoRAs (nil:
+	// requests with LoRAs are refused); LoRAMemoryBytes bounds the
+	// converted adapters kept in memory (0: 1 GiB). See lora.go.
+	LoRA            LoRALoader
+	LoRAMemoryBytes int64
+	Logger          zerolog.Logger
 }
 
 // Size limits of generated images, in pixels.
@@ -62,6 +67,7 @@ type Engine struct {
 	gamma      *gammaSource
 	cache      *embedCache
 	batcher    *ditBatcher
+	lora       *loraState
 	slots      chan struct{} // one token per generation that may run
 	ready      bool          // the slots were filled (Open succeeded)
 	info       engine.Info
@@ -135,6 +141,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 			_ = e.Close()
 		}
 	}()
+	if e.lora, err = newLoRAState(man, cfg, floatTypes[GraphTransformer]); err != nil {
+		return nil, err
+	}
 	settings := sessionSettings{Provider: cfg.Provider, DeviceID: cfg.DeviceID,
 		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads}
 	for _, g := range []struct {
@@ -178,7 +187,7 @@ func (e *Engine) Close() error {
 		close(e.slots)
 		e.ready = false
 	}
-	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.safety.destroy())
+	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.safety.destroy(), e.lora.destroy())
 	e.text, e.dit, e.vae, e.safety = nil, nil, nil, nil
 	if e.ortVersion != "" {
 		err = errors.Join(err, releaseORT())
@@ -218,6 +227,9 @@ func (e *Engine) checkRequest(req *engine.Request) error {
 		}
 	}
 	if err := checkCNS(req.CNS); err != nil {
+		errs = append(errs, err)
+	}
+	if err := e.lora.check(req.LoRAs); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

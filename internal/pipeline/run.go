@@ -23,6 +23,7 @@ type run struct {
 	h, w, seqLen int // packed latent grid and its token count
 	batch        int // images
 	cfg          bool
+	lora         *loraSet // the request's LoRAs (nil: none)
 	// ortTime is the time this run spent inside ONNX Runtime Run calls
 	// (a shared transformer call counts whole for each run in it).
 	ortTime time.Duration
@@ -36,6 +37,10 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 	r.batch = req.NumImages
 	r.cfg = req.GuidanceScale > 1
 
+	var err error
+	if r.lora, err = r.e.lora.prepare(ctx, req.LoRAs); err != nil {
+		return nil, err
+	}
 	t := time.Now()
 	pos, neg, err := r.encodePrompts(ctx)
 	if err != nil {
