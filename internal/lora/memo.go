@@ -112,9 +112,3 @@ func (m *Memo[V]) Bytes() int64 {
 	return m.used
 }
 
-// Blob is a LoRA file's bytes and their SHA-256 (hex), the identity under
-// which its conversion is kept.
-type Blob struct {
-	SHA256 string
-	Data   []byte
-}

@@ -135,7 +135,11 @@ func (s *loraState) prepare(ctx context.Context, loras []engine.LoRA) (*loraSet,
 			return nil, fmt.Errorf("%w: loras[%d].path: %w", engine.ErrInvalidRequest, i, err)
 		}
 		ad, err := s.adapters.Get(ctx, blob.SHA256, func(context.Context) (*lora.Adapter, int64, error) {
-			f, err := lora.ParseSafetensors(blob.Data)
+			data, err := blob.Bytes()
+			if err != nil {
+				return nil, 0, err
+			}
+			f, err := lora.ParseSafetensors(data)
 			if err != nil {
 				return nil, 0, err
 			}

@@ -98,7 +98,12 @@ func refF32FromDir(t testing.TB, dir string, a refArray) []float32 {
 // LoRAs and must then miss the reference by far, so the check cannot pass
 // with the LoRAs ignored.
 func TestReferenceLoRA(t *testing.T) {
-	e := openTinyWith(t, func(c *Config) { c.LoRA = &dirLoader{dir: loraReferenceDir} })
+	store, err := lora.NewStore(lora.StoreConfig{Dir: loraReferenceDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	e := openTinyWith(t, func(c *Config) { c.LoRA = store })
 	for _, c := range loadLoRAIndex(t) {
 		t.Run(c.Name, func(t *testing.T) {
 			want := refF32FromDir(t, loraReferenceDir, c.Arrays["final_latents"])
