@@ -111,4 +111,3 @@ func (m *Memo[V]) Bytes() int64 {
 	defer m.mu.Unlock()
 	return m.used
 }
-
