@@ -177,6 +177,10 @@ func Convert(f *File, t *Targets) (*Adapter, error) {
 }
 
 func (g *group) convert(t *Targets, meta *peftMeta) ([]Factor, error) {
+	idx := t.resolve(g.module, g.underscored)
+	if len(idx) == 0 {
+		return nil, &KeyError{Key: g.first, Err: fmt.Errorf("%w (module %q)", ErrUnknownKey, g.module)}
+	}
 	switch {
 	case g.a == nil && g.b == nil:
 		return nil, &KeyError{Key: g.first, Err: fmt.Errorf("%w: alpha without lora_A/lora_B", ErrIncomplete)}
@@ -184,10 +188,6 @@ func (g *group) convert(t *Targets, meta *peftMeta) ([]Factor, error) {
 		return nil, &KeyError{Key: g.b.Name, Err: fmt.Errorf("%w: no down (lora_A) factor", ErrIncomplete)}
 	case g.b == nil:
 		return nil, &KeyError{Key: g.a.Name, Err: fmt.Errorf("%w: no up (lora_B) factor", ErrIncomplete)}
-	}
-	idx := t.resolve(g.module, g.underscored)
-	if len(idx) == 0 {
-		return nil, &KeyError{Key: g.first, Err: fmt.Errorf("%w (module %q)", ErrUnknownKey, g.module)}
 	}
 	in := t.At(idx[0]).In
 	outs, total := make([]int, len(idx)), 0
