@@ -2,11 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -43,25 +40,6 @@ func loadLoRAIndex(t testing.TB) []loraRefCase {
 		t.Fatal(err)
 	}
 	return idx.Cases
-}
-
-// dirLoader serves files of one directory by name, counting loads.
-type dirLoader struct {
-	dir   string
-	loads int
-}
-
-func (d *dirLoader) Load(_ context.Context, ref string) (lora.Blob, error) {
-	d.loads++
-	if filepath.Base(ref) != ref {
-		return lora.Blob{}, errors.New("not a plain name")
-	}
-	data, err := os.ReadFile(filepath.Join(d.dir, ref))
-	if err != nil {
-		return lora.Blob{}, err
-	}
-	sum := sha256.Sum256(data)
-	return lora.Blob{SHA256: hex.EncodeToString(sum[:]), Data: data}, nil
 }
 
 func loraRequest(t testing.TB, c loraRefCase, withLoRA bool) engine.Request {
