@@ -745,16 +745,26 @@ def graph_opset(graph: str, attention: str) -> int:
 
 
 def attention_op_counts(path: Path) -> dict:
-    """Counts of the ops that tell fused from decomposed attention, over the main graph."""
+    """Counts of the ops that tell fused from decomposed attention, over the main graph and its
+    subgraphs (a LoRA transformer has the forward twice, under one If)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     counts = {"Attention": 0, "com.microsoft.MultiHeadAttention": 0, "com.microsoft.GroupQueryAttention": 0,
               "Softmax": 0}
-    for node in model.graph.node:
-        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        if key in counts:
-            counts[key] += 1
+
+    def walk(graph):
+        for node in graph.node:
+            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            if key in counts:
+                counts[key] += 1
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
     return counts
 
 
@@ -850,11 +860,22 @@ GRAPH_IO = {
 
 
 def graph_inputs(graph: str, comps: Components) -> list[str]:
-    """Input names of a graph as exported: GRAPH_IO's, plus the transformer's LoRA pairs."""
+    """Input names of a graph as exported: GRAPH_IO's, plus the transformer's LoRA pairs and
+    lora_active (the If condition, last)."""
     ins = list(GRAPH_IO[graph][0])
     if graph == "transformer" and comps.lora:
         ins += lora_formats.input_names(lora_formats.lora_targets(comps.transformer))
+        ins.append(lora_formats.ACTIVE_INPUT)
     return ins
+
+
+def graph_feeds(graph: str, comps: Components, args) -> dict:
+    """ORT feeds of a graph for export example args: a LoRA transformer's lora_active is True
+    (the examples carry non-zero pairs)."""
+    feeds = np_inputs(args, graph_inputs(graph, comps))
+    if graph == "transformer" and comps.lora:
+        feeds[lora_formats.ACTIVE_INPUT] = np.array([True])
+    return feeds
 
 
 def graph_module(graph: str, comps: Components):
@@ -938,6 +959,35 @@ def attention_blocks(graph: str, comps: Components) -> int:
     return 0
 
 
+def export_lora_transformer(comps: Components, module, args, path: Path, ins, outs, precisions: dict, opset: int) -> dict:
+    """The transformer with LoRA inputs: the pre-LoRA graph and the graph with low-rank pairs,
+    exported apart and joined under If(lora_active) over one set of weights
+    (lora_formats.merge_branches), so a request without LoRA runs exactly the pre-LoRA graph."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        tmp = Path(tmp)
+        comps.lora = False
+        try:
+            base_path = tmp / "base" / path.name
+            base_path.parent.mkdir()
+            base = graph_module("transformer", comps)
+            base_args = example_inputs("transformer", comps, torch_dtype(precisions["transformer"]))
+            facts = export_module(base, base_args, base_path, graph_inputs("transformer", comps), outs,
+                                  dynamic_shapes_for("transformer", comps), opset=opset)
+            del base
+        finally:
+            comps.lora = True
+        lora_path = tmp / "lora" / path.name
+        lora_path.parent.mkdir()
+        export_module(module, args, lora_path, ins[:-1], outs, dynamic_shapes_for("transformer", comps), opset=opset)
+        merged = lora_formats.merge_branches(base_path, lora_path, path, facts["external_data"])
+    log(f"  joined the pre-LoRA and LoRA graphs under If({lora_formats.ACTIVE_INPUT}): {merged}")
+    # Only a LoRA export gets the key, so a --lora none manifest is the pre-LoRA one.
+    facts["lora"] = {"targets": len(lora_formats.lora_targets(comps.transformer)),
+                     "inputs": "<module>.lora_A [in,r], <module>.lora_B [r,out], "
+                     f"{lora_formats.ACTIVE_INPUT} bool [1]; docs/lora.md"}
+    return facts
+
+
 def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAMES, attention: str = "decomposed") -> dict:
     """Export the requested graphs into `out`; returns per-graph export facts."""
     out.mkdir(parents=True, exist_ok=True)
@@ -949,13 +999,14 @@ def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAME
         opset = graph_opset(graph, attention)
         log(f"exporting {graph} ({count_params(module):,} params in graph module, opset {opset})")
         path = out / f"{graph}.onnx"
-        facts[graph] = export_module(module, args, path, ins, outs, dynamic_shapes_for(graph, comps), opset=opset)
+        branches = 1
         if graph == "transformer" and comps.lora:
-            # Only a LoRA export gets the key, so a --lora none manifest is the pre-LoRA one.
-            facts[graph]["lora"] = {"targets": len(lora_formats.lora_targets(comps.transformer)),
-                                    "inputs": "<module>.lora_A [in,r], <module>.lora_B [r,out]; docs/lora.md"}
+            facts[graph] = export_lora_transformer(comps, module, args, path, ins, outs, precisions, opset)
+            branches = 2
+        else:
+            facts[graph] = export_module(module, args, path, ins, outs, dynamic_shapes_for(graph, comps), opset=opset)
         if opset == FUSED_ATTENTION_OPSET:
-            counts = check_fused_attention(path, attention_blocks(graph, comps))
+            counts = check_fused_attention(path, branches * attention_blocks(graph, comps))
             log(f"  fused attention: {counts['Attention']} Attention nodes, no Softmax")
             # Only fused graphs get the key, so a default export's manifest is unchanged.
             facts[graph]["attention"] = "fused"
@@ -1243,12 +1294,11 @@ def ort_check(comps: Components, out: Path, width: int, height: int, precisions:
     report = {}
     for graph in GRAPH_NAMES:
         path = out / f"{graph}.onnx"
-        ins = graph_inputs(graph, comps)
         args = example_inputs(graph, comps, torch_dtype(precisions[graph]), batch=1, h=h, w=w)
         t0 = time.time()
         sess = ort_session(path)
         t1 = time.time()
-        res = sess.run(None, np_inputs(args, ins))
+        res = sess.run(None, graph_feeds(graph, comps, args))
         t2 = time.time()
         shapes = [list(r.shape) for r in res]
         finite = all(np.isfinite(r.astype(np.float32)).all() for r in res if r.dtype != np.bool_)

@@ -198,3 +198,106 @@ def diffusers_metadata(pairs, rank: int, alpha: float) -> dict:
     cfg = {"r": rank, "lora_alpha": alpha, "target_modules": sorted(pairs)}
     return {"format": "pt", "lora_adapter_metadata": json.dumps({f"transformer.{k}": v for k, v in cfg.items()},
                                                                 indent=2, sort_keys=True)}
+
+
+# ----------------------------------------------------------------------------------------------
+# One graph, two branches: the exact pre-LoRA forward, and the forward with the low-rank pairs
+# ----------------------------------------------------------------------------------------------
+
+ACTIVE_INPUT = "lora_active"
+
+
+def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: bool) -> dict:
+    """Join the pre-LoRA graph and the LoRA graph into one model: If(lora_active) runs the LoRA
+    forward, else the pre-LoRA one, so a request without LoRA costs exactly what it cost before
+    the LoRA inputs existed.  Both branches read one set of weights: every initializer of the LoRA
+    graph is matched by content to the pre-LoRA graph's (the exporter names folded constants
+    differently in the two) and read from the outer scope; one that has no twin stays inside its
+    branch.  Returns counts for the log."""
+    import hashlib
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    base = onnx.load(str(base_path), load_external_data=True)
+    lora = onnx.load(str(lora_path), load_external_data=False)
+
+    def content(t, base_dir):
+        a = numpy_helper.to_array(t, base_dir=str(base_dir))
+        return a.dtype.str, a.shape, hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+    outer = {content(t, base_path.parent): t.name for t in base.graph.initializer}
+    lora_to_outer, lora_local = {}, []
+    for t in lora.graph.initializer:
+        twin = outer.get(content(t, lora_path.parent))
+        if twin is not None:
+            lora_to_outer[t.name] = twin
+        else:
+            local = onnx.TensorProto()
+            local.CopyFrom(t)
+            if local.data_location == onnx.TensorProto.EXTERNAL:
+                onnx.external_data_helper.load_external_data_for_tensor(local, str(lora_path.parent))
+            lora_local.append(local)
+
+    graph_inputs = {i.name for i in lora.graph.input}
+    outer_names = graph_inputs | {t.name for t in base.graph.initializer}
+
+    def branch(g, prefix: str, rename_init: dict, local_inits: list):
+        def ren(name: str) -> str:
+            if name == "" or name in graph_inputs:
+                return name
+            if name in rename_init:
+                return rename_init[name]
+            if name in outer_names and prefix == "base/":
+                return name
+            return prefix + name
+
+        nodes = []
+        for n in g.node:
+            m = onnx.NodeProto()
+            m.CopyFrom(n)
+            m.name = prefix + n.name if n.name else ""
+            m.input[:] = [ren(x) for x in n.input]
+            m.output[:] = [ren(x) for x in n.output]
+            nodes.append(m)
+        inits = []
+        for t in local_inits:
+            c = onnx.TensorProto()
+            c.CopyFrom(t)
+            c.name = ren(t.name)
+            inits.append(c)
+        outputs = []
+        for o in g.output:
+            v = onnx.ValueInfoProto()
+            v.CopyFrom(o)
+            v.name = ren(o.name)
+            outputs.append(v)
+        infos = []
+        for vi in g.value_info:
+            v = onnx.ValueInfoProto()
+            v.CopyFrom(vi)
+            v.name = ren(vi.name)
+            infos.append(v)
+        sub = helper.make_graph(nodes, prefix.rstrip("/"), [], outputs, initializer=inits)
+        sub.value_info.extend(infos)
+        return sub
+
+    then_g = branch(lora.graph, "lora/", lora_to_outer, lora_local)
+    else_g = branch(base.graph, "base/", {}, [])
+    active = helper.make_tensor_value_info(ACTIVE_INPUT, onnx.TensorProto.BOOL, [1])
+    if_node = helper.make_node("If", [ACTIVE_INPUT], [o.name for o in lora.graph.output], name="lora_or_base",
+                               then_branch=then_g, else_branch=else_g)
+    graph = helper.make_graph([if_node], "transformer", list(lora.graph.input) + [active], list(lora.graph.output),
+                              initializer=list(base.graph.initializer))
+    model = helper.make_model(graph, opset_imports=list(lora.opset_import), ir_version=lora.ir_version)
+    model.producer_name, model.producer_version = lora.producer_name, lora.producer_version
+    for stale in (out_path, out_path.with_name(out_path.name + ".data")):
+        if stale.exists():
+            stale.unlink()
+    if external:
+        onnx.save_model(model, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=out_path.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(model, str(out_path))
+    return {"shared_initializers": len(lora_to_outer), "lora_only_initializers": len(lora_local),
+            "base_nodes": len(base.graph.node), "lora_nodes": len(lora.graph.node)}

@@ -85,7 +85,7 @@ def test_ort_matches_torch(graph, batch, h, w, tiny, sessions):
     with torch.no_grad():
         want = module(*args)
     want = want if isinstance(want, tuple) else (want,)
-    got = sessions[graph].run(list(outs), ex.np_inputs(args, ins))
+    got = sessions[graph].run(list(outs), ex.graph_feeds(graph, tiny, args))
     for name, g, t in zip(outs, got, want):
         t = t.numpy()
         assert g.shape == t.shape, f"{graph}.{name}: {g.shape} vs {t.shape}"
@@ -164,7 +164,32 @@ def test_tokenizer_vocab_merges_matches_tokenizer_json():
 
 
 # The LoRA inputs of a request without LoRA: a rank-1 zero pair per target.
-NO_LORA = lora_formats.stack(lora_formats.lora_targets(ex.build_tiny(ex.TINY_SEED).transformer), [])
+NO_LORA = {**lora_formats.stack(lora_formats.lora_targets(ex.build_tiny(ex.TINY_SEED).transformer), []),
+           lora_formats.ACTIVE_INPUT: np.array([False])}
+
+
+def test_lora_transformer_branches(tiny, sessions):
+    """The LoRA transformer is one If over one set of weights: its branch without LoRA and its
+    branch with zero pairs agree exactly, and its LoRA branch matches torch with random pairs."""
+    import onnx
+
+    model = onnx.load(str(TINY / "transformer.onnx"), load_external_data=False)
+    assert [n.op_type for n in model.graph.node] == ["If"]
+    names = [t.name for t in model.graph.initializer]
+    for attr in model.graph.node[0].attribute:
+        assert len(attr.g.initializer) == 0, f"{attr.name} holds weights of its own"
+    assert sum(int(np.prod(t.dims)) for t in model.graph.initializer) >= ex.count_params(tiny.transformer)
+    assert len(names) == len(set(names))
+    args = ex.example_inputs("transformer", tiny, torch.float32, batch=2, h=3, w=5)
+    feeds = ex.graph_feeds("transformer", tiny, args)
+    zero = {**feeds, **NO_LORA}
+    off = sessions["transformer"].run(None, zero)[0]
+    on = sessions["transformer"].run(None, {**zero, lora_formats.ACTIVE_INPUT: np.array([True])})[0]
+    assert np.array_equal(off, on)
+    with torch.no_grad():
+        want = ex.graph_module("transformer", tiny)(*args).numpy()
+    got = sessions["transformer"].run(None, feeds)[0]
+    assert rel_err(got, want) < REL_TOL and rel_err(got, off) > 1e-2
 
 
 def load_array(desc):
@@ -306,7 +331,7 @@ def test_fused_graph_has_attention_nodes_and_no_softmax(fused_transformer, tiny)
 def test_fused_transformer_matches_torch_and_decomposed(fused_transformer, batch, h, w, tiny, sessions):
     module = ex.graph_module("transformer", tiny)
     args = ex.example_inputs("transformer", tiny, torch.float32, batch=batch, h=h, w=w)
-    feeds = ex.np_inputs(args, ex.graph_inputs("transformer", tiny))
+    feeds = ex.graph_feeds("transformer", tiny, args)
     with torch.no_grad():
         want = module(*args).numpy()
     got = ex.ort_session(fused_transformer, threads=1).run(None, feeds)[0]

@@ -34,11 +34,26 @@ type loraState struct {
 	loader   LoRALoader
 	adapters *lora.Memo[*lora.Adapter]
 	zero     *loraTensors
+	switched bool // the graph has lora_active
 }
 
-// isLoRAInput tells the transformer's low-rank inputs from the rest.
-func isLoRAInput(graph, name string) bool {
-	return graph == GraphTransformer && (strings.HasSuffix(name, lora.InputSuffixA) || strings.HasSuffix(name, lora.InputSuffixB))
+// loraActiveInput is the transformer's If condition: true runs the graph
+// with the low-rank pairs, false the exact pre-LoRA graph (the exporter
+// joins both over one set of weights, scripts/lora_formats.py).
+const loraActiveInput = "lora_active"
+
+// loraInputDType tells the transformer's optional LoRA inputs from the
+// rest, with the type this code feeds them ("float": the graph's).
+func loraInputDType(graph, name string) (string, bool) {
+	switch {
+	case graph != GraphTransformer:
+		return "", false
+	case name == loraActiveInput:
+		return "bool", true
+	case strings.HasSuffix(name, lora.InputSuffixA) || strings.HasSuffix(name, lora.InputSuffixB):
+		return "float", true
+	}
+	return "", false
 }
 
 // newLoRAState reads the targets off the transformer's declared inputs and
@@ -67,8 +82,11 @@ func newLoRAState(m *Manifest, cfg Config, floatT string) (*loraState, error) {
 		budget = defaultLoRAMemory
 	}
 	st := &loraState{targets: targets, loader: cfg.LoRA, adapters: lora.NewMemo[*lora.Adapter](budget)}
+	for _, in := range g.Inputs {
+		st.switched = st.switched || in.Name == loraActiveInput
+	}
 	if targets != nil {
-		if st.zero, err = newLoRATensors(floatT, targets, lora.Stack(targets, nil)); err != nil {
+		if st.zero, err = newLoRATensors(floatT, targets, lora.Stack(targets, nil), st.switched, false); err != nil {
 			return nil, err
 		}
 	}
@@ -161,18 +179,25 @@ func (s *loraState) prepare(ctx context.Context, loras []engine.LoRA) (*loraSet,
 	return &loraSet{key: key.String(), stacked: lora.Stack(s.targets, ws)}, nil
 }
 
-// loraTensors are the transformer's LoRA inputs for one set, by input name.
+// loraTensors are the transformer's LoRA inputs for one set, by input
+// name, and lora_active when the graph has it.
 type loraTensors struct {
 	byName map[string]*floatTensor
+	active *ort.Tensor[bool]
 }
 
-func newLoRATensors(floatT string, t *lora.Targets, st *lora.Stacked) (_ *loraTensors, err error) {
+func newLoRATensors(floatT string, t *lora.Targets, st *lora.Stacked, switched, active bool) (_ *loraTensors, err error) {
 	lt := &loraTensors{byName: make(map[string]*floatTensor, 2*t.Len())}
 	defer func() {
 		if err != nil {
 			_ = lt.destroy()
 		}
 	}()
+	if switched {
+		if lt.active, err = ort.NewTensor(ort.NewShape(1), []bool{active}); err != nil {
+			return nil, fmt.Errorf("%s: %w", loraActiveInput, err)
+		}
+	}
 	for i := 0; i < t.Len(); i++ {
 		tg, r := t.At(i), int64(st.Ranks[i])
 		a, err := newFloatTensor(floatT, int64(tg.In), r)
@@ -196,12 +221,18 @@ func (lt *loraTensors) addTo(inputs map[string]ort.Value) {
 	for n, t := range lt.byName {
 		inputs[n] = t.value()
 	}
+	if lt.active != nil {
+		inputs[loraActiveInput] = lt.active
+	}
 }
 
 func (lt *loraTensors) destroy() error {
 	var errs []error
 	for _, t := range lt.byName {
 		errs = append(errs, t.Destroy())
+	}
+	if lt.active != nil {
+		errs = append(errs, lt.active.Destroy())
 	}
 	return errors.Join(errs...)
 }
@@ -217,7 +248,7 @@ func (g *ditGroup) addLoRA(e *Engine, inputs map[string]ort.Value) error {
 		return nil
 	}
 	if g.loraT == nil {
-		lt, err := newLoRATensors(e.dit.floatT, e.lora.targets, g.set.stacked)
+		lt, err := newLoRATensors(e.dit.floatT, e.lora.targets, g.set.stacked, e.lora.switched, true)
 		if err != nil {
 			return err
 		}
