@@ -46,7 +46,7 @@ type ditKey struct {
 type ditGroup struct {
 	key       ditKey
 	set       *loraSet      // the LoRA set the key names; dropped once loraT is built
-	loraT     *loraTensors  // its inputs, built on the first call; guarded by exec
+	loraT     *loraTensors  // its inputs, from e.lora.built on the first call; guarded by exec
 	members   int           // denoising loops on this grid
 	waiting   []*ditStep    // submitted steps not yet taken into a call
 	executing int           // calls taken and not yet finished
@@ -135,7 +135,7 @@ func (d *ditCall) destroy() {
 		// No loop is left to submit or run a call on g.
 		g.exec.Lock()
 		g.release()
-		g.releaseLoRA()
+		g.releaseLoRA(b.e)
 		g.exec.Unlock()
 	}
 }

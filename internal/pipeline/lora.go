@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -35,6 +37,7 @@ type loraState struct {
 	adapters *lora.Memo[*lora.Adapter]
 	zero     *loraTensors
 	switched bool // the graph has lora_active
+	built    *builtSets
 }
 
 // loraActiveInput is the transformer's If condition: true runs the graph
@@ -81,7 +84,8 @@ func newLoRAState(m *Manifest, cfg Config, floatT string) (*loraState, error) {
 	if budget <= 0 {
 		budget = defaultLoRAMemory
 	}
-	st := &loraState{targets: targets, loader: cfg.LoRA, adapters: lora.NewMemo[*lora.Adapter](budget)}
+	st := &loraState{targets: targets, loader: cfg.LoRA, adapters: lora.NewMemo[*lora.Adapter](budget),
+		built: newBuiltSets(defaultLoRAInputsMemory)}
 	for _, in := range g.Inputs {
 		st.switched = st.switched || in.Name == loraActiveInput
 	}
@@ -94,11 +98,14 @@ func newLoRAState(m *Manifest, cfg Config, floatT string) (*loraState, error) {
 }
 
 func (s *loraState) destroy() error {
-	if s == nil || s.zero == nil {
+	if s == nil {
 		return nil
 	}
-	err := s.zero.destroy()
-	s.zero = nil
+	err := s.built.destroy()
+	if s.zero != nil {
+		err = errors.Join(err, s.zero.destroy())
+		s.zero = nil
+	}
 	return err
 }
 
@@ -129,10 +136,10 @@ func (s *loraState) check(loras []engine.LoRA) error {
 }
 
 // loraSet is a request's resolved LoRA list: its identity (requests share
-// a transformer call only when their sets are identical) and its inputs.
+// a transformer call only when their sets are identical) and its adapters.
 type loraSet struct {
-	key     string // "" without LoRA
-	stacked *lora.Stacked
+	key string // "" without LoRA
+	ws  []lora.Weighted
 }
 
 // prepare loads, converts and stacks a request's LoRAs. A file that cannot
@@ -176,7 +183,7 @@ func (s *loraState) prepare(ctx context.Context, loras []engine.LoRA) (*loraSet,
 		ws[i] = lora.Weighted{Adapter: ad, Scale: l.Scale}
 		key.WriteString(blob.SHA256 + "*" + strconv.FormatFloat(l.Scale, 'g', -1, 64) + ";")
 	}
-	return &loraSet{key: key.String(), stacked: lora.Stack(s.targets, ws)}, nil
+	return &loraSet{key: key.String(), ws: ws}, nil
 }
 
 // loraTensors are the transformer's LoRA inputs for one set, by input
@@ -226,6 +233,19 @@ func (lt *loraTensors) addTo(inputs map[string]ort.Value) {
 	}
 }
 
+// bytes is the memory the tensors hold.
+func (lt *loraTensors) bytes() int64 {
+	var n int64
+	for _, t := range lt.byName {
+		size := int64(2)
+		if t.dtype == "float32" {
+			size = 4
+		}
+		n += size * int64(t.len())
+	}
+	return n
+}
+
 func (lt *loraTensors) destroy() error {
 	var errs []error
 	for _, t := range lt.byName {
@@ -237,8 +257,9 @@ func (lt *loraTensors) destroy() error {
 	return errors.Join(errs...)
 }
 
-// addLoRA puts g's LoRA inputs into a call's inputs, building them on
-// first use (the stacked floats are dropped then). Caller holds g.exec.
+// addLoRA puts g's LoRA inputs into a call's inputs, taking them from the
+// built sets (building them if no recent request used the set). Caller
+// holds g.exec.
 func (g *ditGroup) addLoRA(e *Engine, inputs map[string]ort.Value) error {
 	if e.lora.targets == nil {
 		return nil
@@ -248,7 +269,9 @@ func (g *ditGroup) addLoRA(e *Engine, inputs map[string]ort.Value) error {
 		return nil
 	}
 	if g.loraT == nil {
-		lt, err := newLoRATensors(e.dit.floatT, e.lora.targets, g.set.stacked, e.lora.switched, true)
+		lt, err := e.lora.built.acquire(g.key.lora, func() (*loraTensors, error) {
+			return newLoRATensors(e.dit.floatT, e.lora.targets, lora.Stack(e.lora.targets, g.set.ws), e.lora.switched, true)
+		})
 		if err != nil {
 			return err
 		}
@@ -258,11 +281,113 @@ func (g *ditGroup) addLoRA(e *Engine, inputs map[string]ort.Value) error {
 	return nil
 }
 
-// releaseLoRA frees g's LoRA inputs (never the shared zero ones). Caller
-// holds g.exec (or g is unreachable).
-func (g *ditGroup) releaseLoRA() {
+// releaseLoRA gives g's LoRA inputs back to the built sets (never the
+// shared zero ones). Caller holds g.exec (or g is unreachable).
+func (g *ditGroup) releaseLoRA(e *Engine) {
 	if g.loraT != nil {
-		_ = g.loraT.destroy()
+		e.lora.built.release(g.key.lora)
 		g.loraT = nil
 	}
+}
+
+// defaultLoRAInputsMemory bounds the built LoRA inputs kept for sets no
+// call uses any more: a rank-32 set of the 4B model is 102 MB in bf16, and
+// stacking one costs a fraction of a second of CPU, which a set used again
+// (the common case: one LoRA for many requests, or a few in turn) then
+// does not pay.
+const defaultLoRAInputsMemory = 512 << 20
+
+// builtSets keeps the graph inputs of recent LoRA sets by set key, counted
+// by the calls using them; unused ones go least recently used first when
+// they pass the budget.
+type builtSets struct {
+	mu     sync.Mutex
+	budget int64
+	used   int64
+	order  *list.List // *builtSet, front: most recent
+	byKey  map[string]*list.Element
+	builds int // sets built so far (tests read it)
+}
+
+type builtSet struct {
+	key   string
+	lt    *loraTensors
+	refs  int
+	bytes int64
+}
+
+func newBuiltSets(budget int64) *builtSets {
+	return &builtSets{budget: budget, order: list.New(), byKey: map[string]*list.Element{}}
+}
+
+// acquire returns the inputs of key, building them when not kept.
+func (b *builtSets) acquire(key string, build func() (*loraTensors, error)) (*loraTensors, error) {
+	b.mu.Lock()
+	if el, ok := b.byKey[key]; ok {
+		s := el.Value.(*builtSet)
+		s.refs++
+		b.order.MoveToFront(el)
+		b.mu.Unlock()
+		return s.lt, nil
+	}
+	b.mu.Unlock()
+	lt, err := build()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if el, ok := b.byKey[key]; ok { // built meanwhile by another group of the same set
+		_ = lt.destroy()
+		s := el.Value.(*builtSet)
+		s.refs++
+		return s.lt, nil
+	}
+	b.builds++
+	s := &builtSet{key: key, lt: lt, refs: 1, bytes: lt.bytes()}
+	b.byKey[key] = b.order.PushFront(s)
+	b.used += s.bytes
+	b.evictLocked()
+	return lt, nil
+}
+
+func (b *builtSets) release(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if el, ok := b.byKey[key]; ok {
+		el.Value.(*builtSet).refs--
+	}
+	b.evictLocked()
+}
+
+func (b *builtSets) evictLocked() {
+	for el := b.order.Back(); el != nil && b.used > b.budget; {
+		prev := el.Prev()
+		if s := el.Value.(*builtSet); s.refs == 0 {
+			_ = s.lt.destroy()
+			b.order.Remove(el)
+			delete(b.byKey, s.key)
+			b.used -= s.bytes
+		}
+		el = prev
+	}
+}
+
+// len is the number of sets kept.
+func (b *builtSets) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.order.Len()
+}
+
+func (b *builtSets) destroy() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var errs []error
+	for el := b.order.Front(); el != nil; el = el.Next() {
+		errs = append(errs, el.Value.(*builtSet).lt.destroy())
+	}
+	b.order.Init()
+	b.byKey, b.used = map[string]*list.Element{}, 0
+	return errors.Join(errs...)
 }

@@ -268,12 +268,12 @@ func BenchmarkLoRARank32(b *testing.B) {
 
 // BenchmarkLoRASwitch measures what changing LoRA between consecutive
 // requests costs: requests alternating between two rank-32 LoRAs against
-// requests repeating one (both files converted and kept in memory before
-// the clock starts). Each request builds its set's inputs afresh either
-// way, so the difference is the switch itself; the engine keeps its one
-// transformer session (TestLoRASwitchKeepsTheSession). prepare-ms is the
-// fixed overhead a LoRA request pays before denoising: loading from the
-// memo and stacking its inputs.
+// requests repeating one (both converted and their inputs built before the
+// clock starts: recent sets are kept). The engine keeps its one
+// transformer session (TestLoRASwitchKeepsTheSession). prepare-ms is what a
+// set no recent request used costs once: loading the file from the LoRA
+// directory (converting it is not counted: memo), stacking and building
+// its inputs.
 func BenchmarkLoRASwitch(b *testing.B) {
 	e := openTinyWithLoRAs(b, 32)
 	req := engine.Request{Prompt: "a lighthouse", GuidanceScale: 4, Steps: 4, Width: 256, Height: 256,
@@ -305,7 +305,7 @@ func BenchmarkLoRASwitch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lt, err := newLoRATensors(e.dit.floatT, e.lora.targets, set.stacked, e.lora.switched, true)
+		lt, err := newLoRATensors(e.dit.floatT, e.lora.targets, lora.Stack(e.lora.targets, set.ws), e.lora.switched, true)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -161,8 +161,9 @@ func TestLoRASetsShareCallsOnlyWhenIdentical(t *testing.T) {
 }
 
 // TestLoRASwitchKeepsTheSession: consecutive requests with different LoRAs
-// (and none) run on the one transformer session the engine opened, and each
-// file is converted once.
+// (and none) run on the one transformer session the engine opened, each
+// file is converted once, and each set's inputs are built once while they
+// fit the budget.
 func TestLoRASwitchKeepsTheSession(t *testing.T) {
 	e := openTinyWith(t, func(c *Config) { c.LoRA = loraStore(t, map[string][]byte{}) })
 	sess := e.dit.sess
@@ -179,6 +180,17 @@ func TestLoRASwitchKeepsTheSession(t *testing.T) {
 	}
 	if n := e.lora.adapters.Len(); n != 2 {
 		t.Fatalf("%d converted adapters kept, want the 2 files", n)
+	}
+	if e.lora.built.len() != 4 || e.lora.built.builds != 4 {
+		t.Fatalf("%d LoRA sets kept, %d built; want the 4 sets, each built once", e.lora.built.len(), e.lora.built.builds)
+	}
+	again := engine.Request{Prompt: "a cat", GuidanceScale: 4, Steps: 2, Width: 64, Height: 64, NumImages: 1,
+		OutputFormat: engine.FormatPNG, LoRAs: []engine.LoRA{{Path: "kohya_r6", Scale: 1}}}
+	if _, err := e.Generate(context.Background(), again, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e.lora.built.builds != 4 {
+		t.Fatal("a kept set was built again")
 	}
 	if len(e.batcher.groups) != 0 {
 		t.Fatalf("%d groups left (their LoRA inputs with them)", len(e.batcher.groups))
