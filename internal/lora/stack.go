@@ -73,18 +73,24 @@ func Stack(t *Targets, ws []Weighted) *Stacked {
 		col := 0
 		for _, p := range per[i] {
 			f, r := p.f, p.f.Rank
-			// A input [In, R]: column col+k is row k of lora_A.
-			for k := 0; k < r; k++ {
-				src := f.A[k*tg.In : (k+1)*tg.In]
-				for j, v := range src {
-					a[j*R+col+k] = v
+			// A input [In, R]: column col+k is row k of lora_A, copied
+			// in blocks of inputs so both sides stay in cache.
+			const block = 64
+			for j0 := 0; j0 < tg.In; j0 += block {
+				j1 := min(j0+block, tg.In)
+				for k := 0; k < r; k++ {
+					src := f.A[k*tg.In+j0 : k*tg.In+j1]
+					for j, v := range src {
+						a[(j0+j)*R+col+k] = v
+					}
 				}
 			}
-			// B input [R, Out]: row col+k is column k of lora_B, scaled.
-			for o := 0; o < tg.Out; o++ {
-				src := f.B[o*r : (o+1)*r]
-				for k, v := range src {
-					b[(col+k)*tg.Out+o] = p.scale * v
+			// B input [R, Out]: row col+k is column k of lora_B, scaled
+			// (rows written in order; lora_B read down its short rows).
+			for k := 0; k < r; k++ {
+				dst := b[(col+k)*tg.Out : (col+k+1)*tg.Out]
+				for o := range dst {
+					dst[o] = p.scale * f.B[o*r+k]
 				}
 			}
 			col += r
