@@ -246,6 +246,15 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	if err := e.checkRequest(&req); err != nil {
 		return nil, err
 	}
+	// LoRA files are fetched and converted before taking a generation
+	// slot, so a download never holds the accelerator idle.
+	set, err := e.lora.prepare(ctx, req.LoRAs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, err)
+		}
+		return nil, err
+	}
 	release, err := e.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -256,7 +265,7 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	r := &run{e: e, req: req, progress: progress}
+	r := &run{e: e, req: req, progress: progress, lora: set}
 	res, err := r.generate(ctx)
 	e.lastORTTime.Store(int64(r.ortTime))
 	if err != nil {

@@ -37,10 +37,6 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 	r.batch = req.NumImages
 	r.cfg = req.GuidanceScale > 1
 
-	var err error
-	if r.lora, err = r.e.lora.prepare(ctx, req.LoRAs); err != nil {
-		return nil, err
-	}
 	t := time.Now()
 	pos, neg, err := r.encodePrompts(ctx)
 	if err != nil {
