@@ -46,16 +46,6 @@ def input_names(targets) -> list[str]:
     return out
 
 
-def zero_inputs(targets, dtype, rank: int = 1) -> list:
-    """The inputs of a request without LoRA: a zero pair of the given rank per target."""
-    import torch
-
-    out = []
-    for _, fin, fout in targets:
-        out += [torch.zeros(fin, rank, dtype=dtype), torch.zeros(rank, fout, dtype=dtype)]
-    return out
-
-
 def example_inputs(targets, dtype, rank: int = 2, seed: int = 99) -> list:
     """Non-zero example pairs (rank 2, so the exporter keeps every rank axis dynamic)."""
     import torch
@@ -205,6 +195,7 @@ def diffusers_metadata(pairs, rank: int, alpha: float) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 ACTIVE_INPUT = "lora_active"
+SMALL_INITIALIZER_BYTES = 1024
 
 
 def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: bool) -> dict:
@@ -213,14 +204,28 @@ def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: b
     the LoRA inputs existed.  Both branches read one set of weights: every initializer of the LoRA
     graph is matched by content to the pre-LoRA graph's (the exporter names folded constants
     differently in the two) and read from the outer scope; one that has no twin stays inside its
-    branch.  Returns counts for the log."""
+    branch.  With external data, the pre-LoRA graph's data file becomes the model's (moved, not
+    rewritten: weights are read one tensor at a time, for hashing only).  Returns counts for the
+    log."""
     import hashlib
+    import shutil
 
     import onnx
     from onnx import helper, numpy_helper
 
-    base = onnx.load(str(base_path), load_external_data=True)
+    base = onnx.load(str(base_path), load_external_data=False)
     lora = onnx.load(str(lora_path), load_external_data=False)
+    for t in base.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in t.external_data}
+            if info["location"] != out_path.name + ".data":
+                raise ValueError(f"{base_path}: {t.name} is stored in {info['location']}, want {out_path.name}.data")
+            if int(info.get("length", 0)) <= SMALL_INITIALIZER_BYTES:
+                # Shape inference inside the If branches reads small constants (axes, shapes) and
+                # cannot read them from a data file.
+                onnx.external_data_helper.load_external_data_for_tensor(t, str(base_path.parent))
+                t.data_location = onnx.TensorProto.DEFAULT
+                del t.external_data[:]
 
     def content(t, base_dir):
         a = numpy_helper.to_array(t, base_dir=str(base_dir))
@@ -294,10 +299,8 @@ def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: b
     for stale in (out_path, out_path.with_name(out_path.name + ".data")):
         if stale.exists():
             stale.unlink()
+    onnx.save_model(model, str(out_path))  # external initializers keep their references
     if external:
-        onnx.save_model(model, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=out_path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save_model(model, str(out_path))
+        shutil.move(str(base_path.with_name(base_path.name + ".data")), str(out_path.with_name(out_path.name + ".data")))
     return {"shared_initializers": len(lora_to_outer), "lora_only_initializers": len(lora_local),
             "base_nodes": len(base.graph.node), "lora_nodes": len(lora.graph.node)}

@@ -419,3 +419,35 @@ def test_go_pipeline_runs_fused_export(fused_transformer, tmp_path):
           f"{(diff > 0).mean():.2e} of values differ; image std {images['decomposed'].std():.1f}")
     assert images["decomposed"].std() > 5  # a real image, not a flat one
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_merge_branches_with_external_data(tiny, sessions, tmp_path):
+    """merge_branches on graphs whose weights are in external data files (as the real model's
+    are) gives the same model as models/tiny's transformer, with the pre-LoRA graph's data file
+    moved next to it and read by both branches."""
+    import onnx
+
+    comps = ex.build_tiny(ex.TINY_SEED)
+    paths = {}
+    for name, lora in (("base", False), ("lora", True)):
+        comps.lora = lora
+        inline = tmp_path / f"{name}-inline" / "transformer.onnx"
+        inline.parent.mkdir()
+        ex.export_module(ex.graph_module("transformer", comps), ex.example_inputs("transformer", comps, torch.float32),
+                         inline, ex.graph_inputs("transformer", comps)[: None if not lora else -1], ("noise_pred",),
+                         ex.dynamic_shapes_for("transformer", comps))
+        ext = tmp_path / name / "transformer.onnx"
+        ext.parent.mkdir()
+        onnx.save_model(onnx.load(str(inline)), str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="transformer.onnx.data", size_threshold=0)
+        paths[name] = ext
+    out = tmp_path / "out" / "transformer.onnx"
+    out.parent.mkdir()
+    facts = lora_formats.merge_branches(paths["base"], paths["lora"], out, external=True)
+    assert facts["lora_only_initializers"] == 0
+    assert (tmp_path / "out" / "transformer.onnx.data").exists() and not (tmp_path / "base" / "transformer.onnx.data").exists()
+    merged = ex.ort_session(out, threads=1)
+    args = ex.example_inputs("transformer", tiny, torch.float32, batch=1, h=2, w=3)
+    for active in (True, False):
+        feeds = {**ex.graph_feeds("transformer", tiny, args), lora_formats.ACTIVE_INPUT: np.array([active])}
+        assert np.array_equal(merged.run(None, feeds)[0], sessions["transformer"].run(None, feeds)[0]), active

@@ -196,3 +196,45 @@ func TestLoRASwitchKeepsTheSession(t *testing.T) {
 		t.Fatalf("%d groups left (their LoRA inputs with them)", len(e.batcher.groups))
 	}
 }
+
+// TestBuiltSetsKeepWhatIsInUse: over its budget, the LoRA input cache drops
+// least recently used sets that no call uses, never one in use, and gives
+// the same inputs to every group of one set.
+func TestBuiltSetsKeepWhatIsInUse(t *testing.T) {
+	e := openTiny(t)
+	st := lora.Stack(e.lora.targets, nil)
+	one, err := newLoRATensors(e.dit.floatT, e.lora.targets, st, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := one.bytes()
+	_ = one.destroy()
+	b := newBuiltSets(2 * size) // room for two sets
+	defer b.destroy()
+	build := func() (*loraTensors, error) { return newLoRATensors(e.dit.floatT, e.lora.targets, st, true, true) }
+	a1, _ := b.acquire("a", build)
+	if a2, _ := b.acquire("a", build); a2 != a1 || b.builds != 1 {
+		t.Fatal("a second group of set a got other inputs")
+	}
+	if _, err := b.acquire("b", build); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.acquire("c", build); err != nil { // over budget, but a, b and c are all in use
+		t.Fatal(err)
+	}
+	if b.len() != 3 {
+		t.Fatalf("%d sets kept, want 3 (all in use)", b.len())
+	}
+	b.release("b") // b is unused and least recent after a: dropped
+	if b.len() != 2 || b.byKey["b"] != nil {
+		t.Fatalf("after releasing b: %d sets, b kept %v", b.len(), b.byKey["b"] != nil)
+	}
+	b.release("a")
+	b.release("a") // a unused now, within budget: kept
+	if b.len() != 2 || b.byKey["a"] == nil {
+		t.Fatal("a was dropped within the budget")
+	}
+	if again, _ := b.acquire("a", build); again != a1 || b.builds != 3 {
+		t.Fatal("a kept set was built again")
+	}
+}
