@@ -9,8 +9,8 @@
 # Model toolchain targets (Python; the Go build does not need any of this).
 #
 #   make tiny        regenerate models/tiny (ONNX graphs, tokenizer, model.json)
-#   make reference   regenerate models/tiny, testdata/reference (edit cases included) and the
-#                    PIL fixtures of internal/imageprep
+#   make reference   regenerate models/tiny, testdata/reference (edit cases in testdata/reference/edit,
+#                    LoRA cases in testdata/reference/lora) and the PIL fixtures of internal/imageprep
 #   make test-export run the Python parity tests (scripts/test_export.py)
 #
 # The Python dependencies (scripts/requirements.txt) go into .venv (git-ignored). To use an
@@ -49,6 +49,7 @@ tiny: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
 reference: tiny
 	$(PY) scripts/export_onnx.py --reference --model models/tiny --reference-out testdata/reference
 	$(PY) scripts/reference_edit.py --resample-out internal/imageprep/testdata
+	$(PY) scripts/reference_lora.py --model models/tiny --out testdata/reference/lora
 
 test-export: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
 	KLEINSERVE_TOKENIZER_JSON=$(TOKENIZER_DIR)/package/models $(PY) -m pytest -q -s scripts/test_export.py

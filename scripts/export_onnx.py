@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+import lora_formats
+
 # torch & co are imported lazily in main() so that `--help` works without them.
 torch = None  # type: ignore[assignment]
 nn = None  # type: ignore[assignment]
@@ -380,22 +382,40 @@ def make_wrappers():
             return torch.cat(outs, dim=-1)
 
     class TransformerGraph(nn.Module):
-        """Flux2Transformer2DModel with 2-D ids and sigma timestep (the model multiplies by 1000)."""
+        """Flux2Transformer2DModel with 2-D ids and sigma timestep (the model multiplies by 1000).
 
-        def __init__(self, transformer):
+        With lora=True it also takes a low-rank pair (A [in,r], B [r,out]) per nn.Linear, in
+        scripts/lora_formats.lora_targets order, added as (x·A)·B to that linear's output
+        (forward hooks for the call only, so the module and its weight names are untouched).
+        """
+
+        def __init__(self, transformer, lora: bool = False):
             super().__init__()
             self.transformer = transformer
+            self.lora_modules = [m for _, m in transformer.named_modules() if isinstance(m, nn.Linear)] if lora else []
 
-        def forward(self, hidden_states, encoder_hidden_states, timestep, img_ids, txt_ids):
-            return self.transformer(
-                hidden_states=hidden_states,
-                encoder_hidden_states=encoder_hidden_states,
-                timestep=timestep,
-                img_ids=img_ids,
-                txt_ids=txt_ids,
-                guidance=None,
-                return_dict=False,
-            )[0]
+        def forward(self, hidden_states, encoder_hidden_states, timestep, img_ids, txt_ids, *lora):
+            if len(lora) != 2 * len(self.lora_modules):
+                raise ValueError(f"want {2 * len(self.lora_modules)} LoRA inputs, got {len(lora)}")
+
+            def low_rank(a, b):
+                return lambda _m, args, out: out + torch.matmul(torch.matmul(args[0], a), b)
+
+            handles = [m.register_forward_hook(low_rank(lora[2 * i], lora[2 * i + 1]))
+                       for i, m in enumerate(self.lora_modules)]
+            try:
+                return self.transformer(
+                    hidden_states=hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    timestep=timestep,
+                    img_ids=img_ids,
+                    txt_ids=txt_ids,
+                    guidance=None,
+                    return_dict=False,
+                )[0]
+            finally:
+                for h in handles:
+                    h.remove()
 
     class VaeDecoderGraph(nn.Module):
         """Packed BN-normalised latents [B,128,h,w] → image [B,3,16h,16w]."""
@@ -486,6 +506,8 @@ class Components:
     variant: str
     name: str
     source: dict
+    # The transformer graph takes LoRA inputs (--lora inputs, the default); see scripts/lora_formats.py.
+    lora: bool = True
 
 
 def new_transformer(config: dict):
@@ -724,16 +746,26 @@ def graph_opset(graph: str, attention: str) -> int:
 
 
 def attention_op_counts(path: Path) -> dict:
-    """Counts of the ops that tell fused from decomposed attention, over the main graph."""
+    """Counts of the ops that tell fused from decomposed attention, over the main graph and its
+    subgraphs (a LoRA transformer has the forward twice, under one If)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     counts = {"Attention": 0, "com.microsoft.MultiHeadAttention": 0, "com.microsoft.GroupQueryAttention": 0,
               "Softmax": 0}
-    for node in model.graph.node:
-        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        if key in counts:
-            counts[key] += 1
+
+    def walk(graph):
+        for node in graph.node:
+            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            if key in counts:
+                counts[key] += 1
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
     return counts
 
 
@@ -800,13 +832,16 @@ def example_inputs(graph: str, comps: Components, dtype, batch: int = 2, h: int 
         img_ids[:, 2] = torch.arange(s) % w
         txt_ids = torch.zeros(TEXT_MAX_LENGTH, 4, dtype=torch.int64)
         txt_ids[:, 3] = torch.arange(TEXT_MAX_LENGTH)
-        return (
+        base = (
             torch.randn(batch, s, 128, generator=g).to(dtype),
             torch.randn(batch, TEXT_MAX_LENGTH, j, generator=g).to(dtype),
             torch.rand(batch, generator=g),
             img_ids,
             txt_ids,
         )
+        if not comps.lora:
+            return base
+        return base + tuple(lora_formats.example_inputs(lora_formats.lora_targets(comps.transformer), dtype))
     if graph == "vae_decoder":
         return (torch.randn(batch, 128, h, w, generator=g).to(dtype),)
     if graph == "vae_encoder":
@@ -825,11 +860,30 @@ GRAPH_IO = {
 }
 
 
+def graph_inputs(graph: str, comps: Components) -> list[str]:
+    """Input names of a graph as exported: GRAPH_IO's, plus the transformer's LoRA pairs and
+    lora_active (the If condition, last)."""
+    ins = list(GRAPH_IO[graph][0])
+    if graph == "transformer" and comps.lora:
+        ins += lora_formats.input_names(lora_formats.lora_targets(comps.transformer))
+        ins.append(lora_formats.ACTIVE_INPUT)
+    return ins
+
+
+def graph_feeds(graph: str, comps: Components, args) -> dict:
+    """ORT feeds of a graph for export example args: a LoRA transformer's lora_active is True
+    (the examples carry non-zero pairs)."""
+    feeds = np_inputs(args, graph_inputs(graph, comps))
+    if graph == "transformer" and comps.lora:
+        feeds[lora_formats.ACTIVE_INPUT] = np.array([True])
+    return feeds
+
+
 def graph_module(graph: str, comps: Components):
     if graph == "text_encoder":
         return TextEncoderGraph(comps.text_encoder, comps.taps).eval()
     if graph == "transformer":
-        return TransformerGraph(comps.transformer).eval()
+        return TransformerGraph(comps.transformer, lora=comps.lora).eval()
     if graph == "vae_decoder":
         return VaeDecoderGraph(comps.vae).eval()
     if graph == "vae_encoder":
@@ -839,19 +893,27 @@ def graph_module(graph: str, comps: Components):
     raise ValueError(graph)
 
 
-def dynamic_shapes_for(graph: str):
+def dynamic_shapes_for(graph: str, comps: Components | None = None):
     B = torch.export.Dim("B", min=1, max=64)
     if graph == "text_encoder":
         return {"input_ids": {0: B}, "attention_mask": {0: B}}
     if graph == "transformer":
         S = torch.export.Dim("S", min=1, max=65536)
-        return {
+        shapes = {
             "hidden_states": {0: B, 1: S},
             "encoder_hidden_states": {0: B},
             "timestep": {0: B},
             "img_ids": {0: S},
             "txt_ids": None,
         }
+        if comps is not None and comps.lora:
+            # One rank axis per target: a LoRA need not touch every linear, nor with one rank.
+            lora = []
+            for i, _ in enumerate(lora_formats.lora_targets(comps.transformer)):
+                r = torch.export.Dim(f"r{i}", min=1, max=4096)
+                lora += [{1: r}, {0: r}]
+            shapes["lora"] = tuple(lora)
+        return shapes
     if graph == "vae_decoder":
         h = torch.export.Dim("h", min=1, max=256)
         w = torch.export.Dim("w", min=1, max=256)
@@ -898,6 +960,35 @@ def attention_blocks(graph: str, comps: Components) -> int:
     return 0
 
 
+def export_lora_transformer(comps: Components, module, args, path: Path, ins, outs, precisions: dict, opset: int) -> dict:
+    """The transformer with LoRA inputs: the pre-LoRA graph and the graph with low-rank pairs,
+    exported apart and joined under If(lora_active) over one set of weights
+    (lora_formats.merge_branches), so a request without LoRA runs exactly the pre-LoRA graph."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        tmp = Path(tmp)
+        comps.lora = False
+        try:
+            base_path = tmp / "base" / path.name
+            base_path.parent.mkdir()
+            base = graph_module("transformer", comps)
+            base_args = example_inputs("transformer", comps, torch_dtype(precisions["transformer"]))
+            facts = export_module(base, base_args, base_path, graph_inputs("transformer", comps), outs,
+                                  dynamic_shapes_for("transformer", comps), opset=opset)
+            del base
+        finally:
+            comps.lora = True
+        lora_path = tmp / "lora" / path.name
+        lora_path.parent.mkdir()
+        export_module(module, args, lora_path, ins[:-1], outs, dynamic_shapes_for("transformer", comps), opset=opset)
+        merged = lora_formats.merge_branches(base_path, lora_path, path, facts["external_data"])
+    log(f"  joined the pre-LoRA and LoRA graphs under If({lora_formats.ACTIVE_INPUT}): {merged}")
+    # Only a LoRA export gets the key, so a --lora none manifest is the pre-LoRA one.
+    facts["lora"] = {"targets": len(lora_formats.lora_targets(comps.transformer)),
+                     "inputs": "<module>.lora_A [in,r], <module>.lora_B [r,out], "
+                     f"{lora_formats.ACTIVE_INPUT} bool [1]; docs/lora.md"}
+    return facts
+
+
 def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAMES, attention: str = "decomposed") -> dict:
     """Export the requested graphs into `out`; returns per-graph export facts."""
     out.mkdir(parents=True, exist_ok=True)
@@ -905,13 +996,18 @@ def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAME
     for graph in graphs:
         module = graph_module(graph, comps)
         args = example_inputs(graph, comps, torch_dtype(precisions[graph]))
-        ins, outs = GRAPH_IO[graph]
+        ins, outs = graph_inputs(graph, comps), GRAPH_IO[graph][1]
         opset = graph_opset(graph, attention)
         log(f"exporting {graph} ({count_params(module):,} params in graph module, opset {opset})")
         path = out / f"{graph}.onnx"
-        facts[graph] = export_module(module, args, path, ins, outs, dynamic_shapes_for(graph), opset=opset)
+        branches = 1
+        if graph == "transformer" and comps.lora:
+            facts[graph] = export_lora_transformer(comps, module, args, path, ins, outs, precisions, opset)
+            branches = 2
+        else:
+            facts[graph] = export_module(module, args, path, ins, outs, dynamic_shapes_for(graph, comps), opset=opset)
         if opset == FUSED_ATTENTION_OPSET:
-            counts = check_fused_attention(path, attention_blocks(graph, comps))
+            counts = check_fused_attention(path, branches * attention_blocks(graph, comps))
             log(f"  fused attention: {counts['Attention']} Attention nodes, no Softmax")
             # Only fused graphs get the key, so a default export's manifest is unchanged.
             facts[graph]["attention"] = "fused"
@@ -1031,6 +1127,8 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
             entry["external_data"] = path.name + ".data"
         if facts.get(g, {}).get("attention"):
             entry["attention"] = facts[g]["attention"]
+        if facts.get(g, {}).get("lora"):
+            entry["lora"] = facts[g]["lora"]
         entry.update(io)
         graphs[g] = entry
     files = {}
@@ -1197,12 +1295,11 @@ def ort_check(comps: Components, out: Path, width: int, height: int, precisions:
     report = {}
     for graph in GRAPH_NAMES:
         path = out / f"{graph}.onnx"
-        ins, outs = GRAPH_IO[graph]
         args = example_inputs(graph, comps, torch_dtype(precisions[graph]), batch=1, h=h, w=w)
         t0 = time.time()
         sess = ort_session(path)
         t1 = time.time()
-        res = sess.run(None, np_inputs(args, ins))
+        res = sess.run(None, graph_feeds(graph, comps, args))
         t2 = time.time()
         shapes = [list(r.shape) for r in res]
         finite = all(np.isfinite(r.astype(np.float32)).all() for r in res if r.dtype != np.bool_)
@@ -1249,7 +1346,8 @@ def export_from_checkpoint(args) -> None:
     precisions = resolve_precisions(args.precision, args.vae_precision)
     safety_src = args.safety_from or SAFETY_HF_ID
     comps = Components(None, None, None, None, HIDDEN_LAYERS, "klein-4b-base", "FLUX.2 [klein] 4B Base",
-                       {"from": args.model_from, "safety_from": safety_src, "seed": None})
+                       {"from": args.model_from, "safety_from": safety_src, "seed": None},
+                       lora=args.lora == "inputs")
     for stale in out.glob("*.onnx*"):
         stale.unlink()
     facts, counts, preview = {}, {}, None
@@ -1606,8 +1704,11 @@ def run_tiny(args) -> None:
         raise SystemExit("models/tiny is fp32 (the parity reference); export other precisions elsewhere (--out)")
     if args.attention != "decomposed" and out.resolve() == Path("models/tiny").resolve():
         raise SystemExit("models/tiny is the decomposed-attention reference; export --attention fused elsewhere (--out)")
+    if args.lora != "inputs" and out.resolve() == Path("models/tiny").resolve():
+        raise SystemExit("models/tiny is exported with LoRA inputs; export --lora none elsewhere (--out)")
     tok_src = find_tokenizer_source(args.tokenizer_from, None)
     comps = build_tiny(TINY_SEED)
+    comps.lora = args.lora == "inputs"
     precisions = resolve_precisions(args.precision, args.vae_precision)
     if args.precision != "fp32":
         # Exporter check only: weights cast after the seeded fp32 build.
@@ -1633,6 +1734,7 @@ def run_random(args) -> None:
     full = full_size_param_counts()
     log("full-size parameter counts (meta device): " + json.dumps(full))
     comps = build_random(args.seed, args.depth_scale)
+    comps.lora = args.lora == "inputs"
     precisions = resolve_precisions(args.precision, args.vae_precision)
     cast_components(comps, precisions)
     counts = graph_param_counts(comps)
@@ -1681,6 +1783,10 @@ def main(argv=None) -> None:
                     help="decomposed: every graph at opset 20, attention as MatMul/Softmax/MatMul (default, models/tiny); "
                     f"fused: the transformer at opset {FUSED_ATTENTION_OPSET} with one ONNX Attention node per block, "
                     "which ORT's CUDA EP runs with flash / memory-efficient attention kernels")
+    ap.add_argument("--lora", choices=("inputs", "none"), default="inputs",
+                    help="inputs: the transformer takes a low-rank pair (<module>.lora_A [in,r], <module>.lora_B [r,out]) "
+                    "at every linear, so any request with or without LoRAs is one run of one session (default, models/tiny); "
+                    "none: the pre-LoRA graph (for comparison benchmarks)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (tiny/reference default 1 for reproducibility)")
     args = ap.parse_args(argv)
     if not 0 < args.depth_scale <= 1:

@@ -23,6 +23,7 @@ ort = pytest.importorskip("onnxruntime")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import export_onnx as ex  # noqa: E402
+import lora_formats  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "models" / "tiny"
@@ -63,7 +64,7 @@ def test_manifest_matches_files_and_weights(tiny, manifest):
     for name, digest in manifest["source"]["state_dict_sha256"].items():
         assert ex.state_dict_sha256(getattr(tiny, name)) == digest, f"{name}: rebuilt weights differ from the manifest"
     for g in ex.GRAPH_NAMES:
-        ins, outs = ex.GRAPH_IO[g]
+        ins, outs = ex.graph_inputs(g, tiny), ex.GRAPH_IO[g][1]
         entry = manifest["graphs"][g]
         assert [i["name"] for i in entry["inputs"]] == list(ins)
         assert [o["name"] for o in entry["outputs"]] == list(outs)
@@ -80,11 +81,11 @@ SHAPES = [(1, 4, 4), (3, 2, 5)]
 def test_ort_matches_torch(graph, batch, h, w, tiny, sessions):
     module = ex.graph_module(graph, tiny)
     args = ex.example_inputs(graph, tiny, torch.float32, batch=batch, h=h, w=w)
-    ins, outs = ex.GRAPH_IO[graph]
+    ins, outs = ex.graph_inputs(graph, tiny), ex.GRAPH_IO[graph][1]
     with torch.no_grad():
         want = module(*args)
     want = want if isinstance(want, tuple) else (want,)
-    got = sessions[graph].run(list(outs), ex.np_inputs(args, ins))
+    got = sessions[graph].run(list(outs), ex.graph_feeds(graph, tiny, args))
     for name, g, t in zip(outs, got, want):
         t = t.numpy()
         assert g.shape == t.shape, f"{graph}.{name}: {g.shape} vs {t.shape}"
@@ -162,6 +163,35 @@ def test_tokenizer_vocab_merges_matches_tokenizer_json():
     print(f"\n  tokenizer: {len(strings)} strings identical")
 
 
+# The LoRA inputs of a request without LoRA: a rank-1 zero pair per target.
+NO_LORA = {**lora_formats.stack(lora_formats.lora_targets(ex.build_tiny(ex.TINY_SEED).transformer), []),
+           lora_formats.ACTIVE_INPUT: np.array([False])}
+
+
+def test_lora_transformer_branches(tiny, sessions):
+    """The LoRA transformer is one If over one set of weights: its branch without LoRA and its
+    branch with zero pairs agree exactly, and its LoRA branch matches torch with random pairs."""
+    import onnx
+
+    model = onnx.load(str(TINY / "transformer.onnx"), load_external_data=False)
+    assert [n.op_type for n in model.graph.node] == ["If"]
+    names = [t.name for t in model.graph.initializer]
+    for attr in model.graph.node[0].attribute:
+        assert len(attr.g.initializer) == 0, f"{attr.name} holds weights of its own"
+    assert sum(int(np.prod(t.dims)) for t in model.graph.initializer) >= ex.count_params(tiny.transformer)
+    assert len(names) == len(set(names))
+    args = ex.example_inputs("transformer", tiny, torch.float32, batch=2, h=3, w=5)
+    feeds = ex.graph_feeds("transformer", tiny, args)
+    zero = {**feeds, **NO_LORA}
+    off = sessions["transformer"].run(None, zero)[0]
+    on = sessions["transformer"].run(None, {**zero, lora_formats.ACTIVE_INPUT: np.array([True])})[0]
+    assert np.array_equal(off, on)
+    with torch.no_grad():
+        want = ex.graph_module("transformer", tiny)(*args).numpy()
+    got = sessions["transformer"].run(None, feeds)[0]
+    assert rel_err(got, want) < REL_TOL and rel_err(got, off) > 1e-2
+
+
 def load_array(desc):
     dtype = {"float32": "<f4", "int64": "<i8", "uint8": "u1", "bool": "?"}[desc["dtype"]]
     return np.fromfile(REFERENCE / desc["file"], dtype=dtype).reshape(desc["shape"])
@@ -203,7 +233,7 @@ def test_reference_replayed_with_ort(sessions):
         def dit(embeds, t):
             return sessions["transformer"].run(None, {
                 "hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
-                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids})[0]
+                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids, **NO_LORA})[0]
 
         for i in range(n):
             v = dit(a["prompt_embeds"], a["timesteps"][i])
@@ -288,8 +318,9 @@ def test_fused_graph_has_attention_nodes_and_no_softmax(fused_transformer, tiny)
     fused = ex.attention_op_counts(fused_transformer)
     decomposed = ex.attention_op_counts(TINY / "transformer.onnx")
     print(f"\n  fused {fused}\n  decomposed {decomposed}")
-    assert fused["Attention"] == blocks and fused["Softmax"] == 0
-    assert decomposed["Attention"] == 0 and decomposed["Softmax"] == blocks
+    # Each of the LoRA transformer's two branches (lora_active or not) has one per block.
+    assert fused["Attention"] == 2 * blocks and fused["Softmax"] == 0
+    assert decomposed["Attention"] == 0 and decomposed["Softmax"] == 2 * blocks
     io = ex.graph_io_from_file(fused_transformer)
     assert io["opset"] == ex.FUSED_ATTENTION_OPSET
     # Same graph interface as the decomposed export: the Go pipeline feeds it unchanged.
@@ -301,8 +332,7 @@ def test_fused_graph_has_attention_nodes_and_no_softmax(fused_transformer, tiny)
 def test_fused_transformer_matches_torch_and_decomposed(fused_transformer, batch, h, w, tiny, sessions):
     module = ex.graph_module("transformer", tiny)
     args = ex.example_inputs("transformer", tiny, torch.float32, batch=batch, h=h, w=w)
-    ins, _ = ex.GRAPH_IO["transformer"]
-    feeds = ex.np_inputs(args, ins)
+    feeds = ex.graph_feeds("transformer", tiny, args)
     with torch.no_grad():
         want = module(*args).numpy()
     got = ex.ort_session(fused_transformer, threads=1).run(None, feeds)[0]
@@ -331,7 +361,7 @@ def test_fused_transformer_replays_reference(fused_transformer):
             def velocity(embeds):
                 return dit.run(None, {"hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
                                       "timestep": np.full((b,), a["timesteps"][i], np.float32),
-                                      "img_ids": img_ids, "txt_ids": txt_ids})[0]
+                                      "img_ids": img_ids, "txt_ids": txt_ids, **NO_LORA})[0]
             v = velocity(a["prompt_embeds"])
             if cfg:
                 vn = velocity(a["negative_prompt_embeds"])
@@ -389,3 +419,35 @@ def test_go_pipeline_runs_fused_export(fused_transformer, tmp_path):
           f"{(diff > 0).mean():.2e} of values differ; image std {images['decomposed'].std():.1f}")
     assert images["decomposed"].std() > 5  # a real image, not a flat one
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_merge_branches_with_external_data(tiny, sessions, tmp_path):
+    """merge_branches on graphs whose weights are in external data files (as the real model's
+    are) gives the same model as models/tiny's transformer, with the pre-LoRA graph's data file
+    moved next to it and read by both branches."""
+    import onnx
+
+    comps = ex.build_tiny(ex.TINY_SEED)
+    paths = {}
+    for name, lora in (("base", False), ("lora", True)):
+        comps.lora = lora
+        inline = tmp_path / f"{name}-inline" / "transformer.onnx"
+        inline.parent.mkdir()
+        ex.export_module(ex.graph_module("transformer", comps), ex.example_inputs("transformer", comps, torch.float32),
+                         inline, ex.graph_inputs("transformer", comps)[: None if not lora else -1], ("noise_pred",),
+                         ex.dynamic_shapes_for("transformer", comps))
+        ext = tmp_path / name / "transformer.onnx"
+        ext.parent.mkdir()
+        onnx.save_model(onnx.load(str(inline)), str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="transformer.onnx.data", size_threshold=0)
+        paths[name] = ext
+    out = tmp_path / "out" / "transformer.onnx"
+    out.parent.mkdir()
+    facts = lora_formats.merge_branches(paths["base"], paths["lora"], out, external=True)
+    assert facts["lora_only_initializers"] == 0
+    assert (tmp_path / "out" / "transformer.onnx.data").exists() and not (tmp_path / "base" / "transformer.onnx.data").exists()
+    merged = ex.ort_session(out, threads=1)
+    args = ex.example_inputs("transformer", tiny, torch.float32, batch=1, h=2, w=3)
+    for active in (True, False):
+        feeds = {**ex.graph_feeds("transformer", tiny, args), lora_formats.ACTIVE_INPUT: np.array([active])}
+        assert np.array_equal(merged.run(None, feeds)[0], sessions["transformer"].run(None, feeds)[0]), active

@@ -13,11 +13,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kleinserve/kleinserve/internal/cns"
 	"github.com/kleinserve/kleinserve/internal/imagecodec"
 	"github.com/kleinserve/kleinserve/internal/imageprep"
+	"github.com/kleinserve/kleinserve/internal/lora"
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
@@ -93,6 +95,8 @@ const (
 	MaxSteps = 1000
 	// MaxReferences bounds an edit's reference images.
 	MaxReferences = imageprep.MaxReferences
+	// MaxLoRAs bounds the LoRAs of one request.
+	MaxLoRAs = lora.MaxPerRequest
 )
 
 // Request is a fully resolved generation request: every default applied,
@@ -114,6 +118,8 @@ type Request struct {
 	// PreviewEvery asks for a cheap latent preview in the progress callback
 	// every N steps (0: no previews).
 	PreviewEvery int
+	// LoRAs are applied to the transformer, in order (none: the base model).
+	LoRAs []LoRA
 	// InitialNoise, when set, replaces the seeded initial latent noise. It
 	// is laid out (NumImages, 128, Height/16, Width/16), float32. Used by
 	// reference tests; never set from the HTTP API.
@@ -175,6 +181,17 @@ func (r *Request) Check() error {
 			errs = append(errs, fmt.Errorf("initial noise has %d values, want %d", len(r.InitialNoise), want))
 		}
 	}
+	if len(r.LoRAs) > MaxLoRAs {
+		errs = append(errs, fmt.Errorf("loras: at most %d, got %d", MaxLoRAs, len(r.LoRAs)))
+	}
+	for i, l := range r.LoRAs {
+		if strings.TrimSpace(l.Path) == "" {
+			errs = append(errs, fmt.Errorf("loras[%d].path: empty", i))
+		}
+		if err := lora.CheckScale(l.Scale); err != nil {
+			errs = append(errs, fmt.Errorf("loras[%d].scale: %w", i, err))
+		}
+	}
 	// Inactive CNS settings are ignored by the sampler, so only active ones
 	// must be runnable.
 	if r.CNS.Active() {
@@ -186,6 +203,14 @@ func (r *Request) Check() error {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return nil
+}
+
+// LoRA is one adapter of a request: Path names the file (an http(s) URL,
+// this server's /files/ URL, a data: URI or a name in the server's LoRA
+// directory) and Scale multiplies its update (fal's loras[].scale).
+type LoRA struct {
+	Path  string
+	Scale float64
 }
 
 // Image is one encoded output image.

@@ -38,18 +38,22 @@ type ditBatcher struct {
 type BatchCounts struct{ Calls, Shared int }
 
 // groupKey is what the loops sharing a call agree on: the latent grid (h x
-// w tokens) and the reference grids (referenceSet.key).
+// w tokens), the reference grids (referenceSet.key) and the LoRA set, since
+// the reference ids and the LoRA inputs are per call, not per row (lora.go).
 type groupKey struct {
 	h, w int
 	refs string
+	lora string
 }
 
-// ditGroup is the transformer state of one latent grid (h x w tokens) and
-// reference layout.
+// ditGroup is the transformer state of one latent grid, reference layout
+// and LoRA set.
 type ditGroup struct {
 	key       groupKey
 	refLen    int           // reference tokens after the h*w target tokens of each row
 	refIDs    []int64       // their position ids (refLen, 4)
+	set       *loraSet      // the LoRA set the key names; dropped once loraT is built
+	loraT     *loraTensors  // its inputs, from e.lora.built on the first call; guarded by exec
 	members   int           // denoising loops on this grid
 	waiting   []*ditStep    // submitted steps not yet taken into a call
 	executing int           // calls taken and not yet finished
@@ -106,11 +110,15 @@ func (r *run) newDiTCall(pos, neg []float32) (*ditCall, error) {
 	b := r.e.batcher
 	d := &ditCall{r: r, pos: pos, neg: neg}
 	d.step = ditStep{d: d, done: make(chan error, 1)}
-	key := groupKey{r.h, r.w, r.refs.key()}
+	set := r.lora
+	if set == nil {
+		set = &loraSet{}
+	}
+	key := groupKey{r.h, r.w, r.refs.key(), set.key}
 	b.mu.Lock()
 	g := b.groups[key]
 	if g == nil {
-		g = &ditGroup{key: key, refLen: r.refs.len(), refIDs: r.refs.ids()}
+		g = &ditGroup{key: key, refLen: r.refs.len(), refIDs: r.refs.ids(), set: set}
 		b.groups[key] = g
 	}
 	g.members++
@@ -134,6 +142,7 @@ func (d *ditCall) destroy() {
 		// No loop is left to submit or run a call on g.
 		g.exec.Lock()
 		g.release()
+		g.releaseLoRA(b.e)
 		g.exec.Unlock()
 	}
 }
@@ -320,10 +329,14 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 	if ft != "float32" {
 		g.scratch = make([]float32, int(S)*sampler.PackedChannels) // one image's unconditional velocity
 	}
-	g.call, err = e.dit.bind(&g.callTime, map[string]ort.Value{
+	inputs := map[string]ort.Value{
 		"hidden_states": g.hidden.value(), "encoder_hidden_states": g.ctxT.value(),
 		"timestep": g.timestep, "img_ids": g.imgIDs, "txt_ids": g.txtIDs,
-	}, map[string]ort.Value{"noise_pred": g.pred.value()})
+	}
+	if err := g.addLoRA(e, inputs); err != nil {
+		return err
+	}
+	g.call, err = e.dit.bind(&g.callTime, inputs, map[string]ort.Value{"noise_pred": g.pred.value()})
 	if err != nil {
 		return err
 	}

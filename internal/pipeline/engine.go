@@ -41,7 +41,12 @@ type Config struct {
 	// ReferenceCacheBytes bounds the VAE latents of reference images kept
 	// for later edits (default DefaultReferenceCacheBytes).
 	ReferenceCacheBytes int64
-	Logger              zerolog.Logger
+	// LoRA loads the files requests name in engine.Request.LoRAs (nil:
+	// requests with LoRAs are refused); LoRAMemoryBytes bounds the
+	// converted adapters kept in memory (0: 1 GiB). See lora.go.
+	LoRA            LoRALoader
+	LoRAMemoryBytes int64
+	Logger          zerolog.Logger
 }
 
 // Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
@@ -62,6 +67,7 @@ type Engine struct {
 	cache      *embedCache
 	refCache   *refCache
 	batcher    *ditBatcher
+	lora       *loraState
 	slots      chan struct{} // one token per generation that may run
 	ready      bool          // the slots were filled (Open succeeded)
 	info       engine.Info
@@ -144,6 +150,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 			_ = e.Close()
 		}
 	}()
+	if e.lora, err = newLoRAState(man, cfg, floatTypes[GraphTransformer]); err != nil {
+		return nil, err
+	}
 	settings := sessionSettings{Provider: cfg.Provider, DeviceID: cfg.DeviceID,
 		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads}
 	for _, g := range []struct {
@@ -186,7 +195,7 @@ func (e *Engine) Close() error {
 		close(e.slots)
 		e.ready = false
 	}
-	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.vaeEnc.destroy(), e.safety.destroy())
+	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.vaeEnc.destroy(), e.safety.destroy(), e.lora.destroy())
 	e.text, e.dit, e.vae, e.vaeEnc, e.safety = nil, nil, nil, nil, nil
 	if e.ortVersion != "" {
 		err = errors.Join(err, releaseORT())
@@ -206,6 +215,18 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	if err := req.Check(); err != nil {
 		return nil, err
 	}
+	if err := e.lora.check(req.LoRAs); err != nil {
+		return nil, fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
+	}
+	// LoRA files are fetched and converted before taking a generation
+	// slot, so a download never holds the accelerator idle.
+	set, err := e.lora.prepare(ctx, req.LoRAs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, err)
+		}
+		return nil, err
+	}
 	release, err := e.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -216,7 +237,7 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	r := &run{e: e, req: req, progress: progress}
+	r := &run{e: e, req: req, progress: progress, lora: set}
 	res, err := r.generate(ctx)
 	e.lastORTTime.Store(int64(r.ortTime))
 	if err != nil {

@@ -11,6 +11,7 @@ type Architecture struct {
 		NumAttentionHeads int     `json:"num_attention_heads"`
 		JointAttentionDim int     `json:"joint_attention_dim"`
 		MLPRatio          float64 `json:"mlp_ratio"`
+		TimestepChannels  int     `json:"timestep_guidance_channels"`
 	} `json:"transformer"`
 	TextEncoder struct {
 		HiddenSize        int `json:"hidden_size"`

@@ -44,3 +44,26 @@ func TestFLOPsMatchSpec(t *testing.T) {
 		t.Errorf("28 CFG steps: %.4f PFLOP", got)
 	}
 }
+
+// TestLoRAFLOPs: the rank-32 and rank-1 costs on the 4B model at 1024x768
+// (3072 image and 512 text tokens), against a count by hand: per token, a
+// double block's pairs have 10·D+3·F = 58,368 in+out units, a single
+// block's 6·D+3·F = 46,080 (D = 3072, F = 9216).
+func TestLoRAFLOPs(t *testing.T) {
+	a := klein4B(t)
+	a.Transformer.TimestepChannels = 256
+	perToken := 5*58368.0 + 20*46080.0
+	io := 3072*(128+3072) + 512*(7680+3072) + 3072*(3072+128.0)
+	perSample := 256 + 24*3072.0 // (256+D) + 2D + 7D + 7D + 4D + 3D
+	want := 2 * 32 * (3584*perToken + io + perSample)
+	if got := a.LoRAFLOPs(3072, 512, 32); math.Abs(got-want) > 1e-9*want {
+		t.Fatalf("rank 32: %.10g FLOPs, by hand %.10g", got, want)
+	}
+	full := a.TransformerFLOPs(3072, 512)
+	share32, share1 := a.LoRAFLOPs(3072, 512, 32)/full, a.LoRAFLOPs(3072, 512, 1)/full
+	t.Logf("1024x768 forward: %.2f TFLOP; rank-32 LoRA +%.3f%% (%.3f TFLOP); rank-1 zero pairs +%.4f%%",
+		full/1e12, 100*share32, a.LoRAFLOPs(3072, 512, 32)/1e12, 100*share1)
+	if share1 > 0.001 {
+		t.Fatalf("the no-LoRA pairs cost %.4f%% of a forward", 100*share1)
+	}
+}

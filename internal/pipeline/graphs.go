@@ -66,6 +66,11 @@ func validateGraph(dir, name string, m *Manifest) (floatT string, err error) {
 		for _, io := range got {
 			seen[io.Name] = true
 			exp, ok := want[io.Name]
+			if kind == "input" {
+				if dt, isLoRA := loraInputDType(name, io.Name); isLoRA {
+					exp, ok = dt, true // optional LoRA inputs (lora.go)
+				}
+			}
 			switch {
 			case !ok:
 				if kind == "input" {
