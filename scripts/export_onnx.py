@@ -385,7 +385,7 @@ def make_wrappers():
         """Flux2Transformer2DModel with 2-D ids and sigma timestep (the model multiplies by 1000).
 
         With lora=True it also takes a low-rank pair (A [in,r], B [r,out]) per nn.Linear, in
-        scripts/lora_formats.lora_targets order, added as (x·A)·B to that linear's output
+        the order of lora_targets() in scripts/lora_formats.py, added as (x·A)·B to that linear's output
         (forward hooks for the call only, so the module and its weight names are untouched).
         """
 
