@@ -75,6 +75,18 @@ curl -s -X POST http://127.0.0.1:8080/fal-ai/flux-2/klein/4b/base/edit \
   -d "{\"prompt\": \"the same fox at night\", \"image_urls\": [\"$FOX_URL\"], \"num_inference_steps\": 4}"
 echo
 
+echo "# --- lora"
+# Apply a LoRA (…/lora, up to three {path, scale}): upload the .safetensors file and name its file_url
+# (an http(s) URL, a data: URI or a file in the server's -lora-dir work too):
+LORA=$(curl -s -X POST http://127.0.0.1:8080/storage/upload/initiate \
+  -H "Authorization: Key $FAL_KEY" \
+  -d '{"content_type": "application/octet-stream", "file_name": "style.safetensors"}')
+curl -s -X PUT "$(echo "$LORA" | sed -n 's/.*"upload_url":"\([^"]*\)".*/\1/p')" --data-binary @"${LORA_FILE:-style.safetensors}"
+curl -s -X POST http://127.0.0.1:8080/fal-ai/flux-2/klein/4b/base/lora \
+  -H "Authorization: Key $FAL_KEY" \
+  -d "{\"prompt\": \"a red fox in the snow\", \"loras\": [{\"path\": \"$(echo "$LORA" | sed -n 's/.*"file_url":"\([^"]*\)".*/\1/p')\", \"scale\": 0.8}], \"num_inference_steps\": 4}"
+echo
+
 echo "# --- health"
 curl -s http://127.0.0.1:8080/readyz
 echo

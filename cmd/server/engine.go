@@ -15,7 +15,7 @@ import (
 // newEngine opens the ONNX Runtime pipeline on the configured model
 // directory. It fails, naming every mismatch, when the model's graphs are
 // not what the pipeline runs.
-func newEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (engine.Engine, error) {
+func newEngine(ctx context.Context, cfg config.Config, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
 	e, err := pipeline.Open(ctx, pipeline.Config{
 		ModelDir:       cfg.ModelDir,
 		LibraryPath:    cfg.ORTLib,
@@ -23,6 +23,7 @@ func newEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (engi
 		DeviceID:       cfg.DeviceID,
 		IntraOpThreads: cfg.Threads,
 		Noise:          sampler.NoiseSource(cfg.Noise),
+		LoRA:           loras,
 		// -workers requests run at once; those of one size share each
 		// transformer call.
 		MaxConcurrent: cfg.Workers,

@@ -20,8 +20,10 @@ import (
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/httpserver"
 	"github.com/kleinserve/kleinserve/internal/imageinput"
+	"github.com/kleinserve/kleinserve/internal/lora"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/netguard"
+	"github.com/kleinserve/kleinserve/internal/pipeline"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
 	"github.com/kleinserve/kleinserve/internal/queue/redisstore"
@@ -167,7 +169,10 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	} else {
 		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
 			Msg("listening; loading model")
-		eng, runErr = loadEngine(ctx, cfg, log)
+		var loras *lora.Store
+		if loras, runErr = newLoRAStore(cfg, guard, files); runErr == nil {
+			eng, runErr = loadEngine(ctx, cfg, loras, log)
+		}
 		if runErr == nil && eng != nil {
 			wk.SetEngine(eng)
 			q.Start(wk.Process)
@@ -247,9 +252,9 @@ func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing f
 }
 
 // loadEngine calls newEngine, logging how long the model took to load.
-func loadEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (engine.Engine, error) {
+func loadEngine(ctx context.Context, cfg config.Config, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
 	start := time.Now()
-	eng, err := newEngine(ctx, cfg, log.With().Str("component", "engine").Logger())
+	eng, err := newEngine(ctx, cfg, loras, log.With().Str("component", "engine").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("load engine: %w", err)
 	}

@@ -58,12 +58,16 @@ func classify(err error) apiError {
 			header: map[string]string{"X-Fal-Error-Type": typ}, message: detail, typ: typ}
 	}
 	var verr *wire.ValidationError
+	var inputErr *engine.InputError
 	var maxBytes *http.MaxBytesError
 	var storageInput *storage.InputError
 	switch {
 	case errors.As(err, &verr):
 		return apiError{status: http.StatusUnprocessableEntity, body: verr, message: verr.Error(),
 			typ: wire.ErrorTypeValidation}
+	case errors.As(err, &inputErr):
+		v := wire.NewValidationError(append([]any{"body"}, inputErr.Loc...), "Value error, "+inputErr.Err.Error(), "value_error")
+		return apiError{status: http.StatusUnprocessableEntity, body: v, message: v.Error(), typ: wire.ErrorTypeValidation}
 	case errors.Is(err, engine.ErrInvalidRequest):
 		v := wire.NewValidationError([]any{"body"}, err.Error(), "value_error")
 		return apiError{status: http.StatusUnprocessableEntity, body: v, message: err.Error(),

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/lora"
 	"github.com/kleinserve/kleinserve/internal/netguard"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/sampler"
@@ -89,6 +90,12 @@ type Config struct {
 	MaxConnsPerIP int `json:"max_conns_per_ip"`
 	// PrivateFiles requires an API key to download stored files.
 	PrivateFiles bool `json:"private_files"`
+	// LoRADir holds operators' LoRA files, named in requests ("" : none).
+	LoRADir string `json:"lora_dir"`
+	// LoRACacheBytes bounds the on-disk cache of downloaded LoRA files.
+	LoRACacheBytes int64 `json:"lora_cache_bytes"`
+	// LoRAMaxBytes bounds one LoRA file.
+	LoRAMaxBytes int64 `json:"lora_max_bytes"`
 	// AllowPrivateURLs lets outbound requests (webhooks, reference images,
 	// LoRA files) reach loopback and private addresses.
 	AllowPrivateURLs bool `json:"allow_private_urls"`
@@ -144,6 +151,7 @@ func (c Config) Redacted() map[string]any {
 		"max_body_bytes": c.MaxBodyBytes, "max_upload_bytes": c.MaxUploadBytes,
 		"max_conns_per_ip": c.MaxConnsPerIP, "private_files": c.PrivateFiles,
 		"allow_private_urls": c.AllowPrivateURLs, "allow_urls": c.AllowURLs,
+		"lora_dir": c.LoRADir, "lora_cache_bytes": c.LoRACacheBytes, "lora_max_bytes": c.LoRAMaxBytes,
 		"preview_every": c.PreviewEvery, "log_level": c.LogLevel, "max_retries": c.MaxRetries,
 		"role": c.Role, "queue": redactURL(c.Queue), "worker_id": c.WorkerID, "lease": c.Lease.String(),
 		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
@@ -195,6 +203,9 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 64, "open connections one client address may hold (0: no limit); more are answered 429 and closed")
 	fs.BoolVar(&c.AllowPrivateURLs, "allow-private-urls", false, "let webhooks, reference images and LoRA URLs reach loopback and private addresses (link-local and metadata addresses stay refused)")
 	fs.StringVar(&raw.allowURLs, "allow-urls", "", "comma-separated CIDRs and host names that webhooks, reference images and LoRA URLs may always reach")
+	fs.StringVar(&c.LoRADir, "lora-dir", "", "directory of LoRA files that requests may name (loras[].path without a URL scheme); empty: none")
+	fs.Int64Var(&c.LoRACacheBytes, "lora-cache-bytes", lora.DefaultCacheBytes, "disk budget of downloaded LoRA files kept under -data (least recently used out first)")
+	fs.Int64Var(&c.LoRAMaxBytes, "lora-max-bytes", lora.DefaultMaxFileBytes, "largest LoRA file accepted, from any source")
 	fs.BoolVar(&c.PrivateFiles, "private-files", false, "require an API key to download stored files (default: their unguessable URLs are the capability, as fal's)")
 	fs.IntVar(&c.PreviewEvery, "preview-every", 4, "steps between previews on /stream (0: none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -408,6 +419,14 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.OutboundPolicy(); err != nil {
 		bad("-allow-urls: %v", err)
+	}
+	if c.LoRACacheBytes < 0 || c.LoRAMaxBytes < 1 {
+		bad("-lora-cache-bytes must be >= 0 and -lora-max-bytes > 0")
+	}
+	if c.LoRADir != "" {
+		if st, err := os.Stat(c.LoRADir); err != nil || !st.IsDir() {
+			bad("-lora-dir %q: not a directory", c.LoRADir)
+		}
 	}
 	if c.MaxConnsPerIP < 0 {
 		bad("-max-conns-per-ip %d: must be >= 0", c.MaxConnsPerIP)

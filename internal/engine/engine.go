@@ -36,6 +36,25 @@ var (
 	ErrClosed = errors.New("engine closed")
 )
 
+// InputError is an invalid request that names the input it is about, as a
+// path of field names and list indexes (["loras", 0, "path"]), in the
+// request vocabulary of the protocols. It is an ErrInvalidRequest.
+type InputError struct {
+	Loc []any
+	Err error
+}
+
+func (e *InputError) Error() string {
+	parts := make([]string, len(e.Loc))
+	for i, l := range e.Loc {
+		parts[i] = fmt.Sprint(l)
+	}
+	return strings.Join(parts, ".") + ": " + e.Err.Error()
+}
+
+// Unwrap makes an InputError an ErrInvalidRequest and exposes its cause.
+func (e *InputError) Unwrap() []error { return []error{ErrInvalidRequest, e.Err} }
+
 // OutputFormat is the file format of generated images.
 type OutputFormat string
 
@@ -95,8 +114,12 @@ const (
 	MaxSteps = 1000
 	// MaxReferences bounds an edit's reference images.
 	MaxReferences = imageprep.MaxReferences
-	// MaxLoRAs bounds the LoRAs of one request.
-	MaxLoRAs = lora.MaxPerRequest
+	// MaxLoRAs bounds the LoRAs of one request; a LoRA's scale is in
+	// [MinLoRAScale, MaxLoRAScale], DefaultLoRAScale when not given.
+	MaxLoRAs         = lora.MaxPerRequest
+	MinLoRAScale     = lora.MinScale
+	MaxLoRAScale     = lora.MaxScale
+	DefaultLoRAScale = lora.DefaultScale
 )
 
 // Request is a fully resolved generation request: every default applied,

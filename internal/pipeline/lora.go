@@ -145,7 +145,7 @@ func (s *loraState) prepare(ctx context.Context, loras []engine.LoRA) (*loraSet,
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: loras[%d].path: %w", engine.ErrInvalidRequest, i, err)
+			return nil, &engine.InputError{Loc: []any{"loras", i, "path"}, Err: err}
 		}
 		ad, err := s.adapters.Get(ctx, blob.SHA256, func(context.Context) (*lora.Adapter, int64, error) {
 			data, err := blob.Bytes()
@@ -166,7 +166,7 @@ func (s *loraState) prepare(ctx context.Context, loras []engine.LoRA) (*loraSet,
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: loras[%d]: %w", engine.ErrInvalidRequest, i, err)
+			return nil, &engine.InputError{Loc: []any{"loras", i, "path"}, Err: err}
 		}
 		ws[i] = lora.Weighted{Adapter: ad, Scale: l.Scale}
 		key.WriteString(blob.SHA256 + "*" + strconv.FormatFloat(l.Scale, 'g', -1, 64) + ";")

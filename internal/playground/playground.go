@@ -12,20 +12,12 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
 //go:embed static
 var static embed.FS
-
-// Limits of the LoRA endpoints the page offers; the endpoint validates them
-// again.
-const (
-	// MaxLoras is how many loras a LoRA endpoint takes.
-	MaxLoras = 3
-	// DefaultLoraScale is a LoRA's scale when the form leaves it.
-	DefaultLoraScale = 1.0
-)
 
 // Config is what the page learns from the server.
 type Config struct {
@@ -69,12 +61,16 @@ func NewDocument(c Config) Document {
 	fields := map[string]Field{}
 	for _, ep := range wire.Endpoints() {
 		for _, f := range ep.Fields() {
-			if _, seen := fields[f.Name]; !seen {
-				fields[f.Name] = Field{Default: f.Default, Min: f.Min, Max: f.Max, Enum: f.Enum}
+			if _, seen := fields[f.Name]; seen {
+				continue
+			}
+			fields[f.Name] = Field{Default: f.Default, Min: f.Min, Max: f.Max, Enum: f.Enum}
+			if f.Kind == wire.KindLoRAs {
+				// The form's per-LoRA scale input: the bounds of loras' scales.
+				fields["lora_scale"] = Field{Default: engine.DefaultLoRAScale, Min: f.Min, Max: f.Max}
 			}
 		}
 	}
-	fields["lora_scale"] = Field{Default: DefaultLoraScale}
 	return Document{
 		AuthRequired:       c.AuthRequired,
 		Endpoint:           wire.EndpointBase.ID,
@@ -87,7 +83,7 @@ func NewDocument(c Config) Document {
 		SizeMultiple:       wire.SizeMultiple,
 		MaxPixels:          wire.MaxPixels,
 		MaxReferenceImages: wire.MaxImageURLs,
-		MaxLoras:           MaxLoras,
+		MaxLoras:           wire.MaxLoRAs,
 	}
 }
 

@@ -18,6 +18,7 @@ const (
 	KindSeed      Kind = "seed"       // an integer of any int64 value
 	KindImageSize Kind = "image_size" // a preset name or {width, height}
 	KindImageURLs Kind = "image_urls" // a list of image references
+	KindLoRAs     Kind = "loras"      // a list of {path, scale}
 )
 
 // Field describes one input field of an endpoint: the one place its name,
@@ -55,6 +56,11 @@ func (ep Endpoint) Fields() []Field {
 		fields = append(fields, Field{Name: "image_urls", Kind: KindImageURLs, Required: true,
 			MinItems: MinImageURLs, MaxItems: MaxImageURLs,
 			decode: func(d *fieldDecoder, f *Field, p *Params) { p.ImageURLs = d.imageURLs(f) }})
+	}
+	if ep.LoRA {
+		fields = append(fields, Field{Name: "loras", Kind: KindLoRAs, Default: []any{}, MaxItems: MaxLoRAs,
+			Min: bound(engine.MinLoRAScale), Max: bound(engine.MaxLoRAScale),
+			decode: func(d *fieldDecoder, f *Field, p *Params) { p.LoRAs = d.loras(f) }})
 	}
 	fields = append(fields,
 		stringField("negative_prompt", "", MaxPromptChars, func(p *Params) *string { return &p.NegativePrompt }),

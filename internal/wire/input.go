@@ -45,6 +45,8 @@ const (
 	// MinImageURLs and MaxImageURLs bound an edit's image_urls.
 	MinImageURLs = 1
 	MaxImageURLs = engine.MaxReferences
+	// MaxLoRAs bounds loras; each scale is in the engine's range.
+	MaxLoRAs = engine.MaxLoRAs
 )
 
 // Endpoint defaults. The CNS defaults are the sampler's own
@@ -129,6 +131,16 @@ type Params struct {
 	// ImageURLs are an edit's reference images (data: URIs or http(s)
 	// URLs, this server's /files/ URLs among them).
 	ImageURLs []string `json:"image_urls,omitempty"`
+	// LoRAs are the adapters a LoRA endpoint applies, in order.
+	LoRAs []LoRAWeight `json:"loras,omitempty"`
+}
+
+// LoRAWeight is one entry of loras: a file (an http(s) URL, this server's
+// /files/ URL, a data: URI or a name in the server's LoRA directory) and
+// its strength.
+type LoRAWeight struct {
+	Path  string  `json:"path"`
+	Scale float64 `json:"scale"`
 }
 
 // Request is the engine request of these parameters: the one place where
@@ -139,6 +151,10 @@ func (p *Params) Request() engine.Request {
 	var seed int64
 	if p.Seed != nil {
 		seed = *p.Seed
+	}
+	var loras []engine.LoRA
+	for _, l := range p.LoRAs {
+		loras = append(loras, engine.LoRA{Path: l.Path, Scale: l.Scale})
 	}
 	return engine.Request{
 		Prompt:              p.Prompt,
@@ -153,6 +169,7 @@ func (p *Params) Request() engine.Request {
 		EnableSafetyChecker: p.EnableSafetyChecker,
 		OutputFormat:        p.OutputFormat,
 		CNS:                 p.CNS,
+		LoRAs:               loras,
 	}
 }
 
@@ -613,4 +630,56 @@ func isImageRef(s string) bool {
 	}
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// loras decodes an optional list of up to f.MaxItems {path, scale}: path a
+// non-empty string, scale a number in [f.Min, f.Max] (default
+// engine.DefaultLoRAScale). Whether the file can be read and applied is
+// known only when the job runs.
+func (d *fieldDecoder) loras(f *Field) []LoRAWeight {
+	v := d.raw(f.Name)
+	if v == nil {
+		return nil
+	}
+	loc := []any{"body", f.Name}
+	var items []json.RawMessage
+	if v[0] != '[' || json.Unmarshal(v, &items) != nil {
+		d.fail(loc, "Input should be a valid list", "list_type", nil)
+		return nil
+	}
+	if len(items) > f.MaxItems {
+		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", f.MaxItems, len(items)),
+			"too_long", map[string]any{"field_type": "List", "max_length": f.MaxItems, "actual_length": len(items)})
+		return nil
+	}
+	out := make([]LoRAWeight, 0, len(items))
+	for i, item := range items {
+		var obj map[string]json.RawMessage
+		if len(item) == 0 || item[0] != '{' || json.Unmarshal(item, &obj) != nil {
+			d.fail([]any{"body", f.Name, i}, "Input should be a valid dictionary or object to extract fields from",
+				"model_attributes_type", nil)
+			continue
+		}
+		sub := fieldDecoder{fields: obj}
+		w := LoRAWeight{Scale: sub.number("scale", *f.Min, *f.Max, engine.DefaultLoRAScale)}
+		pv, ok := obj["path"]
+		switch s, isString := decodeString(pv); {
+		case !ok:
+			sub.fail([]any{"path"}, "Field required", "missing", nil)
+		case !isString:
+			sub.fail([]any{"path"}, "Input should be a valid string", "string_type", nil)
+		case strings.TrimSpace(s) == "":
+			sub.fail([]any{"path"}, "String should have at least 1 character", "string_too_short",
+				map[string]any{"min_length": 1})
+		default:
+			w.Path = s
+		}
+		for _, e := range sub.errs {
+			// sub's locations start at the object's own fields.
+			e.Loc = append([]any{"body", f.Name, i}, e.Loc[len(e.Loc)-1:]...)
+			d.errs = append(d.errs, e)
+		}
+		out = append(out, w)
+	}
+	return out
 }

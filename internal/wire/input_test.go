@@ -254,7 +254,11 @@ func TestPolicyInsideEngine(t *testing.T) {
 				continue
 			}
 			for _, v := range []float64{*f.Min, *f.Max} {
-				body, _ := json.Marshal(map[string]any{"prompt": "x", "enable_cns": true, f.Name: v,
+				var value any = v
+				if f.Kind == KindLoRAs {
+					value = []map[string]any{{"path": "style.safetensors", "scale": v}}
+				}
+				body, _ := json.Marshal(map[string]any{"prompt": "x", "enable_cns": true, f.Name: value,
 					"image_size": "square", "image_urls": []string{"http://example.com/a.png"}})
 				p, err := ep.ParseInput(body)
 				if err != nil {
@@ -302,5 +306,47 @@ func TestParamsRequest(t *testing.T) {
 			NumFreqBins: 64, EnergyScale: 0.998}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("mapping\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestParseLoRAs(t *testing.T) {
+	p, err := EndpointLoRA.ParseInput([]byte(`{"prompt":"x","loras":[{"path":"https://h/a.safetensors"},{"path":"style","scale":-0.5}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []LoRAWeight{{Path: "https://h/a.safetensors", Scale: engine.DefaultLoRAScale}, {Path: "style", Scale: -0.5}}
+	if !reflect.DeepEqual(p.LoRAs, want) || p.Endpoint != EndpointLoRA.ID {
+		t.Fatalf("loras %+v", p.LoRAs)
+	}
+	req := p.Request()
+	if len(req.LoRAs) != 2 || req.LoRAs[1].Scale != -0.5 || req.LoRAs[0].Path != "https://h/a.safetensors" {
+		t.Fatalf("engine loras %+v", req.LoRAs)
+	}
+	if p, err := EndpointLoRA.ParseInput([]byte(`{"prompt":"x"}`)); err != nil || p.LoRAs != nil {
+		t.Fatalf("no loras: %+v %v", p.LoRAs, err)
+	}
+	for body, loc := range map[string]string{
+		`{"prompt":"x","loras":"a"}`: `["body","loras"]`,
+		`{"prompt":"x","loras":[{"path":"a"},{"path":"b"},{"path":"c"},{"path":"d"}]}`: `["body","loras"]`,
+		`{"prompt":"x","loras":[5]}`:                                   `["body","loras",0]`,
+		`{"prompt":"x","loras":[{"scale":1}]}`:                         `["body","loras",0,"path"]`,
+		`{"prompt":"x","loras":[{"path":""}]}`:                         `["body","loras",0,"path"]`,
+		`{"prompt":"x","loras":[{"path":"a"},{"path":"b","scale":9}]}`: `["body","loras",1,"scale"]`,
+		`{"prompt":"x","loras":[{"path":"a","scale":"1"}]}`:            `["body","loras",0,"scale"]`,
+	} {
+		_, err := EndpointLoRA.ParseInput([]byte(body))
+		var verr *ValidationError
+		if !errors.As(err, &verr) {
+			t.Errorf("%s: accepted", body)
+			continue
+		}
+		raw, _ := json.Marshal(verr.Detail[0].Loc)
+		if string(raw) != loc {
+			t.Errorf("%s: loc %s, want %s", body, raw, loc)
+		}
+	}
+	// The text-to-image endpoint ignores loras, as it ignores any unknown field.
+	if p, err := ParseInput([]byte(`{"prompt":"x","loras":[{"path":"a"}]}`)); err != nil || p.LoRAs != nil {
+		t.Fatalf("base endpoint: %+v %v", p.LoRAs, err)
 	}
 }

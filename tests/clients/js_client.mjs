@@ -229,4 +229,17 @@ await check("edit with an unreadable reference (422 naming image_urls[0])", asyn
   );
 });
 
+await check("LoRA with a file from storage.upload", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const bytes = await readFile(process.env.KLEINSERVE_LORA_FILE);
+  const url = await fal.storage.upload(new Blob([bytes], { type: "application/octet-stream" }));
+  const input = { prompt: "a fox in a painted style", seed: 11, sync_mode: true, ...FAST };
+  const styled = await fal.subscribe("fal-ai/flux-2/klein/4b/base/lora", {
+    input: { ...input, loras: [{ path: url, scale: 0.8 }] },
+  });
+  const plain = await fal.subscribe("fal-ai/flux-2/klein/4b/base/lora", { input });
+  assert.equal(styled.data.images[0].width, 64);
+  assert.notEqual(styled.data.images[0].url, plain.data.images[0].url, "the LoRA changed nothing");
+});
+
 console.log(JSON.stringify({ ok: true, client: "@fal-ai/client@1.10.1", checks }));

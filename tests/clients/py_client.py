@@ -169,6 +169,17 @@ def edit_unreadable_reference():
         raise AssertionError("an unreadable reference was accepted")
 
 
+@check
+def lora_uploaded_file():
+    with open(os.environ["KLEINSERVE_LORA_FILE"], "rb") as f:
+        url = fal_client.upload(f.read(), "application/octet-stream")
+    args = {"prompt": "a fox in a painted style", "seed": 11, "sync_mode": True, **FAST}
+    styled = fal_client.subscribe("fal-ai/flux-2/klein/4b/base/lora", arguments={**args, "loras": [{"path": url, "scale": 0.8}]})
+    plain = fal_client.subscribe("fal-ai/flux-2/klein/4b/base/lora", arguments=args)
+    assert styled["images"][0]["width"] == 64
+    assert styled["images"][0]["url"] != plain["images"][0]["url"], "the LoRA changed nothing"
+
+
 print(json.dumps({"ok": True, "client": "fal-client==" + getattr(fal_client, "__version__", "1.0.3"),
                   "checks": checks}))
 sys.exit(0)

@@ -21,7 +21,8 @@ func TestRealClients(t *testing.T) {
 	bin := serverBinary(t, root)
 	srv := startServer(t, bin, root, t.TempDir(), testenv.FreePort(t))
 	clients := filepath.Join(root, "tests", "clients")
-	env := []string{"KLEINSERVE_URL=" + srv.base, "KLEINSERVE_KEY=" + apiKey}
+	env := []string{"KLEINSERVE_URL=" + srv.base, "KLEINSERVE_KEY=" + apiKey,
+		"KLEINSERVE_LORA_FILE=" + filepath.Join(root, "testdata", "reference", "lora", "diffusers_r4.safetensors")}
 
 	t.Run("js", func(t *testing.T) {
 		node, err := exec.LookPath("node")
@@ -35,7 +36,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("js client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 13 {
+		if summary["ok"] != true || len(checks) != 14 {
 			t.Fatalf("js summary %v", summary)
 		}
 	})
@@ -46,7 +47,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("python client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 9 {
+		if summary["ok"] != true || len(checks) != 10 {
 			t.Fatalf("python summary %v", summary)
 		}
 	})
@@ -89,7 +90,8 @@ func TestReadmeCurlExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := strings.ReplaceAll(string(script), "http://127.0.0.1:8080", srv.base)
-	out := runTool(t, root, []string{"FAL_KEY=" + apiKey}, "bash", "-c", body)
+	out := runTool(t, root, []string{"FAL_KEY=" + apiKey,
+		"LORA_FILE=" + filepath.Join(root, "testdata", "reference", "lora", "diffusers_r4.safetensors")}, "bash", "-c", body)
 
 	sections := map[string]string{}
 	var name string
@@ -109,7 +111,8 @@ func TestReadmeCurlExamples(t *testing.T) {
 		"stream": {`data: {"step":1,`, `"partial":true`, `"prompt":"a bowl of ramen"`},
 		"upload": {`"upload_url":"` + srv.base + `/storage/upload/`, "Hello, World!"},
 		"edit":   {`"width":512,"height":512`, `"prompt":"the same fox at night"`},
-		"health": {`"status":"ready"`, "kleinserve_images_generated_total 5"},
+		"lora":   {`"images":[{"url":"` + srv.base + `/files/`, `"prompt":"a red fox in the snow"`},
+		"health": {`"status":"ready"`, "kleinserve_images_generated_total 6"},
 	}
 	for section, wants := range expect {
 		for _, want := range wants {
