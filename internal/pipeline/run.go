@@ -23,7 +23,7 @@ type run struct {
 	batch        int // images
 	cfg          bool
 	refs         *referenceSet // nil without reference images
-	lora         *loraSet // the request's LoRAs (nil: none)
+	lora         *loraSet      // the request's LoRAs (nil: none)
 	// ortTime is the time this run spent inside ONNX Runtime Run calls
 	// (a shared transformer call counts whole for each run in it).
 	ortTime time.Duration
