@@ -110,13 +110,10 @@ func base64Of(uri string) (string, error) {
 
 // formatOf is OpenAI's output_format for a content type.
 func formatOf(contentType, fallback string) string {
-	switch contentType {
-	case "image/png":
-		return string(engine.FormatPNG)
-	case "image/jpeg":
-		return string(engine.FormatJPEG)
-	case "image/webp":
-		return string(engine.FormatWebP)
+	for _, f := range engine.OutputFormats() {
+		if c, err := f.Codec(); err == nil && c.ContentType == contentType {
+			return string(f)
+		}
 	}
 	return fallback
 }
