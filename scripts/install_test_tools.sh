@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian tools the deployment tests drive, when missing:
 # docker-compose (validates the compose file without a daemon), prometheus and
-# promtool, redis-server. Needs root (or sudo) only when something is missing.
+# promtool, redis-server, xz (the GPU check's dry run). Needs root (or sudo) only when
+# something is missing.
 set -euo pipefail
 need=()
-for tool in docker-compose:docker-compose prometheus:prometheus promtool:prometheus redis-server:redis-server; do
+for tool in docker-compose:docker-compose prometheus:prometheus promtool:prometheus redis-server:redis-server xz:xz-utils; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
