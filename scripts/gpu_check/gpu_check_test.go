@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/kleinserve/kleinserve/internal/testenv"
 )
 
@@ -322,5 +324,90 @@ func TestDryRun(t *testing.T) {
 	md, err := os.ReadFile(filepath.Join(out, "gpu-check.md"))
 	if err != nil || !strings.Contains(string(md), "| 64x64-high | 64x64 | high | 4 |") {
 		t.Fatalf("gpu-check.md: %v\n%s", err, md)
+	}
+}
+
+// onnxModel encodes a one-input ONNX model (opset 20) of float tensors of
+// shape dims whose nodes are [op, input, output, name] (field numbers of
+// onnx.proto's ModelProto, GraphProto, NodeProto and ValueInfoProto).
+func onnxModel(dims []int64, input string, outputs []string, nodes [][4]string) []byte {
+	msg := func(field protowire.Number, body []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, field, protowire.BytesType), body)
+	}
+	str := func(field protowire.Number, s string) []byte { return msg(field, []byte(s)) }
+	varint := func(field protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, field, protowire.VarintType), v)
+	}
+	valueInfo := func(name string) []byte {
+		var shape []byte
+		for _, d := range dims {
+			shape = append(shape, msg(1, varint(1, uint64(d)))...) // TensorShapeProto.dim{dim_value}
+		}
+		tensor := append(varint(1, 1), msg(2, shape)...) // elem_type FLOAT, shape
+		return append(str(1, name), msg(2, msg(1, tensor))...)
+	}
+	var graph []byte
+	for _, n := range nodes {
+		node := append(append(append(str(1, n[1]), str(2, n[2])...), str(3, n[3])...), str(4, n[0])...)
+		graph = append(graph, msg(1, node)...)
+	}
+	graph = append(graph, str(2, "gpu_check_test")...)
+	graph = append(graph, msg(11, valueInfo(input))...)
+	for _, o := range outputs {
+		graph = append(graph, msg(12, valueInfo(o))...)
+	}
+	model := varint(1, 10) // ir_version
+	model = append(model, msg(7, graph)...)
+	return append(model, msg(8, append(str(1, ""), varint(2, 20)...))...)
+}
+
+// TestCUDAPlacementFails shows the check failing: Det has no CUDA kernel
+// in ONNX Runtime 1.30 (its CPU kernel runs instead), Relu has one.
+func TestCUDAPlacementFails(t *testing.T) {
+	lib := gpuLibrary(t)
+	testenv.RequireTool(t, "cc")
+	shims := t.TempDir()
+	if err := buildShims(filepath.Join(filepath.Dir(lib), "libonnxruntime_providers_cuda.so"), shims, 1); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "det.onnx")
+	model := onnxModel([]int64{2, 3, 3}, "x", []string{"det", "y"}, [][4]string{{"Det", "x", "det", "det_node"}, {"Relu", "x", "y", "relu_node"}})
+	if err := os.WriteFile(path, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := runPlacement(context.Background(), lib, 0, []string{"LD_LIBRARY_PATH=" + shims}, []string{path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Covered() || len(ps[0].NoKernel) != 1 || ps[0].NoKernel[0] != (Node{"Det", "det_node"}) {
+		t.Fatalf("want Det reported without a CUDA kernel, got %+v", ps)
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	r := Report{
+		Steps:     []Step{{Name: "fill", Status: "ok"}, {Name: "bench 1024x768 high", Status: "skipped"}},
+		Placement: []Placement{{Graph: "/m/transformer.onnx", CUDA: 9, NoKernel: []Node{{"Cos", "n1"}}}, {Graph: "/m/vae_decoder.onnx", CUDA: 3}},
+		Tolerance: &ImageDiff{PSNR: 31.5, MaxDiff: 9},
+	}
+	v := verdicts(r)
+	for key, want := range map[string]string{
+		"cuda_coverage":   "FAIL: not on CUDA: transformer.onnx: Cos (n1)",
+		"tiny_gpu_vs_cpu": "FAIL: 31.50 dB < 40 dB, largest channel difference 9",
+		"steps":           "not all steps ran: bench 1024x768 high skipped",
+	} {
+		if v[key] != want {
+			t.Errorf("%s: %q, want %q", key, v[key], want)
+		}
+	}
+	r.Placement[0].NoKernel, r.Tolerance.PSNR, r.Steps = nil, 52, r.Steps[:1]
+	v = verdicts(r)
+	for _, key := range []string{"cuda_coverage", "tiny_gpu_vs_cpu"} {
+		if !strings.HasPrefix(v[key], "pass") {
+			t.Errorf("%s: %q, want pass", key, v[key])
+		}
+	}
+	if v["steps"] != "all 1 steps ran" {
+		t.Errorf("steps: %q", v["steps"])
 	}
 }

@@ -116,7 +116,7 @@ func buildReport(dir string) (Report, error) {
 	}
 	r.MatmulTF = mm.TFLOPS
 	benches, _ := filepath.Glob(filepath.Join(dir, benchPrefix+"*.json"))
-	sort.Strings(benches)
+	sortByTime(benches) // the order they ran in
 	for _, path := range benches {
 		var b benchReport
 		if err := readJSON(path, &b); err != nil {
@@ -188,6 +188,22 @@ func verdicts(r Report) map[string]string {
 	return v
 }
 
+// sortByTime orders files by modification time, then name.
+func sortByTime(paths []string) {
+	mod := map[string]int64{}
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil {
+			mod[p] = st.ModTime().UnixNano()
+		}
+	}
+	sort.SliceStable(paths, func(i, j int) bool {
+		if mod[paths[i]] != mod[paths[j]] {
+			return mod[paths[i]] < mod[paths[j]]
+		}
+		return paths[i] < paths[j]
+	})
+}
+
 func readSteps(path string) ([]Step, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -257,7 +273,7 @@ func writeMarkdown(w io.Writer, r Report) {
 	if r.PSNR != nil || r.Tolerance != nil {
 		fmt.Fprintf(w, "\n## Images\n\n| comparison | PSNR dB | largest channel difference |\n|---|---|---|\n")
 		if r.PSNR != nil {
-			fmt.Fprintf(w, "| acceleration high vs none (full size) | %s | %d |\n", jsonFloat(r.PSNR.PSNR), r.PSNR.MaxDiff)
+			fmt.Fprintf(w, "| acceleration high vs none (the benchmarked model) | %s | %d |\n", jsonFloat(r.PSNR.PSNR), r.PSNR.MaxDiff)
 		}
 		if r.Tolerance != nil {
 			fmt.Fprintf(w, "| tiny model, GPU vs CPU | %s | %d |\n", jsonFloat(r.Tolerance.PSNR), r.Tolerance.MaxDiff)
