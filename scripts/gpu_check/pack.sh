@@ -11,15 +11,18 @@
 #   GPUCHECK_SKELETON        full-size skeleton (default .cache/gpu_check/klein-bf16):
 #                            scripts/export_onnx.py --random-weights --skeleton --precision bf16 --out DIR
 #   GPUCHECK_SKELETON_FUSED  optional, the same with --attention fused (benchmarked once, for comparison)
-#   GPUCHECK_CHUNK_BYTES     default 45000000
+#   GPUCHECK_CHUNK_BYTES     default: 45,000,000, or less when the working tree is larger than 20 MiB
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 MODE="${GPUCHECK_MODE:-gpu}"
 DEST="${GPUCHECK_DEST:-$ROOT/.gpucheck}"
-CHUNK="${GPUCHECK_CHUNK_BYTES:-45000000}"
 LIMIT=$((64 * 1024 * 1024))
+# What travels with every call: tracked files and untracked ones git does not ignore.
+tree=$( (git ls-files -z; git ls-files -z -o --exclude-standard) | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+room=$((LIMIT - tree - 1024 * 1024)) # 1 MiB to spare for what changes before the calls
+CHUNK="${GPUCHECK_CHUNK_BYTES:-$((room < 45000000 ? room : 45000000))}"
 PY="${PYTHON:-python3}"
 P="$DEST/payload-src"
 rm -rf "$DEST"/c[0-9]* "$P" "$DEST/payload.tar.xz"
@@ -113,7 +116,6 @@ t0=$(date +%s)
 tar -C "$P" -cf - . | xz $XZ -T2 > "$DEST/payload.tar.xz"
 echo "pack: payload.tar.xz $(stat -c %s "$DEST/payload.tar.xz") bytes in $(( $(date +%s) - t0 )) s"
 (cd "$DEST" && split -b "$CHUNK" -d -a 2 payload.tar.xz part- && sha256sum part-* > parts.sha256)
-tree=$( (git ls-files -z; git ls-files -z -o --exclude-standard) | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 i=0
 printf '%-6s %12s %12s %12s\n' call chunk tree total
 for part in $(cd "$DEST" && ls part-* | sort); do
