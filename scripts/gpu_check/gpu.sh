@@ -136,10 +136,12 @@ for size in $SIZES; do
   done
 done
 
-gen() { # MODEL PROVIDER SIZE ACCEL OUT
+# gen MODEL PROVIDER SIZE ACCEL OUT: one image, safety checker off (a flagged image would be black,
+# and two black images compare as identical).
+gen() {
   local w=${3%x*} h=${3#*x}
   "$BIN/server" generate -models "$1" -provider "$2" -ort-lib "$ORT_LIB" -width "$w" -height "$h" -steps "$STEPS" \
-    -acceleration "$4" -seed 7 -prompt "a lighthouse on a cliff at dusk, photograph" -out "$5"
+    -acceleration "$4" -seed 7 -prompt "a lighthouse on a cliff at dusk, photograph" -no-safety-checker -out "$5"
 }
 export -f gen
 psnr() {

@@ -54,7 +54,7 @@ PROVIDER=cuda
 SIZES="1024x768 1024x1024"
 ACCELS="none regular high"
 STEPS=28
-RUNS=2
+RUNS=1
 WARMUP=1
 PSNR_SIZE=1024x768
 # NVIDIA's H200 SXM datasheet: 989 TFLOP/s dense BF16 (the H100 SXM's figure, same tensor cores).
