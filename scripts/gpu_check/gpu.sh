@@ -61,7 +61,8 @@ step() {
 
 unpack() {
   cd "$WORK/parts" && sha256sum -c --quiet parts.sha256 || return 1
-  cat $(ls part-* | sort) | xz -dc | tar -x -C "$P" || return 1
+  # only the parts this payload lists: a warm machine may keep parts of an earlier one
+  cat $(awk '{print $2}' parts.sha256) | xz -dc | tar -x -C "$P" || return 1
   cd "$P" && sha256sum -c --quiet payload.sha256
 }
 export -f unpack
