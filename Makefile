@@ -12,6 +12,7 @@
 #   make reference   regenerate models/tiny, testdata/reference (edit cases in testdata/reference/edit,
 #                    LoRA cases in testdata/reference/lora) and the PIL fixtures of internal/imageprep
 #   make test-export run the Python parity tests (scripts/test_export.py)
+#   make gpu-skeleton the full-size graph skeletons the GPU check carries (docs/gpu-check.md)
 #
 # The Python dependencies (scripts/requirements.txt) go into .venv (git-ignored). To use an
 # existing environment instead:  make reference PY=/path/to/python
@@ -29,7 +30,7 @@ else
 PY_DEPS :=
 endif
 
-.PHONY: run test test-unit test-deps bench ort tiny reference test-export
+.PHONY: run test test-unit test-deps bench ort ort-gpu tiny reference test-export gpu-skeleton gpu-pack
 
 $(VENV)/.installed: scripts/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,24 @@ ort: .ort/lib/libonnxruntime.so
 run: ort
 	go run ./cmd/server $(ARGS)
 
+# ONNX Runtime's GPU build (onnxruntime-gpu wheel): the tests use it without a GPU (the CUDA
+# placement check on fake CUDA libraries, the start message), and the GPU check carries it.
+ort-gpu: .cache/ort-gpu/VERSION
+
+.cache/ort-gpu/VERSION: scripts/install_ort_gpu.sh
+	bash scripts/install_ort_gpu.sh
+
+# The GPU check (docs/gpu-check.md): full-size bf16 skeletons (decomposed and fused attention),
+# then the chunks each device call carries.
+GPU_SKELETON := .cache/gpu_check
+
+gpu-skeleton: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
+	$(PY) scripts/export_onnx.py --random-weights --skeleton --precision bf16 --out $(GPU_SKELETON)/klein-bf16 --tokenizer-from $(TOKENIZER_DIR)/package
+	$(PY) scripts/export_onnx.py --random-weights --skeleton --precision bf16 --attention fused --out $(GPU_SKELETON)/klein-bf16-fused --tokenizer-from $(TOKENIZER_DIR)/package
+
+gpu-pack: ort-gpu
+	GPUCHECK_SKELETON=$(GPU_SKELETON)/klein-bf16 GPUCHECK_SKELETON_FUSED=$(GPU_SKELETON)/klein-bf16-fused bash scripts/gpu_check/pack.sh
+
 # The real fal clients the integration tests drive: npm @fal-ai/client and PyPI fal-client.
 CLIENTS_VENV := .cache/venv-clients
 
@@ -75,7 +94,7 @@ $(CLIENTS_VENV)/.installed: tests/clients/requirements.txt
 	$(CLIENTS_VENV)/bin/python -m pip install -q -r tests/clients/requirements.txt
 	touch $@
 
-test-deps: ort tests/clients/node_modules/.package-lock.json $(CLIENTS_VENV)/.installed
+test-deps: ort ort-gpu tests/clients/node_modules/.package-lock.json $(CLIENTS_VENV)/.installed
 	bash scripts/install_test_tools.sh
 
 # KLEINSERVE_REQUIRE_CLIENTS makes the integration tests fail, not skip, when a client is missing.

@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="H100 SXM dense bf16: 989")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the figures as JSON to this file (scripts/gpu_check)")
     args = ap.parse_args()
 
     ex.init_torch()
@@ -114,8 +115,19 @@ def main() -> None:
     print(f"denoising        {med(loop_s):10.4f} s")
     print(f"vae_decode       {med(decode_s):10.4f} s")
     print(f"end_to_end       {med(total_s):10.4f} s")
-    if args.device.startswith("cuda"):
-        print(f"peak cuda memory {torch.cuda.max_memory_allocated() / 2**30:10.2f} GiB")
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None
+    if peak_gib is not None:
+        print(f"peak cuda memory {peak_gib:10.2f} GiB")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"pipeline": "diffusers Flux2KleinPipeline", "model": comps.name, "device": args.device,
+                       "dtype": args.dtype, "size": args.size, "steps": args.steps, "guidance": args.guidance,
+                       "runs": args.runs, "text_encoding_s": med(text_s), "s_per_step": med(step_s),
+                       "denoising_s": med(loop_s), "vae_decode_s": med(decode_s), "end_to_end_s": med(total_s),
+                       "transformer_tflops": step_flop / 1e12 / med(step_s), "peak_tflops": args.peak_tflops,
+                       "peak_gpu_memory_gib": peak_gib}, f, indent=1)
 
 
 if __name__ == "__main__":

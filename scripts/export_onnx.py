@@ -1017,6 +1017,143 @@ def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAME
 
 
 # ----------------------------------------------------------------------------------------------
+# Graph skeletons (--skeleton): the graphs without their weights, for the GPU check
+# ----------------------------------------------------------------------------------------------
+
+SKELETON_FILE = "skeleton.json"
+# Float initializers with fewer elements stay inline: exporter constants (shape vectors, scalars,
+# small tables) must keep their values, and they cost nothing to carry.
+SKELETON_MIN_ELEMENTS = 1024
+SKELETON_ALIGN = 4096
+SKELETON_FLOAT_TYPES = {1: "float32", 10: "float16", 16: "bfloat16"}
+
+
+def skeleton_graph(out: Path, graph: str, facts: dict) -> list:
+    """Strip the weights from one exported graph in `out`, leaving external-data references.
+
+    Every float initializer of at least SKELETON_MIN_ELEMENTS elements moves to `<graph>.onnx.data`
+    (4 KiB-aligned offsets) and its bytes are dropped; the returned entries (file, offset, length,
+    dtype, shape) carry the mean and standard deviation of the exported values, so that
+    `go run ./scripts/gpu_check fill` can write seeded values of the same scale.  The .data file
+    is not written.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    import ml_dtypes
+
+    path = out / f"{graph}.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    data_name = f"{graph}.onnx.data"
+    np_types = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+    tensors, offset = [], 0
+    for init in model.graph.initializer:
+        dtype = SKELETON_FLOAT_TYPES.get(init.data_type)
+        n = int(np.prod(init.dims)) if len(init.dims) else 1
+        if dtype is None or n < SKELETON_MIN_ELEMENTS:
+            continue
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            # Read from the exporter's .data file in place: a full-size graph's weights are never
+            # all in memory at once.
+            ext = {e.key: e.value for e in init.external_data}
+            values = np.memmap(out / ext["location"], dtype=np_types[dtype], mode="r",
+                               offset=int(ext.get("offset", 0)), shape=(n,))
+        else:
+            values = numpy_helper.to_array(init)
+        length = n * np.dtype(np_types[dtype]).itemsize
+        offset = -(-offset // SKELETON_ALIGN) * SKELETON_ALIGN
+        tensors.append({"graph": graph, "file": data_name, "name": init.name, "dtype": dtype,
+                        "shape": [int(d) for d in init.dims], "offset": offset, "length": length,
+                        # float64 accumulation, buffered: no float64 copy of a multi-GB tensor
+                        "mean": float(np.mean(values, dtype=np.float64)),
+                        "std": float(np.std(values, dtype=np.float64))})
+        del values
+        for field in ("raw_data", "float_data", "int32_data"):
+            init.ClearField(field)
+        del init.external_data[:]
+        init.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(length))):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, value
+        offset += length
+    stale = out / data_name
+    if stale.exists():
+        stale.unlink()
+    onnx.save(model, str(path))
+    facts.setdefault(graph, {})["external_data"] = offset > 0
+    log(f"  skeleton {path.name}: {path.stat().st_size / 1e6:.2f} MB, {offset / 1e9:.3f} GB of data left out")
+    del model
+    gc.collect()
+    return tensors
+
+
+def write_skeleton_index(out: Path, tensors: list) -> None:
+    (out / SKELETON_FILE).write_text(json.dumps({"format": 1, "tensors": tensors}, indent=0) + "\n")
+
+
+def make_skeleton(out: Path, facts: dict) -> None:
+    """skeleton_graph for every exported graph in `out`, then skeleton.json."""
+    tensors = []
+    for graph in GRAPH_NAMES:
+        if (out / f"{graph}.onnx").exists():
+            tensors += skeleton_graph(out, graph, facts)
+    write_skeleton_index(out, tensors)
+
+
+def export_random_skeleton(args, out: Path, precisions: dict) -> tuple:
+    """--random-weights --skeleton: the full-size export, one component at a time.
+
+    A skeleton keeps no weights, so each component is built directly in its graph's precision
+    (library init, seeded), exported, stripped and freed before the next: peak memory is the
+    largest component (the transformer, 7.75 GB in bf16) plus the exporter's overhead, where the
+    plain --random-weights export holds every component in fp32 at once.  The manifest's
+    configurations and parameter counts come from `meta`-device instances.  Returns
+    (meta components, facts, counts).
+    """
+    tcfg, qcfg, taps = depth_scaled(args.depth_scale)
+    with torch.device("meta"):
+        meta = Components(new_transformer(tcfg), new_text_encoder(qcfg), None, new_safety_checker(sd_safety_vision_config()),
+                          taps, "klein-4b-base-random",
+                          "FLUX.2 [klein] 4B Base architecture (graph skeleton, random weights"
+                          + (f", depth scale {args.depth_scale})" if args.depth_scale < 1 else ")"),
+                          {"from": "graph skeleton of seeded random weights (scripts/export_onnx.py --random-weights --skeleton)",
+                           "seed": args.seed, "depth_scale": args.depth_scale})
+    meta.lora = args.lora == "inputs"
+    # The VAE is small and the manifest's preview fit runs it: build it for real, like build_random.
+    torch.manual_seed(args.seed)
+    meta.vae = new_vae(flux2_vae_config())
+    set_bn_stats(meta.vae, torch.Generator().manual_seed(args.seed))
+    meta.vae.to(torch_dtype(precisions["vae_decoder"]))
+    meta.vae.bn.float()
+    counts = graph_param_counts(meta)
+    builders = {
+        # Only the tapped layers are exported: build no more (27 of 36 layers, 6.2 GB instead of 8.0 in bf16).
+        "text_encoder": ("text_encoder", lambda: new_text_encoder({**qcfg, "num_hidden_layers": max(taps)})),
+        "transformer": ("transformer", lambda: new_transformer(tcfg)),
+        "safety_checker": ("safety_checker", lambda: new_safety_checker(sd_safety_vision_config())),
+    }
+    facts, tensors = {}, []
+    for graph in GRAPH_NAMES:
+        comps = dataclasses.replace(meta)
+        if graph in builders:
+            kind, build = builders[graph]
+            torch.manual_seed(args.seed)
+            default = torch.get_default_dtype()
+            torch.set_default_dtype(torch_dtype(precisions[graph]))
+            try:
+                setattr(comps, kind, build())
+            finally:
+                torch.set_default_dtype(default)
+        facts.update(export_all(comps, out, precisions, graphs=(graph,), attention=args.attention))
+        del comps
+        gc.collect()
+        tensors += skeleton_graph(out, graph, facts)
+        log(f"  peak RSS so far {peak_rss_gb():.1f} GB")
+    write_skeleton_index(out, tensors)
+    return meta, facts, counts
+
+
+# ----------------------------------------------------------------------------------------------
 # Manifest
 # ----------------------------------------------------------------------------------------------
 
@@ -1700,7 +1837,7 @@ def run_reference(args) -> None:
 
 def run_tiny(args) -> None:
     out = Path(args.out or "models/tiny")
-    if args.precision != "fp32" and out.resolve() == Path("models/tiny").resolve():
+    if (args.precision != "fp32" or args.skeleton) and out.resolve() == Path("models/tiny").resolve():
         raise SystemExit("models/tiny is fp32 (the parity reference); export other precisions elsewhere (--out)")
     if args.attention != "decomposed" and out.resolve() == Path("models/tiny").resolve():
         raise SystemExit("models/tiny is the decomposed-attention reference; export --attention fused elsewhere (--out)")
@@ -1720,6 +1857,8 @@ def run_tiny(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_tokenizer(tok_src, out / "tokenizer")
     facts = export_all(comps, out, precisions, attention=args.attention)
+    if args.skeleton:
+        make_skeleton(out, facts)
     preview = fit_preview(comps, h=8, w=8, batch=16, seed=0)
     comps.source["state_dict_sha256"] = {
         k: state_dict_sha256(getattr(comps, k)) for k in ("transformer", "text_encoder", "vae", "safety_checker")
@@ -1733,17 +1872,20 @@ def run_random(args) -> None:
     out = Path(args.out or "models/klein-4b-base-random")
     full = full_size_param_counts()
     log("full-size parameter counts (meta device): " + json.dumps(full))
-    comps = build_random(args.seed, args.depth_scale)
-    comps.lora = args.lora == "inputs"
     precisions = resolve_precisions(args.precision, args.vae_precision)
-    cast_components(comps, precisions)
-    counts = graph_param_counts(comps)
-    log("exported parameter counts: " + json.dumps(counts))
-    facts = export_all(comps, out, precisions, attention=args.attention)
+    if args.skeleton:
+        comps, facts, counts = export_random_skeleton(args, out, precisions)
+    else:
+        comps = build_random(args.seed, args.depth_scale)
+        comps.lora = args.lora == "inputs"
+        cast_components(comps, precisions)
+        counts = graph_param_counts(comps)
+        log("exported parameter counts: " + json.dumps(counts))
+        facts = export_all(comps, out, precisions, attention=args.attention)
     write_tokenizer(find_tokenizer_source(args.tokenizer_from, None), out / "tokenizer")
     preview = fit_preview(comps, h=16, w=16, batch=4, seed=0)
     write_manifest(comps, out, precisions, facts, preview, counts, {"full_size_param_counts": full})
-    if args.ort_check:
+    if args.ort_check and not args.skeleton:
         w, h = (int(v) for v in args.ort_check.lower().split("x"))
         log(f"ORT forward of every graph at {w}x{h}:")
         ort_check(comps, out, w, h, precisions)
@@ -1787,6 +1929,9 @@ def main(argv=None) -> None:
                     help="inputs: the transformer takes a low-rank pair (<module>.lora_A [in,r], <module>.lora_B [r,out]) "
                     "at every linear, so any request with or without LoRAs is one run of one session (default, models/tiny); "
                     "none: the pre-LoRA graph (for comparison benchmarks)")
+    ap.add_argument("--skeleton", action="store_true",
+                    help="--tiny/--random-weights: write graph skeletons (weights left out, external-data references "
+                    "+ skeleton.json) for the GPU check; see docs/gpu-check.md")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (tiny/reference default 1 for reproducibility)")
     args = ap.parse_args(argv)
     if not 0 < args.depth_scale <= 1:

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian tools the deployment tests drive, when missing:
 # docker-compose (validates the compose file without a daemon), prometheus and
-# promtool, redis-server, and chromium with chromium-driver (the playground's
-# browser test drives headless Chromium). Needs root (or sudo) only when something is missing.
+# promtool, redis-server, chromium with chromium-driver (the playground's browser test drives
+# headless Chromium) and xz (the GPU check's dry run). Needs root (or sudo) only when something is
+# missing.
 set -euo pipefail
 need=()
 for tool in docker-compose:docker-compose prometheus:prometheus promtool:prometheus redis-server:redis-server \
-  chromium:chromium chromedriver:chromium-driver; do
+  chromium:chromium chromedriver:chromium-driver xz:xz-utils; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

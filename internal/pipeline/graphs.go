@@ -140,6 +140,9 @@ func openGraph(dir, name string, m *Manifest, floatT string, s sessionSettings) 
 	defer opts.Destroy()
 	sess, err := ort.NewDynamicAdvancedSession(filepath.Join(dir, g.File), gs.inputs, gs.outputs, opts)
 	if err != nil {
+		if pe := providerStartError(s.Provider, err); pe != nil {
+			err = pe
+		}
 		return nil, fmt.Errorf("graph %s: create session: %w", name, err)
 	}
 	gs.sess = sess

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,8 +186,13 @@ func newSessionOptions(s sessionSettings) (*ort.SessionOptions, error) {
 }
 
 func appendCUDA(opts *ort.SessionOptions, deviceID int) error {
+	// Creating the options loads the provider library (and its CUDA
+	// libraries); setting device_id counts the devices.
 	cuda, err := ort.NewCUDAProviderOptions()
 	if err != nil {
+		if pe := providerStartError(ProviderCUDA, err); pe != nil {
+			return pe
+		}
 		return fmt.Errorf("cuda options: %w", err)
 	}
 	defer cuda.Destroy()
@@ -199,10 +205,105 @@ func appendCUDA(opts *ort.SessionOptions, deviceID int) error {
 		"do_copy_in_default_stream":    "1",
 		"cudnn_conv_use_max_workspace": "1",
 	}); err != nil {
+		if pe := providerStartError(ProviderCUDA, err); pe != nil {
+			return pe
+		}
 		return fmt.Errorf("cuda options: %w", err)
 	}
 	if err := opts.AppendExecutionProviderCUDA(cuda); err != nil {
-		return fmt.Errorf("cuda execution provider (is libonnxruntime_providers_cuda.so next to the library, and CUDA/cuDNN installed?): %w", err)
+		if pe := providerStartError(ProviderCUDA, err); pe != nil {
+			return pe
+		}
+		return fmt.Errorf("cuda execution provider: %w", err)
+	}
+	return nil
+}
+
+// ProviderStartError is a provider that could not start on this host: Error
+// is one line saying what is missing and how to get it; Unwrap gives ONNX
+// Runtime's own error chain.
+type ProviderStartError struct {
+	Provider string
+	Missing  string
+	Remedy   string
+	cause    error
+}
+
+func (e *ProviderStartError) Error() string {
+	return fmt.Sprintf("-provider %s cannot start: missing %s; %s", e.Provider, e.Missing, e.Remedy)
+}
+
+func (e *ProviderStartError) Unwrap() error { return e.cause }
+
+// cudaLibraryPackages names, for each CUDA library the CUDA provider of the
+// onnxruntime-gpu 1.30 wheel loads, the PyPI package that ships it.
+var cudaLibraryPackages = map[string]string{
+	"libcudart.so.13":   "nvidia-cuda-runtime",
+	"libcublas.so.13":   "nvidia-cublas",
+	"libcublasLt.so.13": "nvidia-cublas",
+	"libcurand.so.10":   "nvidia-curand",
+	"libcufft.so.12":    "nvidia-cufft",
+	"libcudnn.so.9":     "nvidia-cudnn-cu13",
+}
+
+// missingLibrary finds "NAME: cannot open shared object file" in a dlopen
+// error and returns NAME.
+var missingLibrary = regexp.MustCompile(`([A-Za-z0-9_.+-]+\.so[0-9.]*): cannot open shared object file`)
+
+// cudaFailure finds the CUDA runtime error of a failed CUDA call.
+var cudaFailure = regexp.MustCompile(`CUDA failure (\d+): ([^;]*)`)
+
+// providerStartError recognises the ways a GPU provider fails to start on a
+// host without a usable GPU (ONNX Runtime reports them when the provider is
+// appended, or when the first session creates it) and names what is missing
+// and how to get it; nil when err is something else.
+func providerStartError(provider string, err error) *ProviderStartError {
+	if err == nil || (provider != ProviderCUDA && provider != ProviderTensorRT) {
+		return nil
+	}
+	if already := (*ProviderStartError)(nil); errors.As(err, &already) {
+		return already
+	}
+	msg := err.Error()
+	e := &ProviderStartError{Provider: provider, cause: err}
+	cpu := "or run with -provider cpu"
+	if m := missingLibrary.FindStringSubmatch(msg); m != nil {
+		lib := m[1]
+		switch pkg, known := cudaLibraryPackages[lib]; {
+		case strings.HasPrefix(lib, "libonnxruntime_providers_"):
+			e.Missing = fmt.Sprintf("ONNX Runtime's %s next to the ONNX Runtime library (a CPU build?)", lib)
+			e.Remedy = "use ONNX Runtime's GPU build (scripts/install_ort_gpu.sh puts it in .cache/ort-gpu/lib; pass -ort-lib .cache/ort-gpu/lib/libonnxruntime.so), " + cpu
+		case lib == "libcuda.so.1":
+			e.Missing = "the NVIDIA driver (libcuda.so.1 not found)"
+			e.Remedy = "install the NVIDIA driver, or run in a container started with --gpus, " + cpu
+		case known:
+			e.Missing = fmt.Sprintf("CUDA 13 library %s", lib)
+			e.Remedy = fmt.Sprintf("install it (pip install %s; put its nvidia/*/lib folder on LD_LIBRARY_PATH) or use the Dockerfile.cuda image, %s", pkg, cpu)
+		default:
+			e.Missing = fmt.Sprintf("shared library %s", lib)
+			e.Remedy = "install it or put its folder on LD_LIBRARY_PATH, " + cpu
+		}
+		return e
+	}
+	if m := cudaFailure.FindStringSubmatch(msg); m != nil {
+		code, text := m[1], strings.TrimSpace(m[2])
+		switch code {
+		case "100", "35", "34", "999":
+			// no device, driver older than the runtime, stub driver, unknown
+			e.Missing = fmt.Sprintf("a usable NVIDIA GPU (CUDA error %s: %s)", code, text)
+			e.Remedy = "check nvidia-smi and CUDA_VISIBLE_DEVICES (the driver must support CUDA 13), " + cpu
+		case "101":
+			e.Missing = fmt.Sprintf("the GPU of -device-id (CUDA error %s: %s)", code, text)
+			e.Remedy = "pick a -device-id that nvidia-smi lists, " + cpu
+		default:
+			return nil
+		}
+		return e
+	}
+	if strings.Contains(msg, "not enabled in this build") || strings.Contains(msg, "not available in this build") {
+		e.Missing = "CUDA support in this ONNX Runtime library (it is the CPU build)"
+		e.Remedy = "use ONNX Runtime's GPU build (scripts/install_ort_gpu.sh; -ort-lib .cache/ort-gpu/lib/libonnxruntime.so), " + cpu
+		return e
 	}
 	return nil
 }
