@@ -192,6 +192,24 @@ def test_lora_transformer_branches(tiny, sessions):
     assert rel_err(got, want) < REL_TOL and rel_err(got, off) > 1e-2
 
 
+def test_lora_file_metadata_sorted(tmp_path):
+    """write_file's bytes do not depend on the order safetensors emits metadata in: the keys come out
+    sorted, and the file loads back with the same tensors and metadata."""
+    from safetensors import safe_open
+
+    metadata = {f"k{i}": f"v{i}" for i in (5, 2, 7, 0, 3, 6, 1, 4)}
+    sd = {"a.lora_A.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "a.alpha": np.array([2.0], np.float32)}
+    path = tmp_path / "x.safetensors"
+    lora_formats.write_file(path, sd, "float32", metadata)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    assert n % 8 == 0
+    assert list(json.loads(data[8:8 + n])["__metadata__"]) == sorted(metadata)
+    with safe_open(str(path), "np") as f:
+        assert f.metadata() == metadata
+        assert all(np.array_equal(f.get_tensor(k), v) for k, v in sd.items())
+
+
 def load_array(desc):
     dtype = {"float32": "<f4", "int64": "<i8", "uint8": "u1", "bool": "?"}[desc["dtype"]]
     return np.fromfile(REFERENCE / desc["file"], dtype=dtype).reshape(desc["shape"])
