@@ -24,9 +24,13 @@ type Config struct {
 	DeviceID       int
 	IntraOpThreads int // 0: ONNX Runtime's default (all cores)
 	InterOpThreads int
-	// PromptCacheSize is how many prompt embeddings are kept (the empty
-	// negative prompt is always among them once used).
-	PromptCacheSize int
+	// PromptCacheBytes bounds the prompt embeddings kept, least recently
+	// used first out (default DefaultPromptCacheBytes; negative: none).
+	PromptCacheBytes int64
+	// Admission checks each request against the memory budget and shares
+	// the budget among concurrent generations (admission.go); nil: no
+	// budget.
+	Admission *Admission
 	// MaxConcurrent is how many generations run at once (default 1).
 	// Concurrent generations of the same size share transformer calls.
 	MaxConcurrent int
@@ -34,7 +38,10 @@ type Config struct {
 	// idle, for the other generations of its size to join its call
 	// (default 20ms; only matters when MaxConcurrent > 1).
 	BatchWait time.Duration
-	Logger    zerolog.Logger
+	// MemoryRelease is what happens to the memory a request grew (default
+	// ReleaseShrink; see memory.go).
+	MemoryRelease MemoryRelease
+	Logger        zerolog.Logger
 }
 
 // Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
@@ -71,8 +78,8 @@ var _ engine.Engine = (*Engine)(nil)
 // Open loads, validates and prepares a model directory. Any mismatch
 // between the manifest, the ONNX files and this code fails here.
 func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
-	if cfg.PromptCacheSize <= 0 {
-		cfg.PromptCacheSize = 64
+	if cfg.PromptCacheBytes == 0 {
+		cfg.PromptCacheBytes = DefaultPromptCacheBytes
 	}
 	if cfg.Provider == "" {
 		cfg.Provider = ProviderCPU
@@ -90,6 +97,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	man, err := LoadManifest(cfg.ModelDir)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Admission == nil {
+		cfg.Admission = NewAdmission(man, AdmissionConfig{Provider: cfg.Provider})
 	}
 	// Validate every graph before spending time and memory on sessions.
 	floatTypes := map[string]string{}
@@ -116,7 +126,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	e := &Engine{
 		cfg: cfg, man: man, tok: tok, gamma: gamma, ortVersion: version,
-		cache: newEmbedCache(cfg.PromptCacheSize),
+		cache: newEmbedCache(max(cfg.PromptCacheBytes, 0)),
 		slots: make(chan struct{}, cfg.MaxConcurrent),
 		log:   cfg.Logger,
 	}
@@ -127,7 +137,8 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		}
 	}()
 	settings := sessionSettings{Provider: cfg.Provider, DeviceID: cfg.DeviceID,
-		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads}
+		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads,
+		NoCPUArena: cfg.MemoryRelease == ReleaseNoArena, NoMemPattern: cfg.MemoryRelease == ReleaseShrink}
 	for _, g := range []struct {
 		name string
 		dst  **graphSession
@@ -141,6 +152,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		}
 		e.log.Info().Str("graph", g.name).Str("dtype", floatTypes[g.name]).
 			Dur("load_time", time.Since(start)).Msg("graph loaded")
+	}
+	if err := e.setupMemoryRelease(lib); err != nil {
+		return nil, err
 	}
 	e.info = engine.Info{
 		Model: man.Name, Variant: man.Variant, Provider: cfg.Provider, Precision: man.Precision,
@@ -185,17 +199,27 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	if err := req.Check(); err != nil {
 		return nil, err
 	}
+	mem, err := e.cfg.Admission.Check(&req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
+	}
 	release, err := e.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	unreserve, err := e.cfg.Admission.reserve(ctx, mem.Peak)
+	if err != nil {
+		return nil, err
+	}
+	defer unreserve()
+	defer e.afterRequest()
 	// ONNX Runtime's threads must not migrate the Go scheduler's work
 	// around the Run calls more than needed.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	r := &run{e: e, req: req, progress: progress}
+	r := &run{e: e, req: req, progress: progress, mem: mem}
 	res, err := r.generate(ctx)
 	e.lastORTTime.Store(int64(r.ortTime))
 	if err != nil {
@@ -226,6 +250,8 @@ type boundRun struct {
 	g       *graphSession
 	in, out []ort.Value
 	clock   *time.Duration // accumulates time spent inside ONNX Runtime
+	// final marks the graph's last Run of a request (memory.go).
+	final bool
 }
 
 func (g *graphSession) bind(clock *time.Duration, inputs, outputs map[string]ort.Value) (*boundRun, error) {
@@ -249,7 +275,7 @@ func (g *graphSession) bind(clock *time.Duration, inputs, outputs map[string]ort
 
 func (b *boundRun) run() error {
 	start := time.Now()
-	err := b.g.sess.Run(b.in, b.out)
+	err := b.g.runSession(b.in, b.out, b.final)
 	*b.clock += time.Since(start)
 	if err != nil {
 		return fmt.Errorf("graph %s: %w", b.g.name, err)
