@@ -157,8 +157,10 @@ func (e *AdmissionError) Error() string {
 	switch {
 	case e.Field == FieldNumImages:
 		return msg + fmt.Sprintf("; at most %d images of this size fit", e.FitImages)
+	case e.FitWidth > 0 && e.Images > 1:
+		return msg + fmt.Sprintf("; the largest size of this aspect ratio that fits one image is %dx%d", e.FitWidth, e.FitHeight)
 	case e.FitWidth > 0:
-		return msg + fmt.Sprintf("; the largest size of this aspect ratio that fits (one image) is %dx%d", e.FitWidth, e.FitHeight)
+		return msg + fmt.Sprintf("; the largest size of this aspect ratio that fits is %dx%d", e.FitWidth, e.FitHeight)
 	}
 	return msg + "; no size of this aspect ratio fits"
 }

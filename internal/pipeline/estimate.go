@@ -32,13 +32,14 @@ const (
 	// attention (one head over the latent pixels): 2.0-2.1x measured.
 	vaeAttentionFactor = 2.3
 	// vaeActivationFactor counts full-resolution activations of the
-	// decoder's widest full-resolution channel count, per output pixel.
-	vaeActivationFactor = 2
+	// decoder's widest full-resolution channel count, per output pixel: the
+	// 128-channel export needed 2.0 where its activations were half its peak.
+	vaeActivationFactor = 3
 	// requestOverhead is what a request costs besides its graphs' tensors:
 	// the Go heap's growth, the C heap's per-thread arenas, ONNX Runtime's
-	// per-call bookkeeping (96 MiB: 1.5x what the smallest tiny-model
-	// requests measured above their graphs).
-	requestOverhead = 96 << 20
+	// per-call bookkeeping (64 MiB: the most a call measured above its
+	// tensors, on a small decoder call of the 128-channel export).
+	requestOverhead = 64 << 20
 	// deviceOverhead is the allowance on CUDA for cuDNN workspaces and the
 	// arena's granularity. Not measured (no GPU was available).
 	deviceOverhead = 1 << 30
@@ -223,15 +224,16 @@ func (m *memoryModel) hostBytes(s requestShape, tile int) int64 {
 // decodeTiles lists the decoder's options from best to smallest: whole
 // images (exactly the reference's decode; with no budget to say whether
 // they fit, only when both sides fit the VAE's own tile), then square tiles
-// of the VAE's tile side, 3/4, 1/2 and 1/4 of it (multiples of 4 latent
-// tokens, so blend and stride are whole tokens). Tiles differ from the
-// whole decode (docs/memory.md), so they are used only when needed.
+// of the VAE's tile side, 3/4 and 1/2 of it (multiples of 4 latent tokens,
+// so blend and stride are whole tokens). Tiles differ from the whole decode,
+// the more the smaller (docs/memory.md), so they are used only when needed
+// and never below half the VAE's tile.
 func (m *memoryModel) decodeTiles(h, w int, budgeted bool) []int {
 	var opts []int
 	if budgeted || (h <= m.vaeTile && w <= m.vaeTile) {
 		opts = append(opts, 0)
 	}
-	for _, num := range []int{4, 3, 2, 1} {
+	for _, num := range []int{4, 3, 2} {
 		t := m.vaeTile * num / 4 / 4 * 4
 		if t >= 4 && !slices.Contains(opts, t) {
 			opts = append(opts, t)

@@ -85,14 +85,14 @@ func TestDecodePlan(t *testing.T) {
 		if e.DecodeTile == 0 {
 			t.Errorf("budget %d below the whole decode's %d: decoded whole", budget, whole.Peak)
 		}
-		if e.Peak > budget && e.DecodeTile != 16 {
+		if e.Peak > budget && e.DecodeTile != 32 {
 			t.Errorf("budget %d: tile %d does not fit (%d) yet is not the smallest", budget, e.DecodeTile, e.Peak)
 		}
 		if bigger := m.estimate(s, e.Peak); bigger.DecodeTile != e.DecodeTile {
 			t.Errorf("estimate is not stable at its own peak: tile %d then %d", e.DecodeTile, bigger.DecodeTile)
 		}
 	}
-	if got := m.decodeTiles(100, 100, true); len(got) != 5 || got[0] != 0 || got[4] != 16 {
+	if got := m.decodeTiles(100, 100, true); len(got) != 4 || got[0] != 0 || got[3] != 32 {
 		t.Errorf("options %v", got)
 	}
 }
