@@ -20,6 +20,7 @@ import (
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/httpserver"
 	"github.com/kleinserve/kleinserve/internal/metrics"
+	"github.com/kleinserve/kleinserve/internal/pipeline"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/storage"
 	"github.com/kleinserve/kleinserve/internal/worker"
@@ -99,6 +100,10 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	events := worker.NewLocalEvents()
 	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: events,
 		Logger: log.With().Str("component", "worker").Logger()})
+	adm, err := newAdmission(cfg, log)
+	if err != nil {
+		return err
+	}
 	ready, readyInfo := readiness(cfg, q, wk, ping, files.Ping)
 	srv := api.New(api.Options{
 		Queue:        q,
@@ -114,6 +119,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		PreviewEvery: cfg.PreviewEvery,
+		Admit:        admitHook(adm),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -146,7 +152,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	} else {
 		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
 			Msg("listening; loading model")
-		eng, runErr = loadEngine(ctx, cfg, log)
+		eng, runErr = loadEngine(ctx, cfg, adm, log)
 		if runErr == nil && eng != nil {
 			wk.SetEngine(eng)
 			q.Start(wk.Process)
@@ -221,9 +227,9 @@ func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing, 
 }
 
 // loadEngine calls newEngine, logging how long the model took to load.
-func loadEngine(ctx context.Context, cfg config.Config, log zerolog.Logger) (engine.Engine, error) {
+func loadEngine(ctx context.Context, cfg config.Config, adm *pipeline.Admission, log zerolog.Logger) (engine.Engine, error) {
 	start := time.Now()
-	eng, err := newEngine(ctx, cfg, log.With().Str("component", "engine").Logger())
+	eng, err := newEngine(ctx, cfg, adm, log.With().Str("component", "engine").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("load engine: %w", err)
 	}
