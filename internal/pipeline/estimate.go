@@ -20,25 +20,24 @@ const (
 	// attentionFactor counts the live copies of one decomposed attention's
 	// score tensor [rows, heads, tokens, tokens] at the call's peak: the
 	// scores and their softmax, plus what ONNX Runtime's arena adds.
-	// Measured 2.0-2.3x on the tiny model and 2.3x (besides the width term)
-	// on a 4-head, 512-wide export.
+	// Measured 2.2-2.3x on the tiny model and 2.3x (besides the width term)
+	// on the mid-width export of docs/memory.md.
 	attentionFactor = 2.4
 	// activationFactor counts the width-sized activations live per row and
-	// token, in elements of (model width + MLP width): 9.8 measured at its
-	// largest on the 512-wide export, which the tiny model's 128-wide
-	// layers stay under.
+	// token, in elements of (model width + MLP width): 9.8 at most on the
+	// mid-width export; the tiny model's are too small to show.
 	activationFactor = 10
 	// vaeAttentionFactor is attentionFactor for the VAE decoder's mid-block
 	// attention (one head over the latent pixels): 2.0-2.1x measured.
 	vaeAttentionFactor = 2.3
 	// vaeActivationFactor counts full-resolution activations of the
 	// decoder's widest full-resolution channel count, per output pixel: the
-	// 128-channel export needed 2.0 where its activations were half its peak.
+	// mid-width export needed 2.0 where they were half of its peak.
 	vaeActivationFactor = 3
 	// requestOverhead is what a request costs besides its graphs' tensors:
 	// the Go heap's growth, the C heap's per-thread arenas, ONNX Runtime's
-	// per-call bookkeeping (64 MiB: the most a call measured above its
-	// tensors, on a small decoder call of the 128-channel export).
+	// per-call bookkeeping. No call measured more than 24 MiB above its
+	// estimate (a small decoder call of the mid-width export).
 	requestOverhead = 64 << 20
 	// deviceOverhead is the allowance on CUDA for cuDNN workspaces and the
 	// arena's granularity. Not measured (no GPU was available).
