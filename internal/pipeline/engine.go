@@ -223,6 +223,9 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	res, err := r.generate(ctx)
 	e.lastORTTime.Store(int64(r.ortTime))
 	if err != nil {
+		if rerr := e.releaseGrown(); rerr != nil {
+			e.log.Warn().Err(rerr).Msg("memory of a failed request not released")
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, err)
 		}

@@ -50,9 +50,10 @@ type graphSession struct {
 	outputs []string
 	sess    *ort.DynamicAdvancedSession
 	shrink  *ort.RunOptions // a final Run's options (memory.go); nil: plain Runs
-	// noShrink is set once ONNX Runtime refused the shrink option.
-	noShrink atomic.Bool
-	log      zerolog.Logger
+	// noShrink is set once ONNX Runtime refused the shrink option; grown
+	// while the arenas hold what a Run grew since their last shrink.
+	noShrink, grown atomic.Bool
+	log             zerolog.Logger
 }
 
 func isFloat(dt string) bool { return dt == "float32" || dt == "float16" || dt == "bfloat16" }

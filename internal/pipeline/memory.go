@@ -88,10 +88,12 @@ func newShrinkOptions(lib, provider string, deviceID int) (*ort.RunOptions, erro
 func (g *graphSession) runSession(in, out []ort.Value, final bool) error {
 	ro := g.shrink
 	if !final || ro == nil || g.noShrink.Load() {
+		g.grown.Store(ro != nil)
 		return g.sess.Run(in, out)
 	}
 	err := g.sess.RunWithOptions(in, out, ro)
 	if err == nil || !strings.Contains(err.Error(), "arena") {
+		g.grown.Store(false)
 		return err
 	}
 	if err := g.sess.Run(in, out); err != nil {
@@ -100,6 +102,77 @@ func (g *graphSession) runSession(in, out []ort.Value, final bool) error {
 	g.noShrink.Store(true)
 	g.log.Warn().Err(err).Str("graph", g.name).Msg("arena shrinkage refused; this graph keeps its arena between requests")
 	return nil
+}
+
+// releaseGrown shrinks the arenas of the graphs that ran since their last
+// shrink: a request that failed or was canceled never made its final calls,
+// and what it grew must not stay held outside the budget's account. Each
+// such graph gets a minimal Run (every symbolic dimension 1, zero inputs)
+// that shrinks its arenas afterwards.
+func (e *Engine) releaseGrown() error {
+	var errs []error
+	for _, g := range []*graphSession{e.text, e.dit, e.vae, e.safety} {
+		if g.shrink == nil || g.noShrink.Load() || !g.grown.Load() {
+			continue
+		}
+		if err := g.minimalRun(e.man.Graphs[g.name]); err != nil {
+			errs = append(errs, fmt.Errorf("graph %s: release its arena: %w", g.name, err))
+			continue
+		}
+		g.grown.Store(false)
+	}
+	return errors.Join(errs...)
+}
+
+// minimalRun runs the graph once on the smallest inputs its declared shapes
+// allow, with the shrinking run options; ONNX Runtime allocates the
+// outputs.
+func (g *graphSession) minimalRun(spec Graph) error {
+	byName := map[string]TensorIO{}
+	for _, in := range spec.Inputs {
+		byName[in.Name] = in
+	}
+	in := make([]ort.Value, len(g.inputs))
+	out := make([]ort.Value, len(g.outputs))
+	defer func() {
+		for _, v := range append(in, out...) {
+			if v != nil {
+				_ = v.Destroy()
+			}
+		}
+	}()
+	for i, name := range g.inputs {
+		io := byName[name]
+		dims := make([]int64, len(io.Shape))
+		for k, d := range io.Shape {
+			dims[k] = 1
+			if n, ok := d.(float64); ok {
+				dims[k] = int64(n)
+			}
+		}
+		v, err := zeroTensor(io.DType, dims)
+		if err != nil {
+			return fmt.Errorf("input %s: %w", name, err)
+		}
+		in[i] = v
+	}
+	return g.sess.RunWithOptions(in, out, g.shrink)
+}
+
+// zeroTensor is a zero-filled tensor of an ONNX element type.
+func zeroTensor(dtype string, dims []int64) (ort.Value, error) {
+	shape := ort.NewShape(dims...)
+	switch dtype {
+	case "int64":
+		return ort.NewEmptyTensor[int64](shape)
+	case "bool":
+		return ort.NewEmptyTensor[bool](shape)
+	}
+	t, err := newFloatTensor(dtype, dims...)
+	if err != nil {
+		return nil, err
+	}
+	return t.value(), nil
 }
 
 // setupMemoryRelease prepares every session for the configured release.

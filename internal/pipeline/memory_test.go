@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,6 +36,7 @@ type memoryCase struct {
 	Release                      MemoryRelease
 	Concurrent                   int // requests at once (default 1)
 	Repeat                       int // further requests after the first, timed
+	CancelAt                     int // cancel the first request(s) after this step (0: never)
 }
 
 // memoryResult is what a child reports, memory in bytes.
@@ -105,13 +107,19 @@ func TestMemoryChild(t *testing.T) {
 				defer wg.Done()
 				r := req
 				r.Seed = seed + int64(k)
-				first := func(p engine.Progress) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				progress := func(p engine.Progress) {
 					if p.Step == 1 {
 						spans[k][0] = time.Since(t0).Seconds()
 					}
+					if p.Step == c.CancelAt && seed == 1 {
+						cancel()
+					}
 				}
-				if _, err := e.Generate(context.Background(), r, first); err != nil {
-					t.Error(err)
+				_, err := e.Generate(ctx, r, progress)
+				if canceled := c.CancelAt > 0 && seed == 1; canceled != errors.Is(err, engine.ErrCanceled) || (!canceled && err != nil) {
+					t.Errorf("generate (cancel at step %d): %v", c.CancelAt, err)
 				}
 				spans[k][1] = time.Since(t0).Seconds()
 			}()
@@ -218,6 +226,12 @@ func TestMemoryReturnedAfterRequest(t *testing.T) {
 	t.Logf("without release: idle %.0f MiB, after the request %.0f MiB", mib(before.Idle), mib(before.After))
 	if before.After <= 2*before.Idle {
 		t.Errorf("without release the RSS returned too (%.0f MiB): the check above proves nothing", mib(before.After))
+	}
+	// A request canceled before its final transformer call.
+	canceled := runMemoryChild(t, memoryCase{Width: 1024, Height: 768, Steps: 4, CancelAt: 2})
+	t.Logf("canceled after step 2 of 4: peak +%.0f MiB, after %.0f MiB", mib(canceled.Peak), mib(canceled.After))
+	if canceled.After > 2*canceled.Idle {
+		t.Errorf("RSS after a canceled request %.0f MiB, more than twice the idle %.0f MiB", mib(canceled.After), mib(canceled.Idle))
 	}
 }
 
