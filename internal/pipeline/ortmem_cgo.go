@@ -29,7 +29,9 @@ typedef void (*ksReleaseStatus)(OrtStatus* status);
 static void* const* ks_api;
 
 // ks_load_api finds the OrtApi table of the already loaded library at path
-// (RTLD_NOLOAD: never a second copy). 0 on success.
+// (RTLD_NOLOAD: never a second copy). The handle is never closed, so the
+// library, and the table, stay where they are when onnxruntime_go closes
+// its own handle in DestroyEnvironment and opens it again. 0 on success.
 static int ks_load_api(const char* path, uint32_t version) {
 	void* lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
 	if (!lib) return 1;
