@@ -94,6 +94,11 @@ type Graph struct {
 	Precision string     `json:"precision"`
 	Inputs    []TensorIO `json:"inputs"`
 	Outputs   []TensorIO `json:"outputs"`
+	// ExternalData names the file holding the weights of a large graph.
+	ExternalData string `json:"external_data"`
+	// Attention is "fused" when the graph runs attention as ONNX Attention
+	// nodes; absent for MatMul/Softmax/MatMul (decomposed) attention.
+	Attention string `json:"attention"`
 }
 
 // TensorIO is a declared graph input or output. Shape entries are numbers

@@ -51,8 +51,10 @@ func scanned(rel string) bool {
 }
 
 // made are model directories that documented commands create (exports
-// of the real and the random-weight model) and that are never committed.
-var made = []string{"models/klein-4b-base", "models/klein-4b-random", "models/klein-4b-base-random"}
+// of the real and the random-weight model, the GPU check's payload) and
+// that are never committed.
+var made = []string{"models/klein-4b-base", "models/klein-4b-random", "models/klein-4b-base-random",
+	"models/klein", "models/klein-fused"}
 
 // walkSkip are directories never listed when git is unavailable.
 var walkSkip = map[string]bool{".git": true, "node_modules": true, ".cache": true, ".venv": true, ".ort": true}
