@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kleinserve/kleinserve/internal/config"
+	"github.com/kleinserve/kleinserve/internal/pipeline"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -23,11 +24,16 @@ func TestNewAdmission(t *testing.T) {
 		{"explicit", config.Config{Role: config.RoleWorker, MemoryBudget: 1 << 30, ModelDir: "../../models/tiny", Provider: "cpu"}, true, false},
 		{"api explicit reads model.json", config.Config{Role: config.RoleAPI, MemoryBudget: 1 << 30, ModelDir: "../../models/tiny", Provider: "cuda"}, true, false},
 		{"api auto checks nothing", config.Config{Role: config.RoleAPI, MemoryBudget: config.MemoryBudgetAuto, ModelDir: "../../models/tiny"}, false, false},
-		{"api without a manifest checks nothing", config.Config{Role: config.RoleAPI, MemoryBudget: 1 << 30, ModelDir: t.TempDir()}, false, false},
+		// Every role needs the manifests: they say which endpoints exist.
+		{"api without a manifest fails", config.Config{Role: config.RoleAPI, MemoryBudget: 1 << 30, ModelDir: t.TempDir()}, false, true},
 		{"worker without a manifest fails", config.Config{Role: config.RoleWorker, MemoryBudget: 1 << 30, ModelDir: t.TempDir()}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := newAdmission(tc.cfg, zerolog.Nop())
+			models, _, err := loadCatalog(tc.cfg)
+			var a map[string]*pipeline.Admission
+			if err == nil {
+				a, err = newAdmission(tc.cfg, models, zerolog.Nop())
+			}
 			if (err != nil) != tc.fails || (a != nil) != tc.admits {
 				t.Fatalf("admission %v, error %v", a != nil, err)
 			}
@@ -37,17 +43,22 @@ func TestNewAdmission(t *testing.T) {
 
 // The submit hook answers fal's 422 naming the field.
 func TestAdmitHook(t *testing.T) {
-	if admitHook(nil) != nil {
+	if admitHook(nil, nil) != nil {
 		t.Fatal("no admission must mean no hook")
 	}
-	a, err := newAdmission(config.Config{Role: config.RoleAll, MemoryBudget: 1 << 30, ModelDir: "../../models/tiny",
-		Provider: "cpu"}, zerolog.Nop())
+	cfg := config.Config{Role: config.RoleAll, MemoryBudget: 1 << 30, ModelDir: "../../models/tiny", Provider: "cpu"}
+	models, cat, err := loadCatalog(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admit := admitHook(a)
+	a, err := newAdmission(cfg, models, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := admitHook(a, cat)
 	params := func(w, h, n int) wire.Params {
-		return wire.Params{Size: wire.Size{Width: w, Height: h}, NumImages: n, GuidanceScale: 5, NumInferenceSteps: 28}
+		return wire.Params{Endpoint: wire.Base4B.ID, Size: wire.Size{Width: w, Height: h}, NumImages: n, GuidanceScale: 5,
+			NumInferenceSteps: 28}
 	}
 	if err := admit(params(512, 512, 1)); err != nil {
 		t.Fatalf("512x512: %v", err)

@@ -12,23 +12,26 @@ import (
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
-// newEngine opens the ONNX Runtime pipeline on the configured model
-// directory, sharing the API's memory admission (nil: none) and loading
-// LoRA files through loras. It fails, naming every mismatch, when the
-// model's graphs are not what the pipeline runs.
-func newEngine(ctx context.Context, cfg config.Config, adm *pipeline.Admission, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
+// newEngine opens the ONNX Runtime pipeline on a model directory, with the
+// API's memory admission of that model (nil: none), loading LoRA files
+// through loras and sharing identical graphs through pool. It fails,
+// naming every mismatch, when the model's graphs are not what the pipeline
+// runs.
+func newEngine(ctx context.Context, cfg config.Config, dir string, adm *pipeline.Admission, loras pipeline.LoRALoader,
+	pool *pipeline.SessionPool, log zerolog.Logger) (engine.Engine, error) {
 	cache := cfg.PromptCacheBytes
 	if cache == 0 {
 		cache = -1 // pipeline.Config's "none"
 	}
 	e, err := pipeline.Open(ctx, pipeline.Config{
-		ModelDir:       cfg.ModelDir,
+		ModelDir:       dir,
 		LibraryPath:    cfg.ORTLib,
 		Provider:       cfg.Provider,
 		DeviceID:       cfg.DeviceID,
 		IntraOpThreads: cfg.Threads,
 		Noise:          sampler.NoiseSource(cfg.Noise),
 		LoRA:           loras,
+		Sessions:       pool,
 		// -workers requests run at once; those of one size share each
 		// transformer call.
 		MaxConcurrent:    cfg.Workers,
@@ -37,7 +40,7 @@ func newEngine(ctx context.Context, cfg config.Config, adm *pipeline.Admission, 
 		Logger:           log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", cfg.ModelDir, err)
+		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
 	info := e.Info()
 	log.Info().Str("model", info.Model).Str("variant", info.Variant).Str("provider", info.Provider).

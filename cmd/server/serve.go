@@ -23,7 +23,6 @@ import (
 	"github.com/kleinserve/kleinserve/internal/lora"
 	"github.com/kleinserve/kleinserve/internal/metrics"
 	"github.com/kleinserve/kleinserve/internal/netguard"
-	"github.com/kleinserve/kleinserve/internal/pipeline"
 	"github.com/kleinserve/kleinserve/internal/queue"
 	"github.com/kleinserve/kleinserve/internal/queue/boltstore"
 	"github.com/kleinserve/kleinserve/internal/queue/redisstore"
@@ -114,19 +113,24 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	defer func() { err = errors.Join(err, q.Close()) }()
 
+	models, catalog, err := loadCatalog(cfg)
+	if err != nil {
+		return err
+	}
 	m := metrics.New()
 	m.RegisterQueueGauges(q.Depth, q.Running)
 	// Live progress travels through the queue, so that a stream answered
 	// by one process shows the steps of a job another process runs.
-	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: q,
+	wk := worker.New(worker.Options{Catalog: catalog, Storage: files, Metrics: m, Events: q,
 		Images: &imageinput.Loader{Fetcher: guard, Files: files},
 		Logger: log.With().Str("component", "worker").Logger()})
-	adm, err := newAdmission(cfg, log)
+	adm, err := newAdmission(cfg, models, log)
 	if err != nil {
 		return err
 	}
 	ready, readyInfo := readiness(cfg, q, wk, ping, files)
 	srv := api.New(api.Options{
+		Catalog:      catalog,
 		Queue:        q,
 		Storage:      files,
 		Metrics:      m,
@@ -141,7 +145,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		PreviewEvery: cfg.PreviewEvery,
-		Admit:        admitHook(adm),
+		Admit:        admitHook(adm, catalog),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -166,7 +170,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 			func(err error) { log.Error().Err(err).Msg("delete expired files") },
 			func(n int) { log.Info().Int("files", n).Msg("deleted expired files") })
 	}()
-	var eng engine.Engine
+	var engines map[string]engine.Engine
 	var runErr error
 	if cfg.Role == config.RoleAPI {
 		log.Info().Str("addr", ln.Addr().String()).Str("public_url", cfg.PublicURL).Str("role", cfg.Role).
@@ -176,10 +180,15 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 			Msg("listening; loading model")
 		var loras *lora.Store
 		if loras, runErr = newLoRAStore(cfg, guard, files); runErr == nil {
-			eng, runErr = loadEngine(ctx, cfg, adm, loras, log)
+			engines, runErr = loadEngines(ctx, cfg, models, adm, loras, log)
+			if ctx.Err() != nil { // a shutdown signal arrived while loading
+				runErr = nil
+			}
 		}
-		if runErr == nil && eng != nil {
-			wk.SetEngine(eng)
+		if runErr == nil && engines != nil {
+			for id, e := range engines {
+				wk.SetEngine(id, e)
+			}
 			q.Start(wk.Process)
 			log.Info().Msg("ready")
 		}
@@ -214,10 +223,8 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	}
 	stopBackground()
 	background.Wait()
-	if eng != nil {
-		if err := eng.Close(); err != nil {
-			log.Error().Err(err).Msg("close engine")
-		}
+	if err := closeEngines(engines); err != nil {
+		log.Error().Err(err).Msg("close engines")
 	}
 	return runErr
 }
@@ -244,32 +251,28 @@ func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing f
 		}
 	}
 	loaded := api.ReadyCheck{Status: "loading", Phase: true, Check: func(context.Context) error {
-		if wk.Engine() == nil {
+		if !wk.Ready() {
 			return worker.ErrNotReady
 		}
 		return nil
 	}}
 	return []api.ReadyCheck{loaded, full}, func() map[string]any {
-		info := wk.Engine().Info()
-		return map[string]any{"model": info.Model, "variant": info.Variant, "provider": info.Provider,
-			"precision": info.Precision, "queue_depth": q.Depth(), "running": q.Running()}
+		body := map[string]any{"queue_depth": q.Depth(), "running": q.Running()}
+		models := map[string]any{}
+		for id, info := range wk.Infos() {
+			models[id] = map[string]any{"model": info.Model, "variant": info.Variant, "provider": info.Provider,
+				"precision": info.Precision}
+			// One model: its fields at the top, as before several were served.
+			body["model"], body["variant"], body["provider"], body["precision"] = info.Model, info.Variant,
+				info.Provider, info.Precision
+		}
+		if len(models) > 1 {
+			delete(body, "model")
+			delete(body, "variant")
+			body["models"] = models
+		}
+		return body
 	}
-}
-
-// loadEngine calls newEngine, logging how long the model took to load.
-func loadEngine(ctx context.Context, cfg config.Config, adm *pipeline.Admission, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
-	start := time.Now()
-	eng, err := newEngine(ctx, cfg, adm, loras, log.With().Str("component", "engine").Logger())
-	if err != nil {
-		return nil, fmt.Errorf("load engine: %w", err)
-	}
-	if ctx.Err() != nil {
-		// A shutdown signal arrived while loading.
-		eng.Close()
-		return nil, nil
-	}
-	log.Info().Dur("load_time", time.Since(start)).Msg("engine loaded")
-	return eng, nil
 }
 
 // openQueueStore opens the configured queue backend. ping reports whether

@@ -613,7 +613,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if r := env.do("GET", "/healthz", "", nil); r.status != 200 {
 		t.Fatalf("healthz %d", r.status)
 	}
-	env.worker.SetEngine(env.engine)
+	env.worker.SetEngine(wire.Base4B.ID, env.engine)
 	env.queue.Start(env.worker.Process)
 	env.waitJob(id, queue.StatusCompleted)
 	if r := env.do("GET", "/readyz", "", nil); r.status != 200 || r.json(t)["model"] != "fake model" {

@@ -114,18 +114,18 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit, Pace: o.pace, CheckURL: guard.Preflight,
 		PrivateFiles: o.privateFiles,
 		Ready: []ReadyCheck{{Status: "loading", Phase: true, Check: func(context.Context) error {
-			if wk.Engine() == nil {
+			if !wk.Ready() {
 				return worker.ErrNotReady
 			}
 			return nil
 		}}},
 		ReadyInfo: func() map[string]any {
-			info := wk.Engine().Info()
+			info := wk.Engine(wire.Base4B.ID).Info()
 			return map[string]any{"model": info.Model, "variant": info.Variant, "queue_depth": q.Depth()}
 		}})
 	eng := newFakeEngine()
 	if !o.noEngine {
-		wk.SetEngine(eng)
+		wk.SetEngine(wire.Base4B.ID, eng)
 		q.Start(wk.Process)
 	}
 	ts.Config.Handler = srv.Handler()

@@ -21,11 +21,15 @@ import (
 // answering in OpenAI's error envelope, and the page and its config are
 // public (the page sends the key the user gives it).
 func (s *Server) mountOpenAI(r chi.Router) {
+	var models openai.Models
+	for _, m := range s.opts.Catalog.Models() {
+		models = append(models, m.ID)
+	}
 	r.Handle("/v1/*", openai.NewHandler(openaiBackend{s}, openai.Options{
-		MaxBodyBytes: s.opts.MaxBodyBytes, KeepAlive: s.opts.KeepAlive, Logger: s.log,
+		MaxBodyBytes: s.opts.MaxBodyBytes, KeepAlive: s.opts.KeepAlive, Logger: s.log, Models: models,
 	}))
 	var served []string
-	for _, ep := range wire.Endpoints() {
+	for _, ep := range s.opts.Catalog.Endpoints() {
 		served = append(served, ep.ID)
 	}
 	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Served: served})
@@ -47,8 +51,8 @@ func (b openaiBackend) Authorize(key string) error {
 // Submit validates and queues as fal's routes do, as an ephemeral job: its
 // client waits on the connection.
 func (b openaiBackend) Submit(ctx context.Context, sub openai.Submission) (openai.Ticket, error) {
-	ep, ok := wire.LookupEndpoint(sub.EndpointID)
-	if !ok || sub.EndpointID == "" {
+	ep, ok := b.s.opts.Catalog.Lookup(sub.EndpointID)
+	if !ok {
 		return openai.Ticket{}, openai.ErrEndpointUnavailable
 	}
 	if len(b.s.keys) > 0 {

@@ -46,6 +46,8 @@ type ReadyCheck struct {
 
 // Options configures a Server.
 type Options struct {
+	// Catalog is the set of endpoints served (default: the 4B Base's).
+	Catalog *wire.Catalog
 	Queue   *queue.Queue
 	Storage storage.Store
 	Metrics *metrics.Metrics
@@ -112,6 +114,9 @@ func New(opts Options) *Server {
 	if opts.Role == "" {
 		opts.Role = config.RoleAll
 	}
+	if opts.Catalog == nil {
+		opts.Catalog = wire.DefaultCatalog()
+	}
 	s := &Server{
 		opts:     opts,
 		log:      opts.Logger,
@@ -170,7 +175,7 @@ func (s *Server) Handler() http.Handler {
 		// Clients use owner/alias before /requests/; third-party guides use
 		// the full endpoint id. Accept both.
 		prefixes := []string{"/queue/" + wire.AppID}
-		for _, ep := range wire.Endpoints() {
+		for _, ep := range s.opts.Catalog.Endpoints() {
 			r.Post("/"+ep.ID, s.handleRun(ep))
 			r.Post("/"+ep.ID+"/stream", s.handleStream(ep))
 			r.Post("/queue/"+ep.ID, s.handleSubmit(ep))

@@ -53,7 +53,9 @@ const StorageLocal = "local"
 type Config struct {
 	// Addr is the listen address (host:port).
 	Addr string `json:"addr"`
-	// ModelDir is the model directory to load (model.json and graphs).
+	// ModelDir is -models as given: one model directory (model.json and
+	// graphs), several separated by commas, or a directory whose
+	// subdirectories are model directories. ModelDirs resolves it.
 	ModelDir string `json:"model_dir"`
 	// DataDir holds the queue database and stored files.
 	DataDir string `json:"data_dir"`
@@ -192,7 +194,7 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
-	fs.StringVar(&c.ModelDir, "models", "models/tiny", "model directory to load")
+	fs.StringVar(&c.ModelDir, "models", "models/tiny", "model directory to serve; several, comma-separated, or a directory of model directories, serve several FLUX.2 [klein] variants from one process")
 	fs.StringVar(&c.DataDir, "data", "./data", "directory for the queue database and files (shared by all processes of a -queue redis setup)")
 	fs.StringVar(&c.Provider, "provider", "cpu", "execution provider: cpu or cuda")
 	fs.IntVar(&c.DeviceID, "device-id", 0, "CUDA device id")
@@ -629,3 +631,38 @@ func (c Config) QueuePath() string { return filepath.Join(c.DataDir, "queue.db")
 
 // FilesDir is the root of the file store.
 func (c Config) FilesDir() string { return filepath.Join(c.DataDir, "storage") }
+
+// ModelDirs resolves -models to the model directories to serve: each
+// comma-separated entry is a model directory (it has a model.json) or a
+// directory whose subdirectories with a model.json are, in name order.
+func (c Config) ModelDirs() ([]string, error) {
+	var dirs []string
+	for _, entry := range strings.Split(c.ModelDir, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(entry, "model.json")); err == nil {
+			dirs = append(dirs, entry)
+			continue
+		}
+		subs, err := os.ReadDir(entry)
+		if err != nil {
+			return nil, fmt.Errorf("-models %s: %w", entry, err)
+		}
+		found := 0
+		for _, d := range subs {
+			if _, err := os.Stat(filepath.Join(entry, d.Name(), "model.json")); d.IsDir() && err == nil {
+				dirs = append(dirs, filepath.Join(entry, d.Name()))
+				found++
+			}
+		}
+		if found == 0 {
+			return nil, fmt.Errorf("-models %s: neither a model directory (no model.json) nor a directory of them", entry)
+		}
+	}
+	if len(dirs) == 0 {
+		return nil, errors.New("-models names no model directory")
+	}
+	return dirs, nil
+}

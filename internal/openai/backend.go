@@ -6,16 +6,34 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
-// ModelID is the one model this API serves, named as GET /v1/models lists
-// it: the fal endpoint id, so that both APIs call the model the same.
-var ModelID = wire.EndpointBase.ID
+// Models are the models this API serves, named as GET /v1/models lists
+// them: their fal text-to-image endpoint ids, so that both APIs call a model
+// the same. The first is the default of a request without "model".
+type Models []string
 
-// EditEndpointID is the fal endpoint that edits reference images.
-var EditEndpointID = wire.EndpointEdit.ID
+// Default is the model of a request that names none.
+func (m Models) Default() string {
+	if len(m) == 0 {
+		return wire.Base4B.ID
+	}
+	return m[0]
+}
+
+func (m Models) list() string {
+	q := make([]string, len(m))
+	for i, id := range m {
+		q[i] = "'" + id + "'"
+	}
+	return strings.Join(q, ", ")
+}
+
+// EditEndpoint is the fal endpoint that edits with a model: its /edit.
+func EditEndpoint(model string) string { return model + "/edit" }
 
 // Backend is what the handlers need from the server: the queue that fal's
 // routes use, so that both APIs share keys, admission, limits and metrics.
@@ -37,7 +55,7 @@ type Backend interface {
 
 // Submission is one request for the queue.
 type Submission struct {
-	// EndpointID is the fal endpoint: ModelID or EditEndpointID.
+	// EndpointID is the fal endpoint: a model's id or its EditEndpoint.
 	EndpointID string
 	// Input is the fal endpoint's input JSON.
 	Input json.RawMessage

@@ -14,7 +14,7 @@ import (
 // returns its 422 as the backend would.
 func validate(t *testing.T, body string) *FalError {
 	t.Helper()
-	req, e := ParseGeneration([]byte(body))
+	req, e := ParseGeneration([]byte(body), nil)
 	if e != nil {
 		t.Fatalf("%s: %v", body, e)
 	}

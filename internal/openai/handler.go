@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ type Options struct {
 	MaxFormBytes int64
 	// KeepAlive is the SSE keep-alive comment interval (default 10s).
 	KeepAlive time.Duration
+	// Models are the models served (default: the 4B Base).
+	Models Models
 	// Now is the clock of "created" fields (default time.Now).
 	Now    func() time.Time
 	Logger zerolog.Logger
@@ -49,6 +52,9 @@ func NewHandler(b Backend, opts Options) *Handler {
 	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 10 * time.Second
+	}
+	if len(opts.Models) == 0 {
+		opts.Models = Models{wire.Base4B.ID}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -106,24 +112,28 @@ type model struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-func (h *Handler) modelObject() model {
-	return model{ID: ModelID, Object: "model", Created: h.started, OwnedBy: "black-forest-labs"}
+func (h *Handler) modelObject(id string) model {
+	return model{ID: id, Object: "model", Created: h.started, OwnedBy: "black-forest-labs"}
 }
 
 func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
+	data := make([]model, len(h.opts.Models))
+	for i, id := range h.opts.Models {
+		data[i] = h.modelObject(id)
+	}
 	h.writeJSON(w, http.StatusOK, struct {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
-	}{"list", []model{h.modelObject()}})
+	}{"list", data})
 }
 
 func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
-	if id := r.PathValue("id"); id != ModelID {
+	if id := r.PathValue("id"); !slices.Contains(h.opts.Models, id) {
 		h.writeError(w, r, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Param: "model",
 			Code: CodeModelNotFound, Message: fmt.Sprintf("The model '%s' does not exist on this server.", id)})
 		return
 	}
-	h.writeJSON(w, http.StatusOK, h.modelObject())
+	h.writeJSON(w, http.StatusOK, h.modelObject(r.PathValue("id")))
 }
 
 func (h *Handler) generations(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +142,7 @@ func (h *Handler) generations(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, bodyError(err))
 		return
 	}
-	req, e := ParseGeneration(body)
+	req, e := ParseGeneration(body, h.opts.Models)
 	if e != nil {
 		h.writeError(w, r, e)
 		return
@@ -153,7 +163,7 @@ func (h *Handler) edits(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer r.MultipartForm.RemoveAll()
-	req, e := ParseEdit(r.MultipartForm)
+	req, e := ParseEdit(r.MultipartForm, h.opts.Models)
 	if e != nil {
 		h.writeError(w, r, e)
 		return

@@ -53,7 +53,7 @@ func (f *fakeBackend) Submit(ctx context.Context, s Submission) (Ticket, error) 
 	if f.submitErr != nil {
 		return Ticket{}, f.submitErr
 	}
-	if s.EndpointID == EditEndpointID && !f.editServed || s.EndpointID != EditEndpointID && s.EndpointID != ModelID {
+	if s.EndpointID == EditEndpoint(wire.Base4B.ID) && !f.editServed || s.EndpointID != EditEndpoint(wire.Base4B.ID) && s.EndpointID != wire.Base4B.ID {
 		return Ticket{}, ErrEndpointUnavailable
 	}
 	var plain map[string]json.RawMessage
@@ -331,12 +331,12 @@ func TestRoutes(t *testing.T) {
 		} `json:"data"`
 	}
 	json.Unmarshal(raw, &list)
-	if resp.StatusCode != 200 || list.Object != "list" || len(list.Data) != 1 || list.Data[0].ID != ModelID ||
+	if resp.StatusCode != 200 || list.Object != "list" || len(list.Data) != 1 || list.Data[0].ID != wire.Base4B.ID ||
 		list.Data[0].Object != "model" || list.Data[0].Created != fixedNow.Unix() {
 		t.Errorf("models: %d %s", resp.StatusCode, raw)
 	}
-	if resp, raw := do(t, http.MethodGet, srv.URL+"/v1/models/"+ModelID, "", "", nil); resp.StatusCode != 200 ||
-		!strings.Contains(string(raw), `"id":"`+ModelID+`"`) {
+	if resp, raw := do(t, http.MethodGet, srv.URL+"/v1/models/"+wire.Base4B.ID, "", "", nil); resp.StatusCode != 200 ||
+		!strings.Contains(string(raw), `"id":"`+wire.Base4B.ID+`"`) {
 		t.Errorf("model: %d %s", resp.StatusCode, raw)
 	}
 	for _, c := range []struct {
@@ -377,7 +377,7 @@ func TestEdits(t *testing.T) {
 		srv := newTestServer(t, &fakeBackend{})
 		ct, body := multipartBody(t, map[string]string{"prompt": "p"}, 1)
 		resp, raw := do(t, http.MethodPost, srv.URL+"/v1/images/edits", "", ct, body)
-		if resp.StatusCode != 404 || !strings.Contains(decodeEnvelope(t, raw).Error.Message, EditEndpointID) {
+		if resp.StatusCode != 404 || !strings.Contains(decodeEnvelope(t, raw).Error.Message, EditEndpoint(wire.Base4B.ID)) {
 			t.Errorf("%d %s", resp.StatusCode, raw)
 		}
 	})
@@ -395,7 +395,7 @@ func TestEdits(t *testing.T) {
 			t.Errorf("image %dx%d", w, h)
 		}
 		in := decodeInput(t, f.submissions[0].Input)
-		if f.submissions[0].EndpointID != EditEndpointID || len(in["image_urls"].([]any)) != 2 || in["seed"] != 5.0 {
+		if f.submissions[0].EndpointID != EditEndpoint(wire.Base4B.ID) || len(in["image_urls"].([]any)) != 2 || in["seed"] != 5.0 {
 			t.Errorf("submission %s %v", f.submissions[0].EndpointID, in)
 		}
 	})

@@ -127,7 +127,7 @@ func ownedByOpenAI(falField string) bool {
 }
 
 // ParseGeneration translates the JSON body of POST /v1/images/generations.
-func ParseGeneration(body []byte) (Request, *Error) {
+func ParseGeneration(body []byte, models Models) (Request, *Error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Request{}, invalidParam("", CodeInvalidJSON,
@@ -138,12 +138,12 @@ func ParseGeneration(body []byte) (Request, *Error) {
 		return Request{}, invalidParam("", CodeInvalidJSON,
 			"We could not parse the JSON body of your request: %s.", err.Error())
 	}
-	return translate(Generation, fields, nil)
+	return translate(Generation, fields, nil, models)
 }
 
 // ParseEdit translates the multipart form of POST /v1/images/edits:
 // images under "image" or "image[]" become data URIs in image_urls.
-func ParseEdit(form *multipart.Form) (Request, *Error) {
+func ParseEdit(form *multipart.Form, models Models) (Request, *Error) {
 	fields := map[string]json.RawMessage{}
 	params := openAIParams(Edit)
 	extra := passthroughParams()
@@ -177,7 +177,7 @@ func ParseEdit(form *multipart.Form) (Request, *Error) {
 		}
 		images = append(images, uri)
 	}
-	return translate(Edit, fields, images)
+	return translate(Edit, fields, images, models)
 }
 
 // formValueJSON gives a form string the JSON type its parameter has. A
@@ -232,7 +232,7 @@ func unknownParam(name string) *Error {
 // is OpenAI's own (the parameter names, size syntax, response_format,
 // stream, partial_images, model); everything the endpoint defines is
 // passed on for the endpoint's validator to judge.
-func translate(kind Kind, fields map[string]json.RawMessage, images []json.RawMessage) (Request, *Error) {
+func translate(kind Kind, fields map[string]json.RawMessage, images []json.RawMessage, models Models) (Request, *Error) {
 	params := openAIParams(kind)
 	extra := passthroughParams()
 	names := make([]string, 0, len(fields))
@@ -254,11 +254,11 @@ func translate(kind Kind, fields map[string]json.RawMessage, images []json.RawMe
 		return Request{}, unknownParam(name)
 	}
 
-	req := Request{Kind: kind, EndpointID: ModelID, ResponseFormat: FormatURL, Size: SizeAuto,
-		OutputFormat: string(wire.DefaultOutputFormat)}
-	if kind == Edit {
-		req.EndpointID = EditEndpointID
+	if len(models) == 0 {
+		models = Models{models.Default()}
 	}
+	model := models.Default()
+	req := Request{Kind: kind, ResponseFormat: FormatURL, Size: SizeAuto, OutputFormat: string(wire.DefaultOutputFormat)}
 	in := map[string]json.RawMessage{}
 	present := func(name string) (json.RawMessage, bool) {
 		v, ok := fields[name]
@@ -276,10 +276,15 @@ func translate(kind Kind, fields map[string]json.RawMessage, images []json.RawMe
 		if !isString {
 			return Request{}, invalidParam("model", CodeInvalidType, "Invalid 'model': expected a string.")
 		}
-		if s != ModelID {
+		if !slices.Contains(models, s) {
 			return Request{}, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Param: "model",
-				Code: CodeModelNotFound, Message: fmt.Sprintf("The model '%s' does not exist on this server; it serves '%s' (GET /v1/models).", s, ModelID)}
+				Code: CodeModelNotFound, Message: fmt.Sprintf("The model '%s' does not exist on this server; it serves %s (GET /v1/models).", s, models.list())}
 		}
+		model = s
+	}
+	req.EndpointID = model
+	if kind == Edit {
+		req.EndpointID = EditEndpoint(model)
 	}
 	if v, ok := present("n"); ok {
 		in[falNumImages] = v

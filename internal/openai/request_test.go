@@ -85,7 +85,7 @@ func TestParseGenerationTranslates(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req, err := ParseGeneration([]byte(c.body))
+			req, err := ParseGeneration([]byte(c.body), nil)
 			if err != nil {
 				t.Fatalf("error %v", err)
 			}
@@ -109,7 +109,7 @@ func TestParseGenerationOutputPassesTheEndpointValidator(t *testing.T) {
 		`{"prompt":"a fox","n":4,"size":"512x768","response_format":"b64_json","output_format":"jpeg","seed":1}`,
 		`{"prompt":"a fox","stream":true,"partial_images":3,"enable_cns":true,"cns_num_freq_bins":64}`,
 	} {
-		req, e := ParseGeneration([]byte(body))
+		req, e := ParseGeneration([]byte(body), nil)
 		if e != nil {
 			t.Fatalf("%s: %v", body, e)
 		}
@@ -154,7 +154,7 @@ func TestParseGenerationRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.body, func(t *testing.T) {
-			_, e := ParseGeneration([]byte(c.body))
+			_, e := ParseGeneration([]byte(c.body), nil)
 			if e == nil {
 				t.Fatal("accepted")
 			}
@@ -204,11 +204,11 @@ func TestParseEditTranslates(t *testing.T) {
 		"seed": "7", "guidance_scale": "4.5", "enable_cns": "true", "num_inference_steps": "eight",
 		"stream": "false", "input_fidelity": "high",
 	}, map[string][][]byte{"image[]": {pngBytes, jpeg}})
-	req, e := ParseEdit(form)
+	req, e := ParseEdit(form, nil)
 	if e != nil {
 		t.Fatal(e)
 	}
-	if req.Kind != Edit || req.EndpointID != EditEndpointID || req.ResponseFormat != FormatB64JSON || req.Size != "512x512" {
+	if req.Kind != Edit || req.EndpointID != EditEndpoint(wire.Base4B.ID) || req.ResponseFormat != FormatB64JSON || req.Size != "512x512" {
 		t.Errorf("request %+v", req)
 	}
 	in := decodeInput(t, req.Input)
@@ -229,7 +229,7 @@ func TestParseEditTranslates(t *testing.T) {
 
 func TestParseEditImagesInOrder(t *testing.T) {
 	form := editForm(t, map[string]string{"prompt": "p"}, map[string][][]byte{"image": {pngBytes}})
-	req, e := ParseEdit(form)
+	req, e := ParseEdit(form, nil)
 	if e != nil {
 		t.Fatal(e)
 	}
@@ -237,7 +237,7 @@ func TestParseEditImagesInOrder(t *testing.T) {
 		t.Errorf("image_urls %v", urls)
 	}
 	// No image at all still reaches the validator, which names 'image'.
-	req, e = ParseEdit(editForm(t, map[string]string{"prompt": "p"}, nil))
+	req, e = ParseEdit(editForm(t, map[string]string{"prompt": "p"}, nil), nil)
 	if e != nil {
 		t.Fatal(e)
 	}
@@ -270,7 +270,7 @@ func TestParseEditRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, e := ParseEdit(editForm(t, c.values, c.files))
+			_, e := ParseEdit(editForm(t, c.values, c.files), nil)
 			if e == nil {
 				t.Fatal("accepted")
 			}

@@ -19,10 +19,11 @@ import (
 // so an API process that loads no model can refuse at submit what the
 // workers' budget cannot hold.
 type Admission struct {
-	model   memoryModel
-	budget  int64
-	minSide int
-	bytes   *semaphore.Weighted // nil without a budget
+	model    memoryModel
+	provider string
+	budget   int64
+	minSide  int
+	bytes    *semaphore.Weighted // nil without a budget; shared by ForModel
 }
 
 // AdmissionConfig configures an Admission.
@@ -41,7 +42,8 @@ type AdmissionConfig struct {
 
 // NewAdmission prepares admission for a model.
 func NewAdmission(m *Manifest, cfg AdmissionConfig) *Admission {
-	a := &Admission{model: newMemoryModel(m, cfg.Provider), budget: max(cfg.Budget, 0), minSide: cfg.MinSide}
+	a := &Admission{model: newMemoryModel(m, cfg.Provider), provider: cfg.Provider, budget: max(cfg.Budget, 0),
+		minSide: cfg.MinSide}
 	if a.minSide < engine.MinSide {
 		a.minSide = engine.MinSide
 	}
@@ -49,6 +51,17 @@ func NewAdmission(m *Manifest, cfg AdmissionConfig) *Admission {
 		a.bytes = semaphore.NewWeighted(a.budget)
 	}
 	return a
+}
+
+// ForModel is admission for another model of the same process: its own
+// estimates, the same budget, shared by the generations of every model.
+func (a *Admission) ForModel(m *Manifest) *Admission {
+	if a == nil {
+		return nil
+	}
+	b := *a
+	b.model = newMemoryModel(m, a.provider)
+	return &b
 }
 
 // Budget is the memory budget in bytes (0: none).

@@ -91,15 +91,27 @@ func hostMemory() (int64, string, error) {
 	return 0, "", fmt.Errorf("cgroup memory limit: %w", err)
 }
 
-// ModelBytes is the size of the weights the engine loads: the files of its
-// graphs (and their external data) as the manifest lists them.
-func ModelBytes(m *Manifest) int64 {
+// ModelBytes is the size of the graphs (and their external data) the
+// models of one process load, each file once: variants share byte-identical
+// graphs (the text encoder of one size), which the process loads once
+// (SessionPool).
+func ModelBytes(mans ...*Manifest) int64 {
 	var n int64
-	for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphSafetyChecker} {
-		g := m.Graphs[name]
-		n += m.Files[g.File].Bytes
-		if g.ExternalData != "" {
-			n += m.Files[g.ExternalData].Bytes
+	seen := map[string]bool{}
+	for _, m := range mans {
+		for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphVAEEncoder, GraphSafetyChecker} {
+			g, ok := m.Graphs[name]
+			if !ok {
+				continue
+			}
+			for _, f := range []string{g.File, g.ExternalData} {
+				id, ok := m.Files[f]
+				if f == "" || !ok || seen[id.SHA256] {
+					continue
+				}
+				seen[id.SHA256] = true
+				n += id.Bytes
+			}
 		}
 	}
 	return n

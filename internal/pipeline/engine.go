@@ -50,6 +50,10 @@ type Config struct {
 	// converted adapters kept in memory (0: 1 GiB). See lora.go.
 	LoRA            LoRALoader
 	LoRAMemoryBytes int64
+	// Sessions, when set, shares graph sessions with the other engines of
+	// the process whose graphs are byte-identical (a variant's text
+	// encoder); nil: this engine's own.
+	Sessions *SessionPool
 	// MemoryRelease is what happens to the memory a request grew (default
 	// ReleaseShrink; see memory.go).
 	MemoryRelease MemoryRelease
@@ -174,7 +178,19 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 			return nil, fmt.Errorf("open model: %w", err)
 		}
 		start := time.Now()
-		if *g.dst, err = openGraph(cfg.ModelDir, g.name, man, floatTypes[g.name], settings); err != nil {
+		open := func() (*graphSession, error) {
+			return openGraph(cfg.ModelDir, g.name, man, floatTypes[g.name], settings)
+		}
+		if cfg.Sessions != nil {
+			key, kerr := sessionKey(g.name, man, floatTypes[g.name], settings)
+			if kerr != nil {
+				return nil, kerr
+			}
+			*g.dst, err = cfg.Sessions.open(key, open)
+		} else {
+			*g.dst, err = open()
+		}
+		if err != nil {
 			return nil, err
 		}
 		e.log.Info().Str("graph", g.name).Str("dtype", floatTypes[g.name]).
@@ -337,3 +353,7 @@ func (e *Engine) TextLayers() int { return slices.Max(e.man.Text.HiddenLayers) }
 
 // TextLength is the fixed prompt length in tokens.
 func (e *Engine) TextLength() int { return e.man.Text.MaxLength }
+
+// usesCFG reports whether a request runs classifier-free guidance on this
+// model: a distilled checkpoint never does, whatever guidance is asked for.
+func (e *Engine) usesCFG(req *engine.Request) bool { return req.UsesCFG() && !e.man.Distilled() }

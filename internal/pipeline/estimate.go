@@ -105,7 +105,8 @@ func (s requestShape) rows() int {
 // memoryModel is what the estimate reads from a manifest.
 type memoryModel struct {
 	gpu            bool
-	textLen, joint int // prompt tokens, transformer text width
+	distilled      bool // one transformer row per image whatever the guidance
+	textLen, joint int  // prompt tokens, transformer text width
 
 	ditHeads, ditWidth, ditMLP int
 	ditFloat                   int64
@@ -126,10 +127,11 @@ func newMemoryModel(m *Manifest, provider string) memoryModel {
 	a := &m.Architecture
 	t, te, vae, sc := a.Transformer, a.TextEncoder, a.VAE, a.SafetyChecker.Vision
 	mm := memoryModel{
-		gpu:      provider == ProviderCUDA || provider == ProviderTensorRT,
-		textLen:  m.Text.MaxLength,
-		joint:    m.Text.JointAttentionDim,
-		ditHeads: t.NumAttentionHeads, ditWidth: t.NumAttentionHeads * t.AttentionHeadDim,
+		gpu:       provider == ProviderCUDA || provider == ProviderTensorRT,
+		distilled: m.Distilled(),
+		textLen:   m.Text.MaxLength,
+		joint:     m.Text.JointAttentionDim,
+		ditHeads:  t.NumAttentionHeads, ditWidth: t.NumAttentionHeads * t.AttentionHeadDim,
 		ditFloat: floatBytes(m.Graphs[GraphTransformer].Precision),
 		ditFused: m.Graphs[GraphTransformer].Attention == "fused",
 		teHeads:  te.NumAttentionHeads, teHidden: te.HiddenSize, teInter: te.IntermediateSize,
@@ -261,6 +263,9 @@ func (m *memoryModel) decodeTiles(h, w int, budgeted bool) []int {
 // budget (0: no budget); with none fitting, the smallest option (and
 // Admission refuses the request).
 func (m *memoryModel) estimate(s requestShape, budget int64) MemoryEstimate {
+	if m.distilled {
+		s.cfg = false
+	}
 	h, w := s.height/sampler.Downscale, s.width/sampler.Downscale
 	prompts := 1
 	if s.cfg {

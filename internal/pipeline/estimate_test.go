@@ -206,11 +206,19 @@ func TestBudgetFrom(t *testing.T) {
 func TestModelBytes(t *testing.T) {
 	m := tinyManifest(t)
 	var want int64
-	for _, f := range []string{"text_encoder.onnx", "transformer.onnx", "vae_decoder.onnx", "safety_checker.onnx"} {
+	for _, f := range []string{"text_encoder.onnx", "transformer.onnx", "vae_decoder.onnx", "vae_encoder.onnx", "safety_checker.onnx"} {
 		want += m.Files[f].Bytes
 	}
 	if got := ModelBytes(m); got != want || got == 0 {
 		t.Errorf("ModelBytes = %d, want %d", got, want)
+	}
+	// Two models that share graphs byte for byte count them once.
+	d, err := LoadManifest("../../models/tiny-4b-distilled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, only := ModelBytes(m, d), d.Files["transformer.onnx"].Bytes; got != want+only {
+		t.Errorf("ModelBytes of 4B Base and distilled = %d, want %d + the distilled transformer's %d", got, want, only)
 	}
 }
 

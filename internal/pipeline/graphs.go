@@ -54,6 +54,9 @@ type graphSession struct {
 	// while the arenas hold what a Run grew since their last shrink.
 	noShrink, grown atomic.Bool
 	log             zerolog.Logger
+	// pool and poolKey are set on a session a SessionPool shares.
+	pool    *SessionPool
+	poolKey string
 }
 
 func isFloat(dt string) bool { return dt == "float32" || dt == "float16" || dt == "bfloat16" }
@@ -156,7 +159,19 @@ func openGraph(dir, name string, m *Manifest, floatT string, s sessionSettings) 
 	return gs, nil
 }
 
+// destroy gives the session up: a shared one back to its pool, which
+// closes it with its last user.
 func (g *graphSession) destroy() error {
+	if g == nil {
+		return nil
+	}
+	if g.pool != nil {
+		return g.pool.release(g.poolKey)
+	}
+	return g.close()
+}
+
+func (g *graphSession) close() error {
 	if g == nil || g.sess == nil {
 		return nil
 	}

@@ -190,3 +190,17 @@ func (m *Manifest) check() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Distilled reports whether the model is a distilled checkpoint, which
+// runs no classifier-free guidance whatever guidance a request asks for.
+func (m *Manifest) Distilled() bool { return m.Checkpoint != nil && m.Checkpoint.Distilled }
+
+// TakesLoRA reports whether the transformer graph takes LoRA inputs.
+func (m *Manifest) TakesLoRA() bool {
+	for _, in := range m.Graphs[GraphTransformer].Inputs {
+		if in.Name == loraActiveInput {
+			return true
+		}
+	}
+	return false
+}

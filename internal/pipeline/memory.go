@@ -181,6 +181,9 @@ func (e *Engine) setupMemoryRelease(lib string) error {
 		return nil
 	}
 	for _, g := range []*graphSession{e.text, e.dit, e.vae, e.safety} {
+		if g.shrink != nil {
+			continue // a session shared with another engine, already set up
+		}
 		ro, err := newShrinkOptions(lib, e.cfg.Provider, e.cfg.DeviceID)
 		if err != nil {
 			return fmt.Errorf("graph %s: arena shrinkage: %w", g.name, err)

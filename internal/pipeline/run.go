@@ -36,7 +36,7 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 	r.h, r.w = req.LatentGrid()
 	r.seqLen = r.h * r.w
 	r.batch = req.NumImages
-	r.cfg = req.UsesCFG()
+	r.cfg = r.e.usesCFG(&req)
 
 	t := time.Now()
 	pos, neg, err := r.encodePrompts(ctx)

@@ -28,7 +28,7 @@ func (e *Engine) Velocity(ctx context.Context, prompt, negative string, guidance
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &run{e: e, req: req, h: h, w: w, seqLen: h * w, batch: 1, cfg: req.UsesCFG()}
+	r := &run{e: e, req: req, h: h, w: w, seqLen: h * w, batch: 1, cfg: e.usesCFG(&req)}
 	pos, neg, err := r.encodePrompts(ctx)
 	if err != nil {
 		giveBack()

@@ -62,10 +62,24 @@ func (ep Endpoint) Fields() []Field {
 			Min: bound(engine.MinLoRAScale), Max: bound(engine.MaxLoRAScale),
 			decode: func(d *fieldDecoder, f *Field, p *Params) { p.LoRAs = d.loras(f) }})
 	}
-	fields = append(fields,
+	// A distilled model runs no classifier-free guidance: it has no
+	// guidance, negative prompt, acceleration or CNS fields (fal's schema
+	// for the distilled endpoints).
+	guided := func(f ...Field) []Field {
+		if ep.Distilled {
+			return nil
+		}
+		return f
+	}
+	steps := DefaultNumInferenceSteps
+	if ep.Distilled {
+		steps = DefaultDistilledSteps
+	}
+	fields = append(fields, guided(
 		stringField("negative_prompt", "", MaxPromptChars, func(p *Params) *string { return &p.NegativePrompt }),
-		numberField("guidance_scale", DefaultGuidanceScale, MinGuidance, MaxGuidance, func(p *Params) *float64 { return &p.GuidanceScale }),
-		intField("num_inference_steps", DefaultNumInferenceSteps, MinSteps, MaxSteps, func(p *Params) *int { return &p.NumInferenceSteps }),
+		numberField("guidance_scale", DefaultGuidanceScale, MinGuidance, MaxGuidance, func(p *Params) *float64 { return &p.GuidanceScale }))...)
+	fields = append(fields,
+		intField("num_inference_steps", steps, MinSteps, MaxSteps, func(p *Params) *int { return &p.NumInferenceSteps }),
 		Field{Name: "image_size", Kind: KindImageSize, Default: defaultSize, Enum: sizePresetNames,
 			decode: func(d *fieldDecoder, f *Field, p *Params) {
 				def := Size{}
@@ -76,11 +90,14 @@ func (ep Endpoint) Fields() []Field {
 			}},
 		intField("num_images", DefaultNumImages, MinNumImages, MaxNumImages, func(p *Params) *int { return &p.NumImages }),
 		Field{Name: "seed", Kind: KindSeed,
-			decode: func(d *fieldDecoder, f *Field, p *Params) { p.Seed = d.seed(f.Name) }},
-		enumField("acceleration", engine.Accelerations(), DefaultAcceleration, func(p *Params) *engine.Acceleration { return &p.Acceleration }),
+			decode: func(d *fieldDecoder, f *Field, p *Params) { p.Seed = d.seed(f.Name) }})
+	fields = append(fields, guided(
+		enumField("acceleration", engine.Accelerations(), DefaultAcceleration, func(p *Params) *engine.Acceleration { return &p.Acceleration }))...)
+	fields = append(fields,
 		boolField("enable_safety_checker", true, func(p *Params) *bool { return &p.EnableSafetyChecker }),
 		enumField("output_format", engine.OutputFormats(), DefaultOutputFormat, func(p *Params) *engine.OutputFormat { return &p.OutputFormat }),
-		boolField("sync_mode", false, func(p *Params) *bool { return &p.SyncMode }),
+		boolField("sync_mode", false, func(p *Params) *bool { return &p.SyncMode }))
+	fields = append(fields, guided(
 		boolField("enable_cns", def.Enable, func(p *Params) *bool { return &p.CNS.Enable }),
 		numberField("cns_s_churn", def.SChurn, cns.MinSChurn, cns.MaxSChurn, func(p *Params) *float64 { return &p.CNS.SChurn }),
 		enumField("cns_gamma_source", cns.GammaSources(), def.GammaSource, func(p *Params) *cns.GammaSource { return &p.CNS.GammaSource }),
@@ -92,8 +109,7 @@ func (ep Endpoint) Fields() []Field {
 		boolField("cns_alpha_exp_interp", def.AlphaExpInterp, func(p *Params) *bool { return &p.CNS.AlphaExpInterp }),
 		numberField("cns_alpha_exp_sharpness", def.AlphaExpSharpness, cns.MinSharpness, cns.MaxSharpness, func(p *Params) *float64 { return &p.CNS.AlphaExpSharpness }),
 		intField("cns_num_freq_bins", def.NumFreqBins, cns.MinFreqBins, cns.MaxFreqBins, func(p *Params) *int { return &p.CNS.NumFreqBins }),
-		numberField("cns_energy_scale", def.EnergyScale, cns.MinEnergyScale, cns.MaxEnergyScale, func(p *Params) *float64 { return &p.CNS.EnergyScale }),
-	)
+		numberField("cns_energy_scale", def.EnergyScale, cns.MinEnergyScale, cns.MaxEnergyScale, func(p *Params) *float64 { return &p.CNS.EnergyScale }))...)
 	return fields
 }
 

@@ -54,10 +54,12 @@ const (
 const (
 	DefaultGuidanceScale     = 5.0
 	DefaultNumInferenceSteps = 28
-	DefaultImageSize         = "landscape_4_3"
-	DefaultNumImages         = 1
-	DefaultAcceleration      = engine.AccelerationRegular
-	DefaultOutputFormat      = engine.FormatPNG
+	// DefaultDistilledSteps is a distilled model's default step count.
+	DefaultDistilledSteps = 4
+	DefaultImageSize      = "landscape_4_3"
+	DefaultNumImages      = 1
+	DefaultAcceleration   = engine.AccelerationRegular
+	DefaultOutputFormat   = engine.FormatPNG
 )
 
 // MaxRandomSeed bounds the seeds the server picks to [0, 2^53): JavaScript
@@ -193,6 +195,10 @@ func (ep Endpoint) ParseInput(body []byte) (Params, error) {
 	}
 	d := fieldDecoder{fields: fields}
 	p := Params{Endpoint: ep.ID}
+	if ep.Distilled {
+		// Without CFG there is nothing to guide or to skip.
+		p.GuidanceScale, p.Acceleration = 1, engine.AccelerationNone
+	}
 	for _, f := range ep.Fields() {
 		f.decode(&d, &f, &p)
 	}

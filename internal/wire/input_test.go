@@ -350,3 +350,56 @@ func TestParseLoRAs(t *testing.T) {
 		t.Fatalf("base endpoint: %+v %v", p.LoRAs, err)
 	}
 }
+
+func TestCatalog(t *testing.T) {
+	distilled := Model{ID: "fal-ai/flux-2/klein/4b", Distilled: true}
+	cat, err := NewCatalog(Base4B, distilled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, ep := range cat.Endpoints() {
+		ids = append(ids, ep.ID)
+	}
+	want := "[fal-ai/flux-2/klein/4b/base fal-ai/flux-2/klein/4b/base/edit fal-ai/flux-2/klein/4b/base/lora " +
+		"fal-ai/flux-2/klein/4b/base/edit/lora fal-ai/flux-2/klein/4b fal-ai/flux-2/klein/4b/edit]"
+	if fmt.Sprint(ids) != want {
+		t.Fatalf("endpoints %v", ids)
+	}
+	if ep, ok := cat.Lookup("fal-ai/flux-2/klein/4b/edit"); !ok || !ep.Edit || !ep.Distilled || ep.Model != distilled.ID {
+		t.Fatalf("lookup %+v %v", ep, ok)
+	}
+	if _, ok := cat.Lookup("fal-ai/flux-2/klein/4b/lora"); ok {
+		t.Fatal("a model without LoRA inputs has a LoRA endpoint")
+	}
+	for _, bad := range [][]Model{{}, {Base4B, Base4B}, {{ID: "other/app"}}} {
+		if _, err := NewCatalog(bad...); err == nil {
+			t.Errorf("catalog of %v accepted", bad)
+		}
+	}
+}
+
+// A distilled endpoint has fal's distilled schema: 4 steps by default, no
+// guidance, negative prompt, acceleration or CNS fields (ignored when sent,
+// as unknown fields are), and no classifier-free guidance in the request.
+func TestDistilledInput(t *testing.T) {
+	ep := Model{ID: "fal-ai/flux-2/klein/4b", Distilled: true}.Endpoints()[0]
+	for _, f := range ep.Fields() {
+		switch f.Name {
+		case "guidance_scale", "negative_prompt", "acceleration", "enable_cns", "cns_s_churn":
+			t.Errorf("distilled field %s", f.Name)
+		}
+	}
+	p, err := ep.ParseInput([]byte(`{"prompt":"x","guidance_scale":"ignored","negative_prompt":7}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := p.Request()
+	if p.NumInferenceSteps != DefaultDistilledSteps || req.UsesCFG() || p.NegativePrompt != "" ||
+		p.Acceleration != engine.AccelerationNone || p.CNS.Active() {
+		t.Fatalf("distilled params %+v", p)
+	}
+	if err := req.Check(); err != nil {
+		t.Fatalf("engine refuses the distilled defaults: %v", err)
+	}
+}

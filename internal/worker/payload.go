@@ -39,8 +39,9 @@ func EncodePayload(p Payload) ([]byte, error) {
 	return raw, nil
 }
 
-// DecodePayload reads a payload of any supported version.
-func DecodePayload(raw []byte) (Payload, error) {
+// DecodePayload reads a payload of any supported version, for an endpoint
+// the catalog serves.
+func DecodePayload(raw []byte, cat *wire.Catalog) (Payload, error) {
 	var p Payload
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return Payload{}, fmt.Errorf("decode job payload: %w", err)
@@ -56,8 +57,8 @@ func DecodePayload(raw []byte) (Payload, error) {
 	if p.Input.Seed == nil {
 		return Payload{}, fmt.Errorf("decode job payload: no seed")
 	}
-	if _, ok := wire.LookupEndpoint(p.Input.Endpoint); !ok {
-		return Payload{}, fmt.Errorf("decode job payload: unknown endpoint %q", p.Input.Endpoint)
+	if _, ok := cat.Lookup(p.Input.Endpoint); !ok {
+		return Payload{}, fmt.Errorf("decode job payload: endpoint %q is not served here", p.Input.Endpoint)
 	}
 	return p, nil
 }

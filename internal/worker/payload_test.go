@@ -22,7 +22,7 @@ func TestDecodePayloadVersion1(t *testing.T) {
 	var got []Payload
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		p, err := DecodePayload(sc.Bytes())
+		p, err := DecodePayload(sc.Bytes(), wire.DefaultCatalog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := DecodePayload(raw)
+	p, err := DecodePayload(raw, wire.DefaultCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 		"no seed":       `{"v":2,"input":{"prompt":"x"}}`,
 		"not json":      `{"v":`,
 	} {
-		if _, err := DecodePayload([]byte(raw)); err == nil {
+		if _, err := DecodePayload([]byte(raw), wire.DefaultCatalog()); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

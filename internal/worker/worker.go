@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
@@ -43,6 +44,8 @@ type ImageLoader interface {
 
 // Options configures a Worker.
 type Options struct {
+	// Catalog is the set of endpoints jobs may name (default: the 4B Base's).
+	Catalog *wire.Catalog
 	Storage storage.Store
 	Metrics *metrics.Metrics
 	Events  Publisher
@@ -50,42 +53,78 @@ type Options struct {
 	Logger  zerolog.Logger
 }
 
-// Worker processes jobs on the installed engine.
+// Worker processes jobs on the engines of the catalog's models.
 type Worker struct {
-	opts   Options
-	engine atomic.Pointer[engineRef]
+	opts    Options
+	engines atomic.Pointer[map[string]engine.Engine] // by wire.Model ID; replaced whole
+	mu      sync.Mutex                               // serialises SetEngine
 }
 
-type engineRef struct{ e engine.Engine }
+// New builds a Worker; it processes a model's jobs once SetEngine installs
+// that model's engine.
+func New(opts Options) *Worker {
+	if opts.Catalog == nil {
+		opts.Catalog = wire.DefaultCatalog()
+	}
+	return &Worker{opts: opts}
+}
 
-// New builds a Worker; it processes jobs once SetEngine installs an engine.
-func New(opts Options) *Worker { return &Worker{opts: opts} }
-
-// SetEngine installs the loaded engine.
-func (w *Worker) SetEngine(e engine.Engine) {
-	w.engine.Store(&engineRef{e: e})
+// SetEngine installs the loaded engine of one model (a wire.Model ID).
+func (w *Worker) SetEngine(model string, e engine.Engine) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	next := map[string]engine.Engine{}
+	if cur := w.engines.Load(); cur != nil {
+		for k, v := range *cur {
+			next[k] = v
+		}
+	}
+	next[model] = e
+	w.engines.Store(&next)
 	info := e.Info()
 	w.opts.Metrics.SetModelInfo(info.Model, info.Variant, info.Provider, info.Precision)
 }
 
-// Engine returns the installed engine, or nil while loading.
-func (w *Worker) Engine() engine.Engine {
-	if ref := w.engine.Load(); ref != nil {
-		return ref.e
+// Engine returns a model's engine, or nil while it loads.
+func (w *Worker) Engine(model string) engine.Engine {
+	if cur := w.engines.Load(); cur != nil {
+		return (*cur)[model]
 	}
 	return nil
+}
+
+// Ready reports whether every model of the catalog has its engine.
+func (w *Worker) Ready() bool {
+	for _, m := range w.opts.Catalog.Models() {
+		if w.Engine(m.ID) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Infos describes the loaded engines, by model.
+func (w *Worker) Infos() map[string]engine.Info {
+	out := map[string]engine.Info{}
+	if cur := w.engines.Load(); cur != nil {
+		for k, e := range *cur {
+			out[k] = e.Info()
+		}
+	}
+	return out
 }
 
 // Process is the queue's Processor: it runs one job and returns the fal
 // output to store as the job's result.
 func (w *Worker) Process(ctx context.Context, job *queue.Job, logf queue.LogFunc) (json.RawMessage, error) {
-	eng := w.Engine()
-	if eng == nil {
-		return nil, ErrNotReady
-	}
-	p, err := DecodePayload(job.Payload)
+	p, err := DecodePayload(job.Payload, w.opts.Catalog)
 	if err != nil {
 		return nil, err
+	}
+	ep, _ := w.opts.Catalog.Lookup(p.Input.Endpoint)
+	eng := w.Engine(ep.Model)
+	if eng == nil {
+		return nil, ErrNotReady
 	}
 	req := p.Input.Request()
 	req.PreviewEvery = p.PreviewEvery

@@ -242,4 +242,16 @@ await check("LoRA with a file from storage.upload", async () => {
   assert.notEqual(styled.data.images[0].url, plain.data.images[0].url, "the LoRA changed nothing");
 });
 
+await check("distilled 4B endpoint (4 steps by default, no guidance)", async () => {
+  const updates = [];
+  const result = await fal.subscribe("fal-ai/flux-2/klein/4b", {
+    input: { prompt: "a fox", image_size: { width: 64, height: 64 } },
+    logs: true,
+    onQueueUpdate: (u) => updates.push(u),
+  });
+  assertOutput(result.data, "a fox");
+  const messages = updates[updates.length - 1].logs.map((l) => l.message);
+  assert.ok(messages.includes("Step 4/4"), JSON.stringify(messages));
+});
+
 console.log(JSON.stringify({ ok: true, client: "@fal-ai/client@1.10.1", checks }));

@@ -180,6 +180,16 @@ def lora_uploaded_file():
     assert styled["images"][0]["url"] != plain["images"][0]["url"], "the LoRA changed nothing"
 
 
+@check
+def distilled_endpoint():
+    handle = fal_client.submit("fal-ai/flux-2/klein/4b", arguments={"prompt": "a fox",
+                                                                   "image_size": {"width": 64, "height": 64}})
+    data = handle.get()
+    assert_output(data, "a fox")
+    logs = [l["message"] for l in handle.status(with_logs=True).logs]
+    assert "Step 4/4" in logs, logs
+
+
 print(json.dumps({"ok": True, "client": "fal-client==" + getattr(fal_client, "__version__", "1.0.3"),
                   "checks": checks}))
 sys.exit(0)

@@ -19,7 +19,9 @@ import (
 func TestRealClients(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	bin := serverBinary(t, root)
-	srv := startServer(t, bin, root, t.TempDir(), testenv.FreePort(t))
+	// Two variants in one process: 4B Base and the distilled 4B.
+	srv := startServer(t, bin, root, t.TempDir(), testenv.FreePort(t),
+		"-models", modelDir(root)+","+filepath.Join(root, "models", "tiny-4b-distilled"))
 	clients := filepath.Join(root, "tests", "clients")
 	env := []string{"KLEINSERVE_URL=" + srv.base, "KLEINSERVE_KEY=" + apiKey,
 		"KLEINSERVE_LORA_FILE=" + filepath.Join(root, "testdata", "reference", "lora", "diffusers_r4.safetensors")}
@@ -36,7 +38,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("js client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 14 {
+		if summary["ok"] != true || len(checks) != 15 {
 			t.Fatalf("js summary %v", summary)
 		}
 	})
@@ -47,7 +49,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("python client:\n%s", out)
 		summary := lastJSONLine(t, out)
 		checks, _ := summary["checks"].([]any)
-		if summary["ok"] != true || len(checks) != 10 {
+		if summary["ok"] != true || len(checks) != 11 {
 			t.Fatalf("python summary %v", summary)
 		}
 	})
