@@ -59,7 +59,8 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	size := fs.String("image-size", wire.DefaultImageSize, "square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, landscape_16_9")
 	width := fs.Int("width", 0, "custom width (multiple of 16; with -height, overrides -image-size)")
 	height := fs.Int("height", 0, "custom height (multiple of 16; with -width, overrides -image-size)")
-	steps := fs.Int("steps", wire.DefaultNumInferenceSteps, "number of inference steps")
+	steps := fs.Int("steps", wire.DefaultNumInferenceSteps,
+		fmt.Sprintf("number of inference steps (not given: the endpoint's default, %d on a distilled model)", wire.DefaultDistilledSteps))
 	guidance := fs.Float64("guidance", wire.DefaultGuidanceScale, "guidance scale (<= 1: no CFG)")
 	seed := fs.Int64("seed", -1, "seed (-1: random, printed)")
 	numImages := fs.Int("num-images", wire.DefaultNumImages, "number of images")
@@ -79,10 +80,9 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sizeGiven := false
-	fs.Visit(func(f *flag.Flag) {
-		sizeGiven = sizeGiven || f.Name == "image-size" || f.Name == "width" || f.Name == "height"
-	})
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	sizeGiven := given["image-size"] || given["width"] || given["height"]
 	if *prompt == "" {
 		return errors.New("-prompt is required")
 	}
@@ -95,19 +95,36 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *seed < 0 {
 		*seed = wire.RandomSeed()
 	}
-	// The request goes through the API's own resolver: same validation,
-	// same defaults, same mapping to the engine.
-	input := map[string]any{
-		"prompt": *prompt, "negative_prompt": *negative, "image_size": *size, "num_inference_steps": *steps,
-		"guidance_scale": *guidance, "seed": *seed, "num_images": *numImages, "output_format": *format,
-		"acceleration": *accel, "enable_safety_checker": !*noSafety, "enable_cns": *enableCNS, "cns_s_churn": *churn,
+	man, err := pipeline.LoadManifest(*models)
+	if err != nil {
+		return err
+	}
+	// The request goes through the model's own endpoint and the API's
+	// resolver: same validation, same defaults (a distilled model's 4
+	// steps), same mapping to the engine. Only flags given on the command
+	// line are fields of the input, so a field a distilled endpoint does
+	// not take is refused only when asked for.
+	input := map[string]any{"prompt": *prompt, "seed": *seed, "output_format": *format, "image_size": *size,
+		"enable_safety_checker": !*noSafety}
+	for flagName, field := range map[string]struct {
+		name  string
+		value any
+	}{
+		"negative-prompt": {"negative_prompt", *negative}, "steps": {"num_inference_steps", *steps},
+		"guidance": {"guidance_scale", *guidance}, "num-images": {"num_images", *numImages},
+		"acceleration": {"acceleration", *accel}, "cns": {"enable_cns", *enableCNS}, "cns-s-churn": {"cns_s_churn", *churn},
+	} {
+		if given[flagName] {
+			input[field.name] = field.value
+		}
 	}
 	if *width != 0 || *height != 0 {
 		input["image_size"] = map[string]int{"width": *width, "height": *height}
 	}
-	ep := wire.EndpointBase
+	eps := wireModel(man).Endpoints()
+	ep := eps[0]
 	if len(images) > 0 {
-		ep = wire.EndpointEdit
+		ep = eps[1]
 		if !sizeGiven {
 			delete(input, "image_size")
 		}
@@ -120,6 +137,17 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			urls[i] = "data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString(data)
 		}
 		input["image_urls"] = urls
+	}
+	// The API ignores fields an endpoint does not take, as fal does; on
+	// the command line a flag the model cannot honour is an error.
+	takes := map[string]bool{}
+	for _, f := range ep.Fields() {
+		takes[f.Name] = true
+	}
+	for name := range input {
+		if !takes[name] {
+			return fmt.Errorf("%s does not take %s", ep.ID, name)
+		}
 	}
 	body, err := json.Marshal(input)
 	if err != nil {
@@ -148,6 +176,7 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	log := zerolog.New(stderr).With().Timestamp().Logger().Level(zerolog.WarnLevel)
+	fmt.Fprintf(stderr, "%s\n", ep.ID)
 	e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: *models, LibraryPath: *ortLib, Provider: *provider,
 		DeviceID: *deviceID, IntraOpThreads: *threads, Noise: sampler.NoiseSource(*noise), Logger: log})
 	if err != nil {

@@ -93,3 +93,31 @@ func TestGenerateEditCommand(t *testing.T) {
 		t.Fatalf("32x32 reference: %v", err)
 	}
 }
+
+// TestGenerateDistilledCommand runs a distilled model from the command
+// line: its endpoint's default of 4 steps applies, and a guidance flag,
+// which a distilled endpoint does not take, is refused.
+func TestGenerateDistilledCommand(t *testing.T) {
+	lib := "../../.ort/lib/libonnxruntime.so"
+	if _, err := os.Stat(lib); err != nil {
+		t.Skip("ONNX Runtime not installed (scripts/install_ort.sh)")
+	}
+	out := filepath.Join(t.TempDir(), "fox.png")
+	var stdout, stderr bytes.Buffer
+	err := generate(context.Background(), []string{"-prompt", "a fox", "-out", out, "-width", "64", "-height", "64",
+		"-seed", "1", "-models", "../../models/tiny-4b-distilled", "-ort-lib", lib}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("generate: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "step 4/4") || strings.Contains(stderr.String(), "step 5/") {
+		t.Fatalf("want the distilled endpoint's 4 steps; stderr: %q", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "fal-ai/flux-2/klein/4b\n") {
+		t.Fatalf("endpoint not named; stderr: %q", stderr.String())
+	}
+	err = generate(context.Background(), []string{"-prompt", "a fox", "-out", out, "-guidance", "3",
+		"-models", "../../models/tiny-4b-distilled", "-ort-lib", lib}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "does not take guidance_scale") {
+		t.Fatalf("-guidance on a distilled model: %v", err)
+	}
+}

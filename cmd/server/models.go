@@ -38,10 +38,7 @@ func loadCatalog(cfg config.Config) ([]servedModel, *wire.Catalog, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 		}
-		m := wire.Model{ID: wire.Base4B.ID, Distilled: man.Distilled(), LoRA: man.TakesLoRA()}
-		if man.Checkpoint != nil && man.Checkpoint.EndpointPrefix != "" {
-			m.ID = man.Checkpoint.EndpointPrefix
-		}
+		m := wireModel(man)
 		models = append(models, servedModel{dir: dir, man: man, model: m})
 		wm = append(wm, m)
 	}
@@ -50,6 +47,17 @@ func loadCatalog(cfg config.Config) ([]servedModel, *wire.Catalog, error) {
 		return nil, nil, fmt.Errorf("-models: %w", err)
 	}
 	return models, cat, nil
+}
+
+// wireModel is the protocol's view of a model directory: its endpoint id
+// (the 4B Base's for manifests from before checkpoints named theirs),
+// whether it is distilled and whether it takes LoRAs.
+func wireModel(man *pipeline.Manifest) wire.Model {
+	m := wire.Model{ID: wire.Base4B.ID, Distilled: man.Distilled(), LoRA: man.TakesLoRA()}
+	if man.Checkpoint != nil && man.Checkpoint.EndpointPrefix != "" {
+		m.ID = man.Checkpoint.EndpointPrefix
+	}
+	return m
 }
 
 // loadEngines opens the engine of every model, sharing graph sessions
