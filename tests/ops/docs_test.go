@@ -26,7 +26,14 @@ const operationsDoc = "docs/operations.md"
 // docSection returns the lines of the "## title" section of the page.
 func docSection(t *testing.T, title string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), operationsDoc))
+	return fileSection(t, operationsDoc, title)
+}
+
+// fileSection returns the lines of the "## title" section of a Markdown
+// file of the repository.
+func fileSection(t *testing.T, doc, title string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +49,7 @@ func docSection(t *testing.T, title string) []string {
 		}
 	}
 	if len(lines) == 0 {
-		t.Fatalf("%s has no section %q", operationsDoc, "## "+title)
+		t.Fatalf("%s has no section %q", doc, "## "+title)
 	}
 	return lines
 }
@@ -144,6 +151,34 @@ func TestOperationsDocConfiguration(t *testing.T) {
 	for _, v := range regexp.MustCompile(`KLEINSERVE_[A-Z0-9_]+`).FindAllString(string(b), -1) {
 		if !envs[v] && v != "KLEINSERVE_PRINT_REFERENCE" {
 			t.Errorf("%s mentions %s, which no flag reads", operationsDoc, v)
+		}
+	}
+}
+
+// TestReadmeConfiguration: the README's short table of flags names real
+// flags with their real defaults.
+func TestReadmeConfiguration(t *testing.T) {
+	flags := map[string]serverFlag{}
+	for _, f := range serverFlags(t) {
+		flags["-"+f.name] = f
+	}
+	rows := tableRows(fileSection(t, "README.md", "Configuration"))
+	if len(rows) < 10 {
+		t.Fatalf("README's configuration table has %d rows", len(rows))
+	}
+	for _, cells := range rows {
+		name, _ := firstCode(cells[0])
+		f, ok := flags[name]
+		if !ok {
+			t.Errorf("README documents %s, which `server serve` does not have", name)
+			continue
+		}
+		if len(cells) != 3 {
+			t.Errorf("README row %s: %d cells, want 3 (flag, default, meaning)", name, len(cells))
+			continue
+		}
+		if def, _ := firstCode(cells[1]); def != f.docDefault() {
+			t.Errorf("README: %s default %q, want %q (the flag's default)", name, def, f.docDefault())
 		}
 	}
 }
