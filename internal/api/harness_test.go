@@ -68,6 +68,9 @@ type envOptions struct {
 	urlPolicy netguard.Policy
 	// imageLimits bound one reference image.
 	imageLimits imageinput.Limits
+	// catalog is what the server serves (nil: the default catalog); the
+	// fake engine serves wire.Base4B only.
+	catalog *wire.Catalog
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -112,7 +115,7 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	srv := New(Options{Queue: q, Storage: files, Metrics: m, Events: q, Logger: zerolog.Nop(), Keys: o.keys,
 		PublicURL: base, MaxBodyBytes: o.maxBody, PreviewEvery: o.previewEvery, KeepAlive: o.keepAlive,
 		NewSeed: func() int64 { seed++; return 1000 + seed }, Admit: o.admit, Pace: o.pace, CheckURL: guard.Preflight,
-		PrivateFiles: o.privateFiles,
+		PrivateFiles: o.privateFiles, Catalog: o.catalog,
 		Ready: []ReadyCheck{{Status: "loading", Phase: true, Check: func(context.Context) error {
 			if !wk.Ready() {
 				return worker.ErrNotReady

@@ -28,11 +28,7 @@ func (s *Server) mountOpenAI(r chi.Router) {
 	r.Handle("/v1/*", openai.NewHandler(openaiBackend{s}, openai.Options{
 		MaxBodyBytes: s.opts.MaxBodyBytes, KeepAlive: s.opts.KeepAlive, Logger: s.log, Models: models,
 	}))
-	var served []string
-	for _, ep := range s.opts.Catalog.Endpoints() {
-		served = append(served, ep.ID)
-	}
-	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Served: served})
+	page := playground.Handler(playground.Config{AuthRequired: len(s.keys) > 0, Catalog: s.opts.Catalog})
 	// GET only: other methods get fal's JSON 405 from the router.
 	r.Get("/", page.ServeHTTP)
 	r.Get("/playground/*", page.ServeHTTP)

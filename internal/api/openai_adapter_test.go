@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/kleinserve/kleinserve/internal/openai"
+	"github.com/kleinserve/kleinserve/internal/playground"
+	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
 // OpenAI requests run on the same queue, keys and engine as fal's.
@@ -61,5 +63,44 @@ func TestOpenAIOnTheQueue(t *testing.T) {
 	r = env.do("GET", "/v1/models", "", bearer)
 	if r.status != 200 || !strings.Contains(string(r.body), `"id":"fal-ai/flux-2/klein/4b/base"`) {
 		t.Errorf("models: %d %s", r.status, r.body)
+	}
+}
+
+// The playground at "/" offers what the server serves: its config
+// document lists the catalog's models, in order, each with its endpoints.
+func TestPlaygroundOffersTheCatalog(t *testing.T) {
+	distilled := wire.Model{ID: "fal-ai/flux-2/klein/4b", Distilled: true}
+	cat, err := wire.NewCatalog(wire.Base4B, distilled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(t, envOptions{keys: []string{"k"}, catalog: cat})
+	r := env.do("GET", "/playground/config.json", "", nil)
+	if r.status != 200 {
+		t.Fatalf("config: %d %s", r.status, r.body)
+	}
+	var doc playground.Document
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range doc.Models {
+		got = append(got, m.ID)
+		for _, ep := range m.Endpoints {
+			got = append(got, ep.ID)
+		}
+	}
+	var want []string
+	for _, m := range cat.Models() {
+		want = append(want, m.ID)
+		for _, ep := range m.Endpoints() {
+			want = append(want, ep.ID)
+		}
+	}
+	if !doc.AuthRequired || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("auth %v, models and endpoints %v, want %v", doc.AuthRequired, got, want)
+	}
+	if len(doc.Models) == 2 && !doc.Models[1].Distilled {
+		t.Errorf("second model %+v is not distilled", doc.Models[1])
 	}
 }

@@ -3,8 +3,9 @@
 // server (submit through POST /{endpoint}/stream, queue position from the
 // status stream, cancel, storage uploads) and a small config document,
 // GET /playground/config.json, telling the page whether a key is needed,
-// which endpoints are served and every field's default and bounds (read
-// from package wire, so the page never restates them).
+// which models are served and, for each of their endpoints, every field's
+// default and bounds (read from package wire, so the page never restates
+// them).
 package playground
 
 import (
@@ -23,9 +24,9 @@ var static embed.FS
 type Config struct {
 	// AuthRequired shows the API key box: the server has keys.
 	AuthRequired bool
-	// Served lists the endpoint ids this server serves; the page offers
-	// the others as not available.
-	Served []string
+	// Catalog is what the server serves; the page offers its models, the
+	// first one selected by default. Nil: wire.DefaultCatalog().
+	Catalog *wire.Catalog
 }
 
 // Field is one input field's default and bounds, as the page shows them.
@@ -36,13 +37,29 @@ type Field struct {
 	Enum    []string `json:"enum,omitempty"`
 }
 
+// Model is one served model and its endpoints, as the page offers them.
+type Model struct {
+	ID        string     `json:"id"`
+	Distilled bool       `json:"distilled"`
+	LoRA      bool       `json:"lora"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one endpoint of a model: which form mode it serves (edit:
+// reference images; lora: LoRA weights) and the fields its input takes.
+type Endpoint struct {
+	ID     string           `json:"id"`
+	Edit   bool             `json:"edit"`
+	LoRA   bool             `json:"lora"`
+	Fields map[string]Field `json:"fields"`
+}
+
 // Document is the body of GET /playground/config.json.
 type Document struct {
-	AuthRequired       bool                 `json:"auth_required"`
-	Endpoint           string               `json:"endpoint"`
-	AppID              string               `json:"app_id"`
-	Served             []string             `json:"served"`
-	Fields             map[string]Field     `json:"fields"`
+	AuthRequired bool   `json:"auth_required"`
+	AppID        string `json:"app_id"`
+	// Models are the catalog's, in its order: the first is the page's default.
+	Models             []Model              `json:"models"`
 	SizePresets        map[string]wire.Size `json:"size_presets"`
 	MinSide            int                  `json:"min_side"`
 	MaxSide            int                  `json:"max_side"`
@@ -52,31 +69,25 @@ type Document struct {
 	MaxLoras           int                  `json:"max_loras"`
 }
 
-// NewDocument builds the config document from wire's fields and limits.
+// NewDocument builds the config document from the catalog's endpoints'
+// fields and wire's limits.
 func NewDocument(c Config) Document {
-	served := c.Served
-	if served == nil {
-		served = []string{}
+	cat := c.Catalog
+	if cat == nil {
+		cat = wire.DefaultCatalog()
 	}
-	fields := map[string]Field{}
-	for _, ep := range wire.Endpoints() {
-		for _, f := range ep.Fields() {
-			if _, seen := fields[f.Name]; seen {
-				continue
-			}
-			fields[f.Name] = Field{Default: f.Default, Min: f.Min, Max: f.Max, Enum: f.Enum}
-			if f.Kind == wire.KindLoRAs {
-				// The form's per-LoRA scale input: the bounds of loras' scales.
-				fields["lora_scale"] = Field{Default: engine.DefaultLoRAScale, Min: f.Min, Max: f.Max}
-			}
+	models := []Model{}
+	for _, m := range cat.Models() {
+		pm := Model{ID: m.ID, Distilled: m.Distilled, LoRA: m.LoRA}
+		for _, ep := range m.Endpoints() {
+			pm.Endpoints = append(pm.Endpoints, Endpoint{ID: ep.ID, Edit: ep.Edit, LoRA: ep.LoRA, Fields: endpointFields(ep)})
 		}
+		models = append(models, pm)
 	}
 	return Document{
 		AuthRequired:       c.AuthRequired,
-		Endpoint:           wire.EndpointBase.ID,
 		AppID:              wire.AppID,
-		Served:             served,
-		Fields:             fields,
+		Models:             models,
 		SizePresets:        wire.SizePresets,
 		MinSide:            wire.MinSide,
 		MaxSide:            wire.MaxSide,
@@ -85,6 +96,19 @@ func NewDocument(c Config) Document {
 		MaxReferenceImages: wire.MaxImageURLs,
 		MaxLoras:           wire.MaxLoRAs,
 	}
+}
+
+// endpointFields are the endpoint's input fields, by name.
+func endpointFields(ep wire.Endpoint) map[string]Field {
+	fields := map[string]Field{}
+	for _, f := range ep.Fields() {
+		fields[f.Name] = Field{Default: f.Default, Min: f.Min, Max: f.Max, Enum: f.Enum}
+		if f.Kind == wire.KindLoRAs {
+			// The form's per-LoRA scale input: the bounds of loras' scales.
+			fields["lora_scale"] = Field{Default: engine.DefaultLoRAScale, Min: f.Min, Max: f.Max}
+		}
+	}
+	return fields
 }
 
 // Handler serves "/" (the page), /playground/config.json and the page's

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kleinserve/kleinserve/internal/cns"
+	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -23,7 +24,7 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 }
 
 func TestServesThePage(t *testing.T) {
-	h := Handler(Config{AuthRequired: true, Served: []string{wire.EndpointBase.ID}})
+	h := Handler(Config{AuthRequired: true})
 	for _, c := range []struct {
 		path, contentType, contains string
 	}{
@@ -51,9 +52,14 @@ func TestConfigDocument(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.AuthRequired || doc.Endpoint != wire.EndpointBase.ID || doc.AppID != wire.AppID || doc.Served == nil {
-		t.Errorf("doc %+v", doc)
+	if doc.AuthRequired || doc.AppID != wire.AppID || len(doc.Models) != 1 {
+		t.Fatalf("doc %+v", doc)
 	}
+	m := doc.Models[0]
+	if m.ID != wire.Base4B.ID || m.Distilled || !m.LoRA || len(m.Endpoints) != 4 || m.Endpoints[0].ID != wire.EndpointBase.ID {
+		t.Fatalf("model %+v", m)
+	}
+	fields := m.Endpoints[0].Fields
 	cnsDef := cns.DefaultParams()
 	checks := map[string]any{
 		"guidance_scale": wire.DefaultGuidanceScale, "num_inference_steps": float64(wire.DefaultNumInferenceSteps),
@@ -63,30 +69,103 @@ func TestConfigDocument(t *testing.T) {
 		"cns_gamma_source": string(cnsDef.GammaSource), "cns_energy_scale": cnsDef.EnergyScale,
 	}
 	for name, want := range checks {
-		if got := doc.Fields[name].Default; got != want {
+		if got := fields[name].Default; got != want {
 			t.Errorf("%s default %v, want %v", name, got, want)
 		}
 	}
-	if f := doc.Fields["num_inference_steps"]; *f.Min != wire.MinSteps || *f.Max != wire.MaxSteps {
+	if f := fields["num_inference_steps"]; *f.Min != wire.MinSteps || *f.Max != wire.MaxSteps {
 		t.Errorf("steps bounds %v %v", *f.Min, *f.Max)
+	}
+	if def := m.Endpoints[1].Fields["image_size"].Default; !m.Endpoints[1].Edit || def != nil {
+		t.Errorf("edit endpoint %s: image_size default %v, want none (the first reference's size)", m.Endpoints[1].ID, def)
 	}
 	if doc.SizePresets["square_hd"] != wire.SizePresets["square_hd"] || doc.MaxSide != wire.MaxSide {
 		t.Errorf("sizes %+v", doc)
 	}
 }
 
-// Every field of the endpoint's input appears in the page's config, so
-// the form offers it with its default.
-func TestConfigCoversTheEndpointInput(t *testing.T) {
-	doc := NewDocument(Config{})
-	for _, name := range inputFields() {
-		if name == "prompt" {
+// Every served model is listed, in the catalog's order, and each of its
+// endpoints carries exactly its own fields, each default and bound as
+// wire's field table has it: a distilled model's endpoints have no
+// guidance, negative prompt, acceleration or CNS fields and default to
+// its own number of steps.
+func TestConfigDocumentPerEndpoint(t *testing.T) {
+	distilled4B := wire.Model{ID: "fal-ai/flux-2/klein/4b", Distilled: true, LoRA: true}
+	base9B := wire.Model{ID: "fal-ai/flux-2/klein/9b/base"} // no LoRA endpoints
+	cat, err := wire.NewCatalog(distilled4B, wire.Base4B, base9B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, Handler(Config{Catalog: cat}), "/playground/config.json")
+	var doc Document
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Models) != len(cat.Models()) {
+		t.Fatalf("%d models in the document, %d served", len(doc.Models), len(cat.Models()))
+	}
+	for i, wm := range cat.Models() {
+		m := doc.Models[i]
+		if m.ID != wm.ID || m.Distilled != wm.Distilled || m.LoRA != wm.LoRA || len(m.Endpoints) != len(wm.Endpoints()) {
+			t.Errorf("model %d: %+v, want %+v with %d endpoints", i, m, wm, len(wm.Endpoints()))
 			continue
 		}
-		if _, ok := doc.Fields[name]; !ok {
-			t.Errorf("field %s has no default in the playground config", name)
+		for j, ep := range wm.Endpoints() {
+			got := m.Endpoints[j]
+			if got.ID != ep.ID || got.Edit != ep.Edit || got.LoRA != ep.LoRA {
+				t.Errorf("endpoint %+v, want %s edit=%v lora=%v", got, ep.ID, ep.Edit, ep.LoRA)
+			}
+			want := map[string]bool{}
+			for _, f := range ep.Fields() {
+				want[f.Name] = true
+				d, ok := got.Fields[f.Name]
+				if !ok {
+					t.Errorf("%s: field %s missing", ep.ID, f.Name)
+					continue
+				}
+				if !sameJSON(d.Default, f.Default) || !sameJSON(d.Min, f.Min) || !sameJSON(d.Max, f.Max) || !sameJSON(d.Enum, f.Enum) {
+					t.Errorf("%s: field %s is %+v, wire has default %v, bounds %v..%v, enum %v", ep.ID, f.Name, d, f.Default, f.Min, f.Max, f.Enum)
+				}
+			}
+			if ep.LoRA {
+				want["lora_scale"] = true
+				if s := got.Fields["lora_scale"]; s.Min == nil || *s.Min != engine.MinLoRAScale || *s.Max != engine.MaxLoRAScale || s.Default != engine.DefaultLoRAScale {
+					t.Errorf("%s: lora_scale %+v", ep.ID, s)
+				}
+			}
+			for name := range got.Fields {
+				if !want[name] {
+					t.Errorf("%s: the document offers %s, which the endpoint does not take", ep.ID, name)
+				}
+			}
+			steps := got.Fields["num_inference_steps"].Default
+			if wm.Distilled {
+				for name := range got.Fields {
+					if name == "guidance_scale" || name == "negative_prompt" || name == "acceleration" || strings.HasPrefix(name, "cns_") || name == "enable_cns" {
+						t.Errorf("distilled %s offers %s", ep.ID, name)
+					}
+				}
+				if steps != float64(wire.DefaultDistilledSteps) {
+					t.Errorf("distilled %s: steps default %v, want %d", ep.ID, steps, wire.DefaultDistilledSteps)
+				}
+			} else {
+				if _, ok := got.Fields["guidance_scale"]; !ok {
+					t.Errorf("%s has no guidance_scale", ep.ID)
+				}
+				if steps != float64(wire.DefaultNumInferenceSteps) {
+					t.Errorf("%s: steps default %v, want %d", ep.ID, steps, wire.DefaultNumInferenceSteps)
+				}
+			}
 		}
 	}
+}
+
+// sameJSON reports whether a value read back from the document equals
+// wire's, both seen through JSON.
+func sameJSON(got, want any) bool {
+	a, errA := json.Marshal(got)
+	b, errB := json.Marshal(want)
+	return errA == nil && errB == nil && string(a) == string(b)
 }
 
 // Every element the script looks up by a literal id exists in the page.

@@ -2,17 +2,20 @@
 // beyond this server. It speaks fal's protocol to the server it came from:
 // POST /{endpoint}/stream for progress and previews, the queue status
 // stream for the queue position and logs, PUT …/cancel, and the storage
-// upload API for reference images. Defaults and bounds come from
-// /playground/config.json (the server's own constants).
+// upload API for reference images. The served models, their endpoints and
+// each endpoint's defaults and bounds come from /playground/config.json
+// (the server's own constants).
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = "kleinserve.apiKey";
 const GALLERY_STORE = "kleinserve.gallery";
+const MODEL_STORE = "kleinserve.model";
 const GALLERY_MAX = 24;
 const THUMB_SIDE = 160;
 
 // The form's fields, beyond the prompt. Labels and help are the page's;
-// defaults and bounds are the server's (config.fields).
+// defaults and bounds are the server's (each endpoint's fields); a model
+// whose endpoints lack a field does not show it.
 const MAIN_FIELDS = [
   { name: "image_size", label: "Image size", kind: "size" },
   { name: "num_images", label: "Number of images", kind: "int" },
@@ -43,6 +46,7 @@ const ALL_FIELDS = [...MAIN_FIELDS, ...CNS_FIELDS];
 
 const state = {
   cfg: null,
+  model: null, // one of cfg.models
   mode: "text",
   images: [], // {url, name}
   running: null, // {id, ctrl, statusCtrl, cancelled}
@@ -109,7 +113,7 @@ function describeDefault(v) {
 // ---------------------------------------------------------------- form
 
 function buildField(f) {
-  const cfgField = state.cfg.fields[f.name] || {};
+  const cfgField = formDefaults()[f.name] || {};
   const def = cfgField.default;
   const wrap = el("div", { class: "field" + (f.wide ? " wide" : "") + (f.kind === "bool" ? " check" : "") });
   const errId = "err-" + f.name;
@@ -163,7 +167,7 @@ function buildSizeField() {
     dims.append(el("label", { for: side, text: side === "width" ? "Width" : "Height" }), input);
   }
   wrap.append(
-    el("label", { for: "image_size" }, "Image size ", el("span", { class: "default", text: `(default ${cfg.fields.image_size.default})` })),
+    el("label", { for: "image_size" }, "Image size ", el("span", { class: "default", text: `(default ${formDefaults().image_size.default})` })),
     select, dims,
     el("p", { class: "help", id: "help-image_size", text: `Custom: ${cfg.min_side}–${cfg.max_side} px per side, multiples of ${cfg.size_multiple}, at most ${(cfg.max_pixels / 1048576).toFixed(0)} MP.` }),
     el("p", { class: "field-error", id: "err-image_size", "aria-live": "polite" }),
@@ -174,9 +178,20 @@ function buildSizeField() {
   return wrap;
 }
 
+// buildForm builds the model's fields, with their defaults.
+function buildForm() {
+  const main = $("fields");
+  const cns = $("cns-fields");
+  main.replaceChildren();
+  cns.replaceChildren();
+  for (const f of formFields()) (MAIN_FIELDS.includes(f) ? main : cns).append(buildField(f));
+  $("cns-details").hidden = cns.children.length === 0;
+  resetFields();
+}
+
 function resetFields() {
-  for (const f of ALL_FIELDS) {
-    const def = state.cfg.fields[f.name]?.default;
+  for (const f of formFields()) {
+    const def = endpointFields()[f.name]?.default;
     if (f.kind === "size") {
       $("image_size").value = state.mode === "text" ? def : "";
       $("custom-size").hidden = true;
@@ -196,13 +211,15 @@ function numberValue(input, kind) {
 // that differs from its default.
 function readInput() {
   const input = { prompt: $("prompt").value };
-  for (const f of ALL_FIELDS) {
-    const def = state.cfg.fields[f.name]?.default;
+  const fields = endpointFields();
+  for (const f of formFields()) {
+    if (!(f.name in fields)) continue;
+    const def = fields[f.name].default;
     let v;
     if (f.kind === "size") {
       const sel = $("image_size").value;
       if (sel === "custom") v = { width: numberValue($("width"), "int"), height: numberValue($("height"), "int") };
-      else if (sel === "" || (sel === def && state.mode === "text")) continue;
+      else if (sel === "" || sel === def) continue;
       else v = sel;
     } else if (f.kind === "bool") v = $(f.name).checked;
     else if (f.kind === "enum" || f.kind === "text") v = $(f.name).value;
@@ -224,19 +241,79 @@ function usesImages() {
   return state.mode === "edit" || (state.mode === "lora" && state.images.length > 0);
 }
 
-function endpoint() {
-  const base = state.cfg.endpoint;
-  if (state.mode === "edit") return base + "/edit";
-  if (state.mode === "lora") return base + (state.images.length ? "/edit/lora" : "/lora");
-  return base;
+// modeEndpoint is the model's endpoint for a form mode: edit takes
+// reference images, LoRA mode takes them optionally (the model's edit LoRA
+// endpoint when there are some). Undefined when the model has none.
+function modeEndpoint(model, mode, withImages) {
+  const edit = mode === "edit" || (mode === "lora" && withImages);
+  const lora = mode === "lora";
+  return model.endpoints.find((e) => e.edit === edit && e.lora === lora);
 }
 
-// applyInput fills the form from a stored request (re-run).
-function applyInput(mode, input) {
+function endpoint() {
+  return modeEndpoint(state.model, state.mode, state.images.length > 0).id;
+}
+
+// endpointFields are the fields the endpoint the form submits to takes.
+function endpointFields() {
+  return modeEndpoint(state.model, state.mode, state.images.length > 0).fields;
+}
+
+// formDefaults are the model's text-to-image fields: the form's labels and
+// bounds. A model's other endpoints take the same fields (beyond reference
+// images and LoRAs) with the same defaults, except that the edit endpoints'
+// size defaults to the first reference's.
+function formDefaults() {
+  return modeEndpoint(state.model, "text", false).fields;
+}
+
+function formFields() {
+  const fields = formDefaults();
+  return ALL_FIELDS.filter((f) => f.name in fields);
+}
+
+// modelOf is the served model with an endpoint, if any.
+function modelOf(endpointID) {
+  return state.cfg.models.find((m) => m.endpoints.some((e) => e.id === endpointID));
+}
+
+// selectModel switches the form to a model: its modes, its fields with
+// their defaults, its endpoints.
+function selectModel(id) {
+  const model = state.cfg.models.find((m) => m.id === id) || state.cfg.models[0];
+  state.model = model;
+  $("model").value = model.id;
+  localStorage.setItem(MODEL_STORE, model.id);
+  for (const tab of document.querySelectorAll("#mode-tabs [role=tab]")) tab.hidden = !modeEndpoint(model, tab.dataset.mode, false);
+  if (!modeEndpoint(model, state.mode, false)) state.mode = "text";
+  buildForm();
+  setMode(state.mode, false);
+}
+
+// modelLabel names a model in the picker: its id below the app's.
+function modelLabel(m) {
+  const prefix = state.cfg.app_id + "/";
+  return (m.id.startsWith(prefix) ? m.id.slice(prefix.length) : m.id) + (m.distilled ? " (distilled)" : "");
+}
+
+// endpointLabel names an endpoint in the gallery: below its model's last
+// path element when one model is served ("base/edit"), below the app's id
+// when several are.
+function endpointLabel(id) {
+  const models = state.cfg.models;
+  const only = models.length === 1 ? models[0].id : null;
+  if (only && (id === only || id.startsWith(only + "/"))) return only.split("/").pop() + id.slice(only.length);
+  const prefix = state.cfg.app_id + "/";
+  return id.startsWith(prefix) ? id.slice(prefix.length) : id;
+}
+
+// applyInput fills the form from a stored request (re-run) on a model.
+function applyInput(model, mode, input) {
+  if (model !== state.model) selectModel(model.id);
   setMode(mode, false);
   resetFields();
   $("prompt").value = input.prompt ?? "";
-  for (const f of ALL_FIELDS) {
+  for (const f of formFields()) {
     if (!(f.name in input)) continue;
     const v = input[f.name];
     if (f.kind === "size") {
@@ -275,14 +352,15 @@ function setMode(mode, focus) {
     ? `1 to ${state.cfg.max_reference_images} images to edit: upload files (stored on this server) or give URLs.`
     : `Optional: with reference images the LoRA edits them (…/edit/lora).`;
   if (mode === "lora" && $("lora-list").children.length === 0) addLoraRow("", undefined);
-  if (mode !== "text" && $("image_size").value === state.cfg.fields.image_size.default) $("image_size").value = "";
-  if (mode === "text" && $("image_size").value === "") $("image_size").value = state.cfg.fields.image_size.default;
+  const sizeDefault = formDefaults().image_size.default;
+  if (mode !== "text" && $("image_size").value === sizeDefault) $("image_size").value = "";
+  if (mode === "text" && $("image_size").value === "") $("image_size").value = sizeDefault;
   updateCode();
 }
 
 function tabKeys(list, onSelect) {
   list.addEventListener("keydown", (ev) => {
-    const tabs = [...list.querySelectorAll("[role=tab]")];
+    const tabs = [...list.querySelectorAll("[role=tab]:not([hidden])")];
     const i = tabs.indexOf(document.activeElement);
     if (i < 0) return;
     let j = null;
@@ -335,7 +413,7 @@ function addLoraRow(path, scale) {
   const n = list.children.length + 1;
   row.querySelector(".lora-path").value = path || "";
   row.querySelector(".lora-path").setAttribute("aria-label", `LoRA ${n} path`);
-  row.querySelector(".lora-scale").value = scale ?? state.cfg.fields.lora_scale.default;
+  row.querySelector(".lora-scale").value = scale ?? modeEndpoint(state.model, "lora", false).fields.lora_scale.default;
   row.querySelector(".lora-scale").setAttribute("aria-label", `LoRA ${n} scale`);
   row.querySelector(".lora-remove").setAttribute("aria-label", `Remove LoRA ${n}`);
   row.querySelector(".lora-remove").addEventListener("click", () => {
@@ -613,7 +691,13 @@ function renderGallery() {
     const size = item.images[0] ? `${item.images[0].width}×${item.images[0].height}` : "";
     const rerun = el("button", { type: "button", text: "Re-run", "aria-label": `Re-run “${item.input.prompt}” with seed ${item.input.seed}` });
     rerun.addEventListener("click", () => {
-      applyInput(item.mode, item.input);
+      // On the endpoint it ran on, whichever model is selected now.
+      const model = modelOf(item.endpoint);
+      if (model) applyInput(model, item.mode, item.input);
+      if (!model || endpoint() !== item.endpoint) {
+        setStatus(`This server does not serve ${item.endpoint}.`, "error");
+        return;
+      }
       run();
     });
     const copy = el("button", { type: "button", text: "Copy", "aria-label": `Copy the request of “${item.input.prompt}”` });
@@ -630,7 +714,7 @@ function renderGallery() {
     list.append(el("li", { class: "gallery-item" }, thumbs,
       el("div", { class: "meta" },
         el("p", { class: "prompt", text: item.input.prompt }),
-        el("p", { class: "help", text: `${item.endpoint.replace(state.cfg.endpoint, "base")} · ${size} · seed ${item.input.seed} · ${new Date(item.at).toLocaleString()}` }),
+        el("p", { class: "help", text: `${endpointLabel(item.endpoint)} · ${size} · seed ${item.input.seed} · ${new Date(item.at).toLocaleString()}` }),
         el("div", { class: "row" }, rerun, copy))));
   }
 }
@@ -693,9 +777,6 @@ function updateCode() {
   if (!state.cfg) return;
   const ep = endpoint();
   $("endpoint-id").textContent = ep;
-  const served = state.cfg.served.includes(ep);
-  $("endpoint-missing").hidden = served;
-  $("run").title = served ? "" : "This server does not serve this endpoint";
   $("code").textContent = codeFor(state.lang, ep, readInput());
 }
 
@@ -710,11 +791,16 @@ async function main() {
   $("key-box").hidden = !cfg.auth_required;
   $("api-key").addEventListener("input", () => localStorage.setItem(KEY_STORE, apiKey()));
 
-  const fields = $("fields");
-  for (const f of MAIN_FIELDS) fields.append(buildField(f));
-  const cns = $("cns-fields");
-  for (const f of CNS_FIELDS) cns.append(buildField(f));
-  resetFields();
+  // Several models: a picker, the last one chosen here selected again.
+  const picker = $("model");
+  for (const m of cfg.models) picker.append(el("option", { value: m.id, text: modelLabel(m) }));
+  if (cfg.models.length > 1) {
+    $("model-box").hidden = false;
+    $("title-sub").textContent = "FLUX.2 [klein] playground";
+    document.title = "kleinserve playground · FLUX.2 [klein]";
+  }
+  picker.addEventListener("change", () => selectModel(picker.value));
+  selectModel(localStorage.getItem(MODEL_STORE));
 
   for (const tab of document.querySelectorAll("#mode-tabs [role=tab]")) {
     tab.addEventListener("click", () => setMode(tab.dataset.mode, false));
@@ -786,7 +872,6 @@ async function main() {
 
   renderImages();
   renderGallery();
-  setMode("text", false);
   document.body.dataset.ready = "true";
 }
 
