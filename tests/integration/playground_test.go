@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +16,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/kleinserve/kleinserve/internal/playground"
 	"github.com/kleinserve/kleinserve/internal/testenv"
+	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
 // Environment of the browser test:
@@ -186,6 +190,10 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if evalJS[bool](t, ctx, `document.getElementById("key-box").hidden`) {
 		t.Fatal("the API key box is hidden on a server with keys")
 	}
+	// One model: no model picker.
+	if !evalJS[bool](t, ctx, `document.getElementById("model-box").hidden`) {
+		t.Error("the model picker shows on a server with one model")
+	}
 
 	// A generation: 96x64, 12 steps (previews every 4 steps: 4 and 8).
 	const width, height, steps = 96, 64, 12
@@ -301,4 +309,230 @@ func (s *server) submitFal(input string) string {
 		s.t.Fatalf("submit: %d %v", code, body)
 	}
 	return id
+}
+
+// recordPosts makes the page record the URL of every POST it sends, in
+// window.posts.
+const recordPosts = `(() => {
+	window.posts = [];
+	const fetch0 = window.fetch;
+	window.fetch = (url, opts) => {
+		if (opts && opts.method === "POST") window.posts.push(new URL(String(url), location.href).pathname);
+		return fetch0(url, opts);
+	};
+	return true;
+})()`
+
+// TestPlaygroundModels serves the 4B Base and the distilled 4B from one
+// process: the page offers both, the Base selected; choosing the distilled
+// model shows its own fields (no guidance, negative prompt, acceleration or
+// CNS; 4 steps by default) and endpoint, and a generation runs on that
+// endpoint with its 4 steps. A gallery item re-runs on its own endpoint
+// whichever model is selected, and the choice of model survives a reload.
+func TestPlaygroundModels(t *testing.T) {
+	chromium := chromiumPath(t)
+	if _, err := exec.LookPath(chromium); err != nil {
+		testenv.SkipUnlessRequired(t, "no chromium at %s (scripts/install_test_tools.sh)", chromium)
+	}
+	root := testenv.RepoRoot(t)
+	bin := serverBinary(t, root)
+	srv := startServer(t, bin, root, t.TempDir(), testenv.FreePort(t),
+		"-models", modelDir(root)+","+filepath.Join(root, "models", "tiny-4b-distilled"))
+	ctx, problems := newBrowser(t, chromium)
+	defer func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", srv.logs.String())
+		}
+	}()
+	const baseID, distilledID = "fal-ai/flux-2/klein/4b/base", "fal-ai/flux-2/klein/4b"
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.base+"/"),
+		waitJS(`document.body.dataset.ready === "true"`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	type form struct {
+		PickerHidden bool
+		Models       []string
+		Model        string
+		Endpoint     string
+		Steps        string
+		StepsLabel   string
+		Guidance     bool
+		Negative     bool
+		Acceleration bool
+		CNSHidden    bool
+		LoRATab      bool
+	}
+	readForm := func() form {
+		return evalJS[form](t, ctx, `(() => {
+			const $ = (id) => document.getElementById(id);
+			const steps = $("num_inference_steps");
+			return {PickerHidden: $("model-box").hidden, Models: [...$("model").options].map((o) => o.value),
+				Model: $("model").value, Endpoint: $("endpoint-id").textContent,
+				Steps: steps.value, StepsLabel: document.querySelector('label[for="num_inference_steps"]').textContent,
+				Guidance: $("guidance_scale") !== null, Negative: $("negative_prompt") !== null,
+				Acceleration: $("acceleration") !== null, CNSHidden: $("cns-details").hidden,
+				LoRATab: !$("tab-lora").hidden};
+		})()`)
+	}
+	got := readForm()
+	if got.PickerHidden || strings.Join(got.Models, " ") != baseID+" "+distilledID || got.Model != baseID {
+		t.Fatalf("model picker: hidden %v, models %v, selected %q", got.PickerHidden, got.Models, got.Model)
+	}
+	if got.Endpoint != baseID || got.Steps != "28" || !got.Guidance || !got.Negative || !got.Acceleration || got.CNSHidden {
+		t.Errorf("the Base's form: %+v", got)
+	}
+
+	// The distilled model: its fields and defaults, its endpoint.
+	if err := chromedp.Do(ctx, setField("model", distilledID)); err != nil {
+		t.Fatal(err)
+	}
+	got = readForm()
+	if got.Endpoint != distilledID || got.Steps != "4" || !strings.Contains(got.StepsLabel, "(default 4)") ||
+		got.Guidance || got.Negative || got.Acceleration || !got.CNSHidden || !got.LoRATab {
+		t.Errorf("the distilled model's form: %+v", got)
+	}
+	code := evalJS[string](t, ctx, `document.getElementById("code").textContent`)
+	if !strings.Contains(code, "POST "+srv.base+"/"+distilledID+" ") || strings.Contains(code, "guidance") {
+		t.Errorf("curl code for the distilled model:\n%s", code)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("code-tab-py"))); err != nil {
+		t.Fatal(err)
+	}
+	if code := evalJS[string](t, ctx, `document.getElementById("code").textContent`); !strings.Contains(code, `"`+distilledID+`",`) {
+		t.Errorf("Python code for the distilled model:\n%s", code)
+	}
+
+	// A small generation on the distilled endpoint, at its 4 default steps.
+	evalJS[bool](t, ctx, recordPosts)
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("api-key"), apiKey),
+		setField("prompt", "a fox in the snow"),
+		setField("image_size", "custom"),
+		setField("width", "64"),
+		setField("height", "64"),
+		setField("seed", "3"),
+		chromedp.Click(chromedp.ID("run")),
+		waitJS(`document.querySelector("#results img") !== null && document.querySelector("#results img").complete`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	type run struct {
+		Posts     []string
+		Status    string
+		W, H      int
+		RequestID string
+		Gallery   []string
+	}
+	readRun := func() run {
+		return evalJS[run](t, ctx, `(() => {
+			const img = document.querySelector("#results img");
+			return {Posts: window.posts, Status: document.getElementById("status").textContent,
+				W: img.naturalWidth, H: img.naturalHeight, RequestID: document.body.dataset.requestId,
+				Gallery: [...document.querySelectorAll("#gallery li .meta .help")].map((p) => p.textContent)};
+		})()`)
+	}
+	r := readRun()
+	if strings.Join(r.Posts, " ") != "/"+distilledID+"/stream" || !strings.HasPrefix(r.Status, "Done") || r.W != 64 || r.H != 64 {
+		t.Fatalf("distilled run: %+v", r)
+	}
+	if len(r.Gallery) != 1 || !strings.HasPrefix(r.Gallery[0], "klein/4b · ") {
+		t.Errorf("gallery after the distilled run: %q", r.Gallery)
+	}
+	evalJS[bool](t, ctx, `(window.scrollTo(0, 0), true)`)
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeArtifact(t, artifactDir(t, root), "playground-models.png", shot)
+	status, body := srv.call("GET", "/queue/fal-ai/flux-2/requests/"+r.RequestID+"/status?logs=1", "")
+	logs, _ := json.Marshal(body["logs"])
+	if status != 200 || !strings.Contains(string(logs), "with 4 steps") {
+		t.Errorf("the distilled run's status: %d, logs %s", status, logs)
+	}
+
+	// Back to the Base; re-running the gallery item runs on the distilled
+	// endpoint again, and selects its model.
+	evalJS[bool](t, ctx, `(window.posts = [], true)`)
+	if err := chromedp.Do(ctx,
+		setField("model", baseID),
+		chromedp.Click(chromedp.CSS(`#gallery li button`)),
+		waitJS(`document.querySelectorAll("#gallery li").length === 2 && document.getElementById("run").disabled === false`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	r = readRun()
+	if strings.Join(r.Posts, " ") != "/"+distilledID+"/stream" || !strings.HasPrefix(r.Status, "Done") || !strings.Contains(r.Status, "seed 3") {
+		t.Errorf("re-run: %+v", r)
+	}
+	if got := readForm(); got.Model != distilledID || got.Guidance {
+		t.Errorf("form after the re-run: %+v", got)
+	}
+
+	// The choice survives a reload.
+	if err := chromedp.Do(ctx,
+		chromedp.Reload(),
+		waitJS(`document.body.dataset.ready === "true"`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := readForm(); got.Model != distilledID || got.Steps != "4" || got.Guidance {
+		t.Errorf("form after a reload: %+v", got)
+	}
+
+	for _, p := range problems() {
+		t.Errorf("page error: %s", p)
+	}
+}
+
+// TestPlaygroundModelWithoutLoRA serves the page alone for a catalog whose
+// second model takes no LoRAs: choosing it hides the LoRA mode and leaves
+// LoRA mode for text-to-image.
+func TestPlaygroundModelWithoutLoRA(t *testing.T) {
+	chromium := chromiumPath(t)
+	if _, err := exec.LookPath(chromium); err != nil {
+		testenv.SkipUnlessRequired(t, "no chromium at %s (scripts/install_test_tools.sh)", chromium)
+	}
+	noLoRA := wire.Model{ID: "fal-ai/flux-2/klein/9b/base"}
+	cat, err := wire.NewCatalog(wire.Base4B, noLoRA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := httptest.NewServer(playground.Handler(playground.Config{Catalog: cat}))
+	defer page.Close()
+	ctx, problems := newBrowser(t, chromium)
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(page.URL+"/"),
+		waitJS(`document.body.dataset.ready === "true"`),
+		chromedp.Click(chromedp.ID("tab-lora")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	type tabs struct {
+		LoRAHidden, EditHidden bool
+		Selected, Endpoint     string
+		LoRAsHidden            bool
+	}
+	read := func() tabs {
+		return evalJS[tabs](t, ctx, `(() => ({
+			LoRAHidden: document.getElementById("tab-lora").hidden, EditHidden: document.getElementById("tab-edit").hidden,
+			Selected: document.querySelector('#mode-tabs [aria-selected="true"]').dataset.mode,
+			Endpoint: document.getElementById("endpoint-id").textContent,
+			LoRAsHidden: document.getElementById("loras-set").hidden}))()`)
+	}
+	if got := read(); got.LoRAHidden || got.Selected != "lora" || got.Endpoint != wire.EndpointLoRA.ID {
+		t.Fatalf("LoRA mode on the 4B Base: %+v", got)
+	}
+	if err := chromedp.Do(ctx, setField("model", noLoRA.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); !got.LoRAHidden || got.EditHidden || got.Selected != "text" || got.Endpoint != noLoRA.ID || !got.LoRAsHidden {
+		t.Errorf("after choosing a model without LoRAs: %+v", got)
+	}
+	for _, p := range problems() {
+		t.Errorf("page error: %s", p)
+	}
 }
