@@ -124,7 +124,9 @@ func TestConfigDocumentPerEndpoint(t *testing.T) {
 					continue
 				}
 				if !sameJSON(d.Default, f.Default) || !sameJSON(d.Min, f.Min) || !sameJSON(d.Max, f.Max) || !sameJSON(d.Enum, f.Enum) {
-					t.Errorf("%s: field %s is %+v, wire has default %v, bounds %v..%v, enum %v", ep.ID, f.Name, d, f.Default, f.Min, f.Max, f.Enum)
+					want, _ := json.Marshal(Field{Default: f.Default, Min: f.Min, Max: f.Max, Enum: f.Enum})
+					have, _ := json.Marshal(d)
+					t.Errorf("%s: field %s is %s, wire has %s", ep.ID, f.Name, have, want)
 				}
 			}
 			if ep.LoRA {

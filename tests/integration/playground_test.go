@@ -459,7 +459,8 @@ func TestPlaygroundModels(t *testing.T) {
 	if err := chromedp.Do(ctx,
 		setField("model", baseID),
 		chromedp.Click(chromedp.CSS(`#gallery li button`)),
-		waitJS(`document.querySelectorAll("#gallery li").length === 2 && document.getElementById("run").disabled === false`),
+		waitJS(`(document.querySelectorAll("#gallery li").length === 2 || document.getElementById("status").dataset.kind === "error") &&
+			document.getElementById("run").disabled === false`),
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -480,6 +481,12 @@ func TestPlaygroundModels(t *testing.T) {
 	}
 	if got := readForm(); got.Model != distilledID || got.Steps != "4" || got.Guidance {
 		t.Errorf("form after a reload: %+v", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2))); err != nil {
+		t.Fatal(err)
+	}
+	if evalJS[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth`) {
+		t.Error("the page with a model picker is wider than a 390 px phone screen")
 	}
 
 	for _, p := range problems() {
