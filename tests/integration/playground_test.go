@@ -194,6 +194,9 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if !evalJS[bool](t, ctx, `document.getElementById("model-box").hidden`) {
 		t.Error("the model picker shows on a server with one model")
 	}
+	if got := evalJS[string](t, ctx, `document.getElementById("title-sub").textContent`); got != "FLUX.2 [klein] 4B Base playground" {
+		t.Errorf("one model's header %q", got)
+	}
 
 	// A generation: 96x64, 12 steps (previews every 4 steps: 4 and 8).
 	const width, height, steps = 96, 64, 12

@@ -296,6 +296,15 @@ function modelLabel(m) {
   return (m.id.startsWith(prefix) ? m.id.slice(prefix.length) : m.id) + (m.distilled ? " (distilled)" : "");
 }
 
+// modelName is a model's name for the header: "4B Base" for
+// …/klein/4b/base, "4B" for the distilled …/klein/4b (fal's names).
+function modelName(m) {
+  const parts = m.id.split("/");
+  const k = parts.indexOf("klein");
+  if (k < 0 || k + 1 >= parts.length) return modelLabel(m);
+  return parts[k + 1].toUpperCase() + (parts[k + 2] === "base" ? " Base" : "");
+}
+
 // endpointLabel names an endpoint in the gallery: below its model's last
 // path element when one model is served ("base/edit"), below the app's id
 // when several are.
@@ -798,6 +807,10 @@ async function main() {
     $("model-box").hidden = false;
     $("title-sub").textContent = "FLUX.2 [klein] playground";
     document.title = "kleinserve playground · FLUX.2 [klein]";
+  } else {
+    const name = modelName(cfg.models[0]);
+    $("title-sub").textContent = `FLUX.2 [klein] ${name} playground`;
+    document.title = `kleinserve playground · FLUX.2 [klein] ${name}`;
   }
   picker.addEventListener("change", () => selectModel(picker.value));
   selectModel(localStorage.getItem(MODEL_STORE));
