@@ -22,7 +22,9 @@ Layouts written (module names: diffusers `transformer_blocks.0.attn.to_q`, BFL
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +216,122 @@ def diffusers_metadata(pairs, rank: int, alpha: float) -> dict:
 
 ACTIVE_INPUT = "lora_active"
 SMALL_INITIALIZER_BYTES = 1024
+# The join reads weights from their data files through one buffer of this size (to hash them, and
+# to copy a LoRA-only weight), so its memory does not grow with the model or its largest tensor.
+STREAM_CHUNK_BYTES = 16 * 1024**2
+
+
+def external_info(t) -> dict[str, str]:
+    """The external_data entries of a TensorProto (location, offset, length, ...)."""
+    return {e.key: e.value for e in t.external_data}
+
+
+def is_external(t) -> bool:
+    import onnx
+
+    return t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL
+
+
+def tensor_chunks(t, base_dir: Path, buf: bytearray):
+    """The bytes a TensorProto stores, in order, in little-endian ONNX raw layout: read from its
+    data file through `buf` (each chunk is a view of `buf`, valid until the next one), or its
+    raw_data, or its typed fields converted to raw layout (small tensors only: exporters write
+    raw_data)."""
+    import onnx
+    from onnx import numpy_helper
+
+    if is_external(t):
+        info = external_info(t)
+        location = info.get("location", "")
+        if not location or Path(location).name != location or location in (".", ".."):
+            raise ValueError(f"{t.name}: external data location {location!r} is not a file next to the graph")
+        offset = int(info.get("offset", 0))
+        with open(Path(base_dir) / location, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            length = int(info["length"]) if "length" in info else size - offset
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ValueError(f"{t.name}: external data [{offset}, {offset + length}) is outside {location} "
+                                 f"({size} bytes)")
+            f.seek(offset)
+            view = memoryview(buf)
+            while length:
+                n = f.readinto(view[:min(length, len(buf))])
+                if not n:
+                    raise ValueError(f"{t.name}: {location} ended early")
+                yield view[:n]
+                length -= n
+    elif t.HasField("raw_data"):
+        yield t.raw_data
+    elif t.data_type == onnx.TensorProto.STRING:
+        yield b"".join(len(s).to_bytes(8, "little") + s for s in t.string_data)
+    else:
+        yield numpy_helper.from_array(numpy_helper.to_array(t)).raw_data
+
+
+def content_key(t, base_dir: Path, buf: bytearray) -> tuple[int, tuple[int, ...], str]:
+    """(element type, shape, SHA-256 of the stored bytes): equal for two initializers that hold the
+    same values, wherever each stores them."""
+    h = hashlib.sha256()
+    for chunk in tensor_chunks(t, base_dir, buf):
+        h.update(chunk)
+    return t.data_type, tuple(t.dims), h.hexdigest()
+
+
+def append_external(t, src_dir: Path, dst, dst_name: str, buf: bytearray) -> None:
+    """Copy an external tensor's bytes to the end of the open data file `dst` (named `dst_name`,
+    next to the graph) and point the tensor at them."""
+    offset = dst.seek(0, os.SEEK_END)
+    for chunk in tensor_chunks(t, src_dir, buf):
+        dst.write(chunk)
+    del t.external_data[:]
+    for key, value in (("location", dst_name), ("offset", offset), ("length", dst.tell() - offset)):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, str(value)
+
+
+def inline_small_external(base, base_path: Path, data_name: str, external: bool) -> None:
+    """Check that the pre-LoRA graph's external initializers are all in `data_name`, and inline those
+    of at most SMALL_INITIALIZER_BYTES: shape inference inside the If branches reads small
+    constants (axes, shapes) and cannot read them from a data file."""
+    import onnx
+
+    for t in base.graph.initializer:
+        if not is_external(t):
+            continue
+        info = external_info(t)
+        if not external:
+            raise ValueError(f"{base_path}: {t.name} is in external data, but the join was asked for an inline model")
+        if info.get("location") != data_name:
+            raise ValueError(f"{base_path}: {t.name} is stored in {info.get('location')}, want {data_name}")
+        if int(info.get("length", 0)) <= SMALL_INITIALIZER_BYTES:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(base_path.parent))
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.external_data[:]
+
+
+def split_lora_initializers(lora, lora_dir: Path, outer: dict, external: bool, buf: bytearray):
+    """Match the LoRA graph's initializers to the pre-LoRA graph's by content (`outer`: content_key →
+    name).  Returns ({LoRA name: pre-LoRA name}, [copies of the LoRA-only ones], [those of them to
+    copy into the model's data file]).  A LoRA-only initializer is inlined when small or when the
+    model is inline; with external data a larger one keeps its reference, to be rewritten by
+    append_external.  Nothing returned refers into `lora`, so the caller can free it."""
+    import onnx
+
+    to_outer, local, to_append = {}, [], []
+    for t in lora.graph.initializer:
+        twin = outer.get(content_key(t, lora_dir, buf))
+        if twin is not None:
+            to_outer[t.name] = twin
+            continue
+        c = onnx.TensorProto()
+        c.CopyFrom(t)
+        if is_external(c):
+            if external and int(external_info(c).get("length", SMALL_INITIALIZER_BYTES + 1)) > SMALL_INITIALIZER_BYTES:
+                to_append.append(c)
+            else:
+                onnx.external_data_helper.load_external_data_for_tensor(c, str(lora_dir))
+        local.append(c)
+    return to_outer, local, to_append
 
 
 def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: bool) -> dict:
@@ -222,45 +340,28 @@ def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: b
     the LoRA inputs existed.  Both branches read one set of weights: every initializer of the LoRA
     graph is matched by content to the pre-LoRA graph's (the exporter names folded constants
     differently in the two) and read from the outer scope; one that has no twin stays inside its
-    branch.  With external data, the pre-LoRA graph's data file becomes the model's (moved, not
-    rewritten: weights are read one tensor at a time, for hashing only).  Returns counts for the
-    log."""
-    import hashlib
+    branch.  Returns counts for the log.
+
+    With external data (`external`; both graphs keep their weights in `<graph>.onnx.data` next to
+    them) the weights are never held in memory: they are hashed from their data files through one
+    STREAM_CHUNK_BYTES buffer, the pre-LoRA graph's data file becomes the model's (moved, not
+    rewritten), and a LoRA-only weight over SMALL_INITIALIZER_BYTES is copied to its end (the
+    branch reads it from there).  Inline graphs (under 2 GB) peak at about three times their
+    weights: loading a graph, and serialising the model, each hold two copies for a moment."""
     import shutil
 
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
+
+    data_name = out_path.name + ".data"
+    buf = bytearray(STREAM_CHUNK_BYTES)
 
     base = onnx.load(str(base_path), load_external_data=False)
+    inline_small_external(base, base_path, data_name, external)
+    # On equal contents the last initializer wins, as it always has (the output stays byte-identical).
+    outer = {content_key(t, base_path.parent, buf): t.name for t in base.graph.initializer}
     lora = onnx.load(str(lora_path), load_external_data=False)
-    for t in base.graph.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            info = {e.key: e.value for e in t.external_data}
-            if info["location"] != out_path.name + ".data":
-                raise ValueError(f"{base_path}: {t.name} is stored in {info['location']}, want {out_path.name}.data")
-            if int(info.get("length", 0)) <= SMALL_INITIALIZER_BYTES:
-                # Shape inference inside the If branches reads small constants (axes, shapes) and
-                # cannot read them from a data file.
-                onnx.external_data_helper.load_external_data_for_tensor(t, str(base_path.parent))
-                t.data_location = onnx.TensorProto.DEFAULT
-                del t.external_data[:]
-
-    def content(t, base_dir):
-        a = numpy_helper.to_array(t, base_dir=str(base_dir))
-        return a.dtype.str, a.shape, hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
-
-    outer = {content(t, base_path.parent): t.name for t in base.graph.initializer}
-    lora_to_outer, lora_local = {}, []
-    for t in lora.graph.initializer:
-        twin = outer.get(content(t, lora_path.parent))
-        if twin is not None:
-            lora_to_outer[t.name] = twin
-        else:
-            local = onnx.TensorProto()
-            local.CopyFrom(t)
-            if local.data_location == onnx.TensorProto.EXTERNAL:
-                onnx.external_data_helper.load_external_data_for_tensor(local, str(lora_path.parent))
-            lora_local.append(local)
+    lora_to_outer, lora_local, to_append = split_lora_initializers(lora, lora_path.parent, outer, external, buf)
 
     graph_inputs = {i.name for i in lora.graph.input}
     outer_names = graph_inputs | {t.name for t in base.graph.initializer}
@@ -305,20 +406,30 @@ def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: b
         sub.value_info.extend(infos)
         return sub
 
+    for stale in (out_path, out_path.with_name(data_name)):
+        if stale.exists():
+            stale.unlink()
+    if external:
+        shutil.move(str(base_path.with_name(base_path.name + ".data")), str(out_path.with_name(data_name)))
+        if to_append:
+            with open(out_path.with_name(data_name), "r+b") as dst:
+                for t in to_append:
+                    append_external(t, lora_path.parent, dst, data_name, buf)
+
     then_g = branch(lora.graph, "lora/", lora_to_outer, lora_local)
     else_g = branch(base.graph, "base/", {}, [])
+    counts = {"shared_initializers": len(lora_to_outer), "lora_only_initializers": len(lora_local),
+              "base_nodes": len(base.graph.node), "lora_nodes": len(lora.graph.node)}
     active = helper.make_tensor_value_info(ACTIVE_INPUT, onnx.TensorProto.BOOL, [1])
     if_node = helper.make_node("If", [ACTIVE_INPUT], [o.name for o in lora.graph.output], name="lora_or_base",
                                then_branch=then_g, else_branch=else_g)
-    graph = helper.make_graph([if_node], "transformer", list(lora.graph.input) + [active], list(lora.graph.output),
-                              initializer=list(base.graph.initializer))
+    graph = helper.make_graph([if_node], "transformer", list(lora.graph.input) + [active], list(lora.graph.output))
     model = helper.make_model(graph, opset_imports=list(lora.opset_import), ir_version=lora.ir_version)
     model.producer_name, model.producer_version = lora.producer_name, lora.producer_version
-    for stale in (out_path, out_path.with_name(out_path.name + ".data")):
-        if stale.exists():
-            stale.unlink()
+    del lora, then_g, else_g, graph
+    # The weights go in last, straight into the model (make_graph and make_model would copy them
+    # twice), and the source graph goes before the model is serialised.
+    model.graph.initializer.extend(base.graph.initializer)
+    del base
     onnx.save_model(model, str(out_path))  # external initializers keep their references
-    if external:
-        shutil.move(str(base_path.with_name(base_path.name + ".data")), str(out_path.with_name(out_path.name + ".data")))
-    return {"shared_initializers": len(lora_to_outer), "lora_only_initializers": len(lora_local),
-            "base_nodes": len(base.graph.node), "lora_nodes": len(lora.graph.node)}
+    return counts

@@ -448,36 +448,215 @@ def test_go_pipeline_runs_fused_export(fused_transformer, tmp_path):
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
-def test_merge_branches_with_external_data(tiny, sessions, tmp_path):
-    """merge_branches on graphs whose weights are in external data files (as the real model's
-    are) gives the same model as models/tiny's transformer, with the pre-LoRA graph's data file
-    moved next to it and read by both branches."""
-    import onnx
-
+@pytest.fixture(scope="module")
+def tiny_branches(tmp_path_factory):
+    """The pre-LoRA and LoRA graphs of the tiny transformer as export_lora_transformer exports them
+    before the join (inline weights): {"base": path, "lora": path}."""
     comps = ex.build_tiny(ex.TINY_SEED)
+    root = tmp_path_factory.mktemp("branches")
     paths = {}
     for name, lora in (("base", False), ("lora", True)):
         comps.lora = lora
-        inline = tmp_path / f"{name}-inline" / "transformer.onnx"
-        inline.parent.mkdir()
+        path = root / name / "transformer.onnx"
+        path.parent.mkdir()
         ex.export_module(ex.graph_module("transformer", comps), ex.example_inputs("transformer", comps, torch.float32),
-                         inline, ex.graph_inputs("transformer", comps)[: None if not lora else -1], ("noise_pred",),
+                         path, ex.graph_inputs("transformer", comps)[: None if not lora else -1], ("noise_pred",),
                          ex.dynamic_shapes_for("transformer", comps))
+        paths[name] = path
+    return paths
+
+
+def copy_branches(paths: dict, root: Path) -> dict:
+    """A fresh copy of the branch graphs (merge_branches moves the pre-LoRA data file)."""
+    import shutil
+
+    out = {}
+    for name, path in paths.items():
+        (root / name).mkdir(parents=True)
+        for f in path.parent.iterdir():
+            shutil.copyfile(f, root / name / f.name)
+        out[name] = root / name / path.name
+    return out
+
+
+def test_merge_branches_inline_is_the_committed_model(tiny_branches, tmp_path):
+    """The join of the inline branch graphs is models/tiny's transformer, byte for byte."""
+    paths = copy_branches(tiny_branches, tmp_path)
+    out = tmp_path / "out" / "transformer.onnx"
+    out.parent.mkdir()
+    facts = lora_formats.merge_branches(paths["base"], paths["lora"], out, external=False)
+    assert facts["lora_only_initializers"] == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["transformer.onnx"]
+    assert ex.sha256_file(out) == ex.sha256_file(TINY / "transformer.onnx")
+
+
+def test_merge_branches_with_external_data(tiny_branches, tiny, sessions, tmp_path):
+    """merge_branches on graphs whose weights are in external data files (as the real model's
+    are) gives models/tiny's transformer but for where the bytes live: the pre-LoRA graph's data
+    file, moved next to it unchanged, read by both branches."""
+    import onnx
+
+    paths = {}
+    for name, inline in tiny_branches.items():
         ext = tmp_path / name / "transformer.onnx"
         ext.parent.mkdir()
         onnx.save_model(onnx.load(str(inline)), str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
                         location="transformer.onnx.data", size_threshold=0)
         paths[name] = ext
+    base_data = ex.sha256_file(tmp_path / "base" / "transformer.onnx.data")
     out = tmp_path / "out" / "transformer.onnx"
     out.parent.mkdir()
     facts = lora_formats.merge_branches(paths["base"], paths["lora"], out, external=True)
     assert facts["lora_only_initializers"] == 0
-    assert (tmp_path / "out" / "transformer.onnx.data").exists() and not (tmp_path / "base" / "transformer.onnx.data").exists()
+    assert not (tmp_path / "base" / "transformer.onnx.data").exists()
+    assert ex.sha256_file(tmp_path / "out" / "transformer.onnx.data") == base_data
+
+    def without_locations(model) -> bytes:
+        for t in onnx.external_data_helper._get_all_tensors(model):
+            t.ClearField("data_location")
+        return model.SerializeToString()
+
+    assert without_locations(onnx.load(str(out))) == without_locations(onnx.load(str(TINY / "transformer.onnx")))
     merged = ex.ort_session(out, threads=1)
     args = ex.example_inputs("transformer", tiny, torch.float32, batch=1, h=2, w=3)
     for active in (True, False):
         feeds = {**ex.graph_feeds("transformer", tiny, args), lora_formats.ACTIVE_INPUT: np.array([active])}
         assert np.array_equal(merged.run(None, feeds)[0], sessions["transformer"].run(None, feeds)[0]), active
+
+
+def test_content_key_by_value_wherever_stored(tmp_path):
+    """content_key depends on element type, shape and values only: the same values in raw_data,
+    in typed fields and in a data file give one key; another type, shape or value another."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    raw = numpy_helper.from_array(a, "raw")
+    typed = helper.make_tensor("typed", TensorProto.FLOAT, [3, 4], a.ravel().tolist())
+    assert not typed.HasField("raw_data")
+    (tmp_path / "w.data").write_bytes(b"\0" * 40 + a.tobytes() + b"\1" * 8)
+    ext = TensorProto(name="ext", data_type=TensorProto.FLOAT, dims=[3, 4], data_location=TensorProto.EXTERNAL)
+    for k, v in (("location", "w.data"), ("offset", "40"), ("length", str(a.nbytes))):
+        e = ext.external_data.add()
+        e.key, e.value = k, v
+    buf = bytearray(5)  # smaller than the tensor: the bytes come through the buffer in pieces
+    key = lora_formats.content_key(raw, tmp_path, buf)
+    assert lora_formats.content_key(typed, tmp_path, buf) == key
+    assert lora_formats.content_key(ext, tmp_path, buf) == key
+    others = [numpy_helper.from_array(a.view(np.int32)), numpy_helper.from_array(a.reshape(4, 3)),
+              numpy_helper.from_array(a + 1)]
+    assert len({key, *(lora_formats.content_key(t, tmp_path, buf) for t in others)}) == 4
+    for entry, value in ((0, "../w.data"), (0, "sub/w.data"), (2, str(a.nbytes + 9))):
+        bad = TensorProto()
+        bad.CopyFrom(ext)
+        bad.external_data[entry].value = value
+        with pytest.raises(ValueError, match="ext"):
+            lora_formats.content_key(bad, tmp_path, buf)
+
+
+# A weight of the synthetic join below: 64 MiB, four times the join's read buffer.
+STREAM_DIM = 4096
+
+
+def synthetic_branches(root: Path) -> tuple[dict, dict]:
+    """Pre-LoRA graph  y = (x·W1)·W2  and LoRA graph  y = (x·W1)·W2 + (x·L)·s + a  (a: an input, L
+    and s: weights only it has), with external data; the LoRA graph names and orders its copies of
+    W1 and W2 differently.  Returns ({"base", "lora"}: path, {name: array})."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    n = STREAM_DIM
+    w = {k: (rng.standard_normal((n, n), dtype=np.float32) / np.float32(n ** 0.5)) for k in ("w1", "w2", "l")}
+    w["s"] = np.array([0.5], np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, n])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])
+    base = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])],
+        "base", [x], [y], [numpy_helper.from_array(w["w1"], "w1"), numpy_helper.from_array(w["w2"], "w2")])
+    lora = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "p1"], ["h"]), helper.make_node("MatMul", ["h", "p2"], ["z"]),
+         helper.make_node("MatMul", ["x", "l"], ["u"]), helper.make_node("Mul", ["u", "s"], ["v"]),
+         helper.make_node("Add", ["z", "v"], ["zv"]), helper.make_node("Add", ["zv", "a"], ["y"])],
+        "lora", [x, a], [y], [numpy_helper.from_array(w["w2"], "p2"), numpy_helper.from_array(w["l"], "l"),
+                              numpy_helper.from_array(w["s"], "s"), numpy_helper.from_array(w["w1"], "p1")])
+    paths = {}
+    for name, g in (("base", base), ("lora", lora)):
+        path = root / name / "transformer.onnx"
+        path.parent.mkdir(parents=True)
+        onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), str(path),
+                        save_as_external_data=True, all_tensors_to_one_file=True, location="transformer.onnx.data",
+                        size_threshold=0)
+        paths[name] = path
+    return paths, w
+
+
+def test_merge_branches_appends_only_lora_weights(tmp_path):
+    """With external data the model's data file is the pre-LoRA graph's, unchanged, followed by the
+    LoRA-only weight over SMALL_INITIALIZER_BYTES; the small one is inlined in its branch, and each
+    branch computes what its source graph computes."""
+    import onnx
+
+    paths, w = synthetic_branches(tmp_path / "src")
+    base_data = (tmp_path / "src" / "base" / "transformer.onnx.data").read_bytes()
+    sources = {name: ex.ort_session(path, threads=1) for name, path in paths.items()}
+    out = tmp_path / "out" / "transformer.onnx"
+    out.parent.mkdir()
+    facts = lora_formats.merge_branches(paths["base"], paths["lora"], out, external=True)
+    assert facts["shared_initializers"] == 2 and facts["lora_only_initializers"] == 2
+    data = (tmp_path / "out" / "transformer.onnx.data").read_bytes()
+    assert data == base_data + w["l"].tobytes()
+
+    model = onnx.load(str(out), load_external_data=False)
+    assert [t.name for t in model.graph.initializer] == ["w1", "w2"]
+    then_g = next(a.g for a in model.graph.node[0].attribute if a.name == "then_branch")
+    local = {t.name: t for t in then_g.initializer}
+    assert sorted(local) == ["lora/l", "lora/s"]
+    assert lora_formats.external_info(local["lora/l"]) == {"location": "transformer.onnx.data",
+                                                           "offset": str(len(base_data)), "length": str(w["l"].nbytes)}
+    assert not lora_formats.is_external(local["lora/s"])
+
+    rng = np.random.default_rng(6)
+    feeds = {"x": rng.standard_normal((1, STREAM_DIM), dtype=np.float32),
+             "a": rng.standard_normal((1, STREAM_DIM), dtype=np.float32)}
+    merged = ex.ort_session(out, threads=1)
+    for active, name in ((True, "lora"), (False, "base")):
+        want = sources[name].run(None, feeds if name == "lora" else {"x": feeds["x"]})[0]
+        got = merged.run(None, {**feeds, lora_formats.ACTIVE_INPUT: np.array([active])})[0]
+        assert np.array_equal(got, want), name
+
+
+def test_merge_branches_memory_does_not_grow_with_weights(tmp_path):
+    """The join of external-data graphs holds no weight in memory: in a fresh process its peak RSS
+    (Linux) rises above the resident size before it by less than half of one of the synthetic
+    graphs' weights (64 MiB each, 128 MiB per graph): by its read buffer and the graphs' structure."""
+    import subprocess
+
+    paths, w = synthetic_branches(tmp_path / "src")
+    largest = max(a.nbytes for a in w.values())
+    assert largest >= 4 * lora_formats.STREAM_CHUNK_BYTES
+    script = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import numpy, onnx, onnx.helper, onnx.numpy_helper
+import lora_formats
+def status(key):  # kB; VmHWM is this process's peak (ru_maxrss would carry the parent's over exec)
+    words = Path("/proc/self/status").read_text().split()
+    return int(words[words.index(key + ":") + 1]) * 1024
+out = Path(sys.argv[4])
+out.parent.mkdir()
+before = status("VmRSS")
+lora_formats.merge_branches(Path(sys.argv[2]), Path(sys.argv[3]), out, external=True)
+print(status("VmHWM") - before)
+"""
+    run = subprocess.run([sys.executable, "-c", script, str(Path(lora_formats.__file__).parent), str(paths["base"]),
+                          str(paths["lora"]), str(tmp_path / "out" / "transformer.onnx")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    grew = int(run.stdout.split()[-1])
+    print(f"\n  join of 2 × {2 * largest / 2**20:.0f} MiB of external weights: peak RSS +{grew / 2**20:.1f} MiB")
+    assert grew < largest // 2
 
 
 # ----------------------------------------------------------------------------------------------
