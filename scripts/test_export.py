@@ -10,6 +10,7 @@ whole tensor (so it is scale-free and tolerant to near-zero elements).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -545,7 +546,7 @@ def test_content_key_by_value_wherever_stored(tmp_path):
     others = [numpy_helper.from_array(a.view(np.int32)), numpy_helper.from_array(a.reshape(4, 3)),
               numpy_helper.from_array(a + 1)]
     assert len({key, *(lora_formats.content_key(t, tmp_path, buf) for t in others)}) == 4
-    for entry, value in ((0, "../w.data"), (0, "sub/w.data"), (2, str(a.nbytes + 9))):
+    for entry, value in ((0, os.path.join(os.pardir, "w.data")), (0, os.path.join("sub", "w.data")), (2, str(a.nbytes + 9))):
         bad = TensorProto()
         bad.CopyFrom(ext)
         bad.external_data[entry].value = value
