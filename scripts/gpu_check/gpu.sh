@@ -69,7 +69,7 @@ export -f unpack
 step unpack 5 unpack
 [ -f "$P/config.env" ] || { echo "gpu_check: payload incomplete; see $LOG" >&2; cat "$LOG" >&2; exit 1; }
 # shellcheck disable=SC1091
-. "$P/config.env"   # PROVIDER SIZES ACCELS STEPS RUNS WARMUP PEAK_TFLOPS PEAK_SOURCE PSNR_SIZE ANCHOR FUSED
+. "$P/config.env"   # PROVIDER SIZES ACCELS STEPS RUNS WARMUP PEAK_TFLOPS PEAK_SOURCE PSNR_SIZE ANCHOR DECOMPOSED
 BIN="$P/bin"
 ORT_LIB="$P/ort/libonnxruntime.so"
 
@@ -159,9 +159,10 @@ tolerance() {
 export -f tolerance
 step "tiny gpu vs cpu" 20 tolerance
 
-if [ -n "${FUSED:-}" ] && [ -d "$P/models/klein-fused" ]; then
+# The --attention decomposed transformer, once, against the default (fused) one above.
+if [ -n "${DECOMPOSED:-}" ] && [ -d "$P/models/klein-decomposed" ]; then
   for size in $SIZES; do
-    step "bench $size none fused" 40 bench "$size" none "$P/models/klein-fused" "$size-none-fused"
+    step "bench $size none decomposed" 40 bench "$size" none "$P/models/klein-decomposed" "$size-none-decomposed"
     break # the first size is enough to compare the attention exports
   done
 fi

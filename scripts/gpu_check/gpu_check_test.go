@@ -175,7 +175,7 @@ func TestCompareImages(t *testing.T) {
 }
 
 // TestCUDAPlacement is the CUDA coverage check: every committed tiny
-// skeleton (bf16 and fp16, decomposed and fused attention) is filled and
+// skeleton (bf16 and fp16, fused attention and decomposed) is filled and
 // opened with ONNX Runtime 1.30's CUDA provider on fake CUDA libraries, and
 // no node that computes data may be left without a CUDA kernel.
 func TestCUDAPlacement(t *testing.T) {
@@ -337,7 +337,7 @@ func TestDryRun(t *testing.T) {
 		status[s.Name] = s.Status
 	}
 	for _, name := range []string{"unpack", "fill", "bench 64x64 none", "bench 64x64 regular", "bench 64x64 high",
-		"bench 64x96 none", "bench 64x96 regular", "bench 64x96 high", "psnr high vs none", "tiny gpu vs cpu", "bench 64x64 none fused"} {
+		"bench 64x96 none", "bench 64x96 regular", "bench 64x96 high", "psnr high vs none", "tiny gpu vs cpu", "bench 64x64 none decomposed"} {
 		if status[name] != "ok" {
 			log, _ := os.ReadFile(filepath.Join(out, "gpu-check.log"))
 			t.Fatalf("step %q: %q, want ok\n%s", name, status[name], tail(log, 40))
