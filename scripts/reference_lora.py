@@ -10,15 +10,17 @@ lora_alpha metadata, BFL/ComfyUI, kohya with alpha, fal's trainer), runs the dif
 testdata/reference (see its README).  The Go pipeline is held to these numbers
 (internal/pipeline lora_reference_test.go).  Needs peft (scripts/requirements.txt).
 
-Edit cases: a case may carry `call_kwargs` (e.g. image=[...]) that are passed to the pipeline
-unchanged, and `extra` fields copied to the index, so reference images can be added without
-changing this loop.
+LoRA + edit cases (LORA_EDIT_CASES) also pass reference images (image=[...]): the committed PNGs of
+the edit cases (--edit-dir, testdata/reference/edit), named in the index by their path relative to
+--out and their SHA-256.  In general a case may carry `call_kwargs` that are passed to the pipeline
+unchanged, and `extra` fields copied to the index.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +51,16 @@ LORA_CASES = [
     dict(BASE, name="three_loras", loras=[("diffusers_r4", 0.7), ("kohya_r6", -0.5), ("fal_r8", 1.3)], seed=35,
          num_images=2),
 ]
+# LoRAs with reference images (the edit pipeline): `references` are PNGs of the edit cases' directory,
+# passed in this order as image=[...].  The output size is explicit, so each case can also run without
+# its references (reference_effect).
+LORA_EDIT_CASES = [
+    dict(BASE, name="lora_edit_1ref", prompt="make it a watercolour painting", loras=[("diffusers_r4", 0.9)],
+         references=["ref_100x72"], seed=36),
+    dict(BASE, name="lora_edit_2loras_2refs", prompt="the cat from image 1 in the room of image 2",
+         loras=[("bfl_r4", 1.1), ("fal_r8", -0.6)], references=["ref_64x128", "ref_120x72"], seed=37,
+         width=80, height=48, num_inference_steps=3, guidance_scale=3.5),
+]
 
 
 def write_lora_files(targets, config, out: Path) -> dict:
@@ -71,6 +83,27 @@ def write_lora_files(targets, config, out: Path) -> dict:
         files[name] = {"file": path.name, "layout": spec["layout"], "rank": spec["rank"], "dtype": spec["dtype"],
                        "modules": len(pairs), "bytes": path.stat().st_size, "sha256": ex.sha256_file(path)}
     return files
+
+
+def with_references(case: dict, edit_dir: Path, out: Path) -> dict:
+    """The case with its `references` loaded as PIL images into call_kwargs and named in `extra`."""
+    from PIL import Image
+
+    images, named = [], []
+    for name in case.get("references", []):
+        path = edit_dir / f"{name}.png"
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                raise SystemExit(f"{path}: mode {im.mode}, expected RGB")
+            images.append(im.copy())
+        named.append({"file": Path(os.path.relpath(path, out)).as_posix(), "width": images[-1].width,
+                      "height": images[-1].height, "sha256": ex.sha256_file(path)})
+    case = dict(case)
+    if images:
+        case["call_kwargs"] = dict(case.get("call_kwargs", {}), image=images)
+        case["extra"] = dict(case.get("extra", {}), references=named)
+    return case
 
 
 def run_case(pipe, case: dict, lora_dir: Path, writer, torch) -> tuple[dict, np.ndarray]:
@@ -115,6 +148,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/tiny")
     ap.add_argument("--out", default="testdata/reference/lora")
+    ap.add_argument("--edit-dir", default="testdata/reference/edit",
+                    help="the edit cases' reference PNGs (scripts/reference_edit.py --edit-out)")
     args = ap.parse_args(argv)
     try:
         import peft  # noqa: F401
@@ -144,27 +179,36 @@ def main(argv=None) -> None:
     files = write_lora_files(targets, comps.transformer.config, out)
     writer = ex.ArrayWriter(out)
     cases = []
-    for case in LORA_CASES:
-        arrays, latents = run_case(pipe, case, out, writer, torch)
-        # The same case without LoRA, so the index records how far the LoRAs move the result
-        # (the Go test checks it is far beyond its tolerance: a test that ignored them would fail).
-        base = {k: v for k, v in case.items() if k != "loras"}
-        base["loras"] = []
-        base["name"] = case["name"] + "_base"
-        _, plain = run_case(pipe, base, out, writer, torch)
-        for p in out.glob(f"{base['name']}.*.bin"):
+    edit_dir = Path(args.edit_dir)
+
+    def effect_without(case, latents, what, **changes):
+        """How far the case's latents move without its `what` (the case with `changes`); the Go test
+        checks that this is far beyond its tolerance, so a test that ignored them would fail."""
+        other = dict(case, name=case["name"] + "_without", **changes)
+        _, plain = run_case(pipe, other, out, writer, torch)
+        for p in out.glob(f"{other['name']}.*.bin"):
             p.unlink()
         effect = float(np.abs(latents - plain).max() / np.abs(latents).max())
         if effect < 1e-2:
-            raise RuntimeError(f"{case['name']}: the LoRAs barely move the latents ({effect:.2e})")
+            raise RuntimeError(f"{case['name']}: the {what} barely move the latents ({effect:.2e})")
+        return effect
+
+    for case in LORA_CASES + [with_references(c, edit_dir, out) for c in LORA_EDIT_CASES]:
+        arrays, latents = run_case(pipe, case, out, writer, torch)
         entry = {k: case[k] for k in ("name", "prompt", "negative_prompt", "width", "height", "num_inference_steps",
                                        "guidance_scale", "num_images", "seed")}
         entry["loras"] = [{"file": files[f]["file"], "scale": s} for f, s in case["loras"]]
-        entry["lora_effect"] = effect
+        entry["lora_effect"] = effect_without(case, latents, "LoRAs", loras=[])
+        call_kwargs = case.get("call_kwargs", {})
+        if "image" in call_kwargs:
+            entry["reference_effect"] = effect_without(
+                case, latents, "reference images", call_kwargs={k: v for k, v in call_kwargs.items() if k != "image"})
         entry["arrays"] = arrays
         entry.update(case.get("extra", {}))
         cases.append(entry)
-        ex.log(f"  {case['name']}: {[f for f, _ in case['loras']]}, relative change from the LoRAs {effect:.3f}")
+        ex.log(f"  {case['name']}: {[f for f, _ in case['loras']]}, relative change from the LoRAs "
+               f"{entry['lora_effect']:.3f}" + (f", from the references {entry['reference_effect']:.3f}"
+                                                 if "reference_effect" in entry else ""))
     index = {
         "format_version": 1,
         "model": {"dir": "models/tiny", "model_json_sha256": ex.sha256_file(model_dir / "model.json"),
@@ -179,6 +223,9 @@ def main(argv=None) -> None:
             "arrays": "as testdata/reference/index.json: raw little-endian, C order",
             "loras": "files next to this index; scale is the adapter weight given to set_adapters (fal's loras[].scale)",
             "lora_effect": "max|final - final without LoRA| / max|final|: how far the LoRAs move the latents",
+            "references": "reference images passed as image=[...] in this order: 8-bit RGB PNG, path relative to "
+            "this index, size and SHA-256 of the file",
+            "reference_effect": "max|final - final without the reference images| / max|final|",
         },
         "files": files,
         "cases": cases,

@@ -23,6 +23,7 @@ ort = pytest.importorskip("onnxruntime")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import export_onnx as ex  # noqa: E402
+import klein_variants as kv  # noqa: E402
 import lora_formats  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -192,22 +193,48 @@ def test_lora_transformer_branches(tiny, sessions):
     assert rel_err(got, want) < REL_TOL and rel_err(got, off) > 1e-2
 
 
-def load_array(desc):
+def test_lora_file_metadata_sorted(tmp_path):
+    """write_file's bytes do not depend on the order safetensors emits metadata in: the keys come out
+    sorted, and the file loads back with the same tensors and metadata."""
+    from safetensors import safe_open
+
+    metadata = {f"k{i}": f"v{i}" for i in (5, 2, 7, 0, 3, 6, 1, 4)}
+    sd = {"a.lora_A.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "a.alpha": np.array([2.0], np.float32)}
+    path = tmp_path / "x.safetensors"
+    lora_formats.write_file(path, sd, "float32", metadata)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    assert n % 8 == 0
+    assert list(json.loads(data[8:8 + n])["__metadata__"]) == sorted(metadata)
+    with safe_open(str(path), "np") as f:
+        assert f.metadata() == metadata
+        assert all(np.array_equal(f.get_tensor(k), v) for k, v in sd.items())
+
+
+def load_array(desc, root: Path = REFERENCE):
     dtype = {"float32": "<f4", "int64": "<i8", "uint8": "u1", "bool": "?"}[desc["dtype"]]
-    return np.fromfile(REFERENCE / desc["file"], dtype=dtype).reshape(desc["shape"])
+    return np.fromfile(root / desc["file"], dtype=dtype).reshape(desc["shape"])
 
 
 def test_reference_replayed_with_ort(sessions):
     """Replaying the reference cases with the ONNX graphs (host loop in numpy) reproduces them."""
-    index = json.loads((REFERENCE / "index.json").read_text())
     total = sum(p.stat().st_size for p in REFERENCE.iterdir() if p.is_file())
     assert total < 5e6
+    replay_reference(REFERENCE, sessions, NO_LORA)
+
+
+def replay_reference(root: Path, sessions, no_lora, distilled: bool = False) -> None:
+    """Every case of root/index.json through the graphs of `sessions` (numpy host loop): prompt
+    embeddings, latents per step and final, decoded image, safety flags and scores; then the
+    stand-alone CLIP preprocessing vector."""
+    index = json.loads((root / "index.json").read_text())
     flags = []
     for case in index["cases"]:
-        a = {k: load_array(v) for k, v in case["arrays"].items()}
+        a = {k: load_array(v, root) for k, v in case["arrays"].items()}
         n, g, cfg = case["num_inference_steps"], case["guidance_scale"], case["cfg"]
         h, w = case["height"] // 16, case["width"] // 16
-        assert cfg == (g > 1) and (("negative_prompt_embeds" in a) == cfg)
+        # A distilled pipeline runs one call per step whatever guidance it is given.
+        assert cfg == (g > 1 and not distilled) and (("negative_prompt_embeds" in a) == cfg)
         # Schedule: mu and the float32 timestep formula.
         assert abs(case["mu"] - ex.compute_empirical_mu(h * w, n)) < 1e-12
         sig = a["sigmas"]
@@ -233,7 +260,7 @@ def test_reference_replayed_with_ort(sessions):
         def dit(embeds, t):
             return sessions["transformer"].run(None, {
                 "hidden_states": x, "encoder_hidden_states": np.repeat(embeds, b, axis=0),
-                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids, **NO_LORA})[0]
+                "timestep": np.full((b,), t, np.float32), "img_ids": img_ids, "txt_ids": txt_ids, **no_lora})[0]
 
         for i in range(n):
             v = dit(a["prompt_embeds"], a["timesteps"][i])
@@ -263,8 +290,8 @@ def test_reference_replayed_with_ort(sessions):
         print(f"\n  {case['name']}: final latents rel err {err:.2e}, image max |diff| {diff.max()}")
     assert any(flags) and not all(flags)
     cv = index["clip_preprocess"]
-    clip = ex.clip_preprocess(load_array(cv["image"])[0])
-    assert rel_err(clip, load_array(cv["clip_input"])[0]) < 1e-6
+    clip = ex.clip_preprocess(load_array(cv["image"], root)[0])
+    assert rel_err(clip, load_array(cv["clip_input"], root)[0]) < 1e-6
 
 
 def test_clip_resize_matrix_properties():
@@ -465,3 +492,335 @@ def test_merge_branches_with_external_data(tiny, sessions, tmp_path):
     for active in (True, False):
         feeds = {**ex.graph_feeds("transformer", tiny, args), lora_formats.ACTIVE_INPUT: np.array([active])}
         assert np.array_equal(merged.run(None, feeds)[0], sessions["transformer"].run(None, feeds)[0]), active
+
+
+# ----------------------------------------------------------------------------------------------
+# The klein family: tiny models of the other variants, their references, and the --from path
+# ----------------------------------------------------------------------------------------------
+
+VARIANTS = list(kv.VARIANTS.values())
+OTHER_VARIANTS = [v for v in VARIANTS if not v.is_default]
+VARIANT_IDS = [v.name for v in VARIANTS]
+OTHER_IDS = [v.name for v in OTHER_VARIANTS]
+
+
+def read_manifest(model_dir: Path) -> dict:
+    return json.loads((model_dir / "model.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def variant_comps():
+    """Tiny torch components per variant, built once each on first use."""
+    cache = {}
+
+    def get(v):
+        if v.name not in cache:
+            cache[v.name] = ex.build_tiny(ex.TINY_SEED, v)
+        return cache[v.name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def variant_sessions():
+    cache = {}
+
+    def get(model_dir: Path):
+        if model_dir not in cache:
+            cache[model_dir] = {g: ex.ort_session(model_dir / f"{g}.onnx", threads=1) for g in ex.GRAPH_NAMES}
+        return cache[model_dir]
+
+    return get
+
+
+def no_lora_inputs(comps) -> dict:
+    return {**lora_formats.stack(lora_formats.lora_targets(comps.transformer), []),
+            lora_formats.ACTIVE_INPUT: np.array([False])}
+
+
+def test_variant_table():
+    """The four published checkpoints, their fal endpoints and defaults, and the configuration
+    facts the sizes rest on (docs/variants.md)."""
+    got = {v.name: (v.repo_id, v.endpoint_prefix, v.distilled, v.default_steps, v.default_guidance, v.text_encoder)
+           for v in VARIANTS}
+    assert got == {
+        "4b-base": ("black-forest-labs/FLUX.2-klein-base-4B", "fal-ai/flux-2/klein/4b/base", False, 50, 4.0, "Qwen/Qwen3-4B"),
+        "4b-distilled": ("black-forest-labs/FLUX.2-klein-4B", "fal-ai/flux-2/klein/4b", True, 4, 1.0, "Qwen/Qwen3-4B"),
+        "9b-base": ("black-forest-labs/FLUX.2-klein-base-9B", "fal-ai/flux-2/klein/9b/base", False, 50, 4.0, "Qwen/Qwen3-8B"),
+        "9b-distilled": ("black-forest-labs/FLUX.2-klein-9B", "fal-ai/flux-2/klein/9b", True, 4, 1.0, "Qwen/Qwen3-8B"),
+    }
+    assert kv.DEFAULT.manifest_block() is None and all(v.manifest_block()["variant"] == v.name for v in OTHER_VARIANTS)
+    assert set(ex.REFERENCE_CASES) == set(kv.VARIANTS)
+    for size in kv.SIZES:
+        for tiny, tcfg, qcfg in ((False, kv.transformer_config(size), kv.text_encoder_config(size)),
+                                 (True, kv.tiny_transformer_config(size), kv.tiny_text_encoder_config(size))):
+            # Three tapped hidden states side by side feed the DiT's context embedder.
+            assert tcfg["joint_attention_dim"] == len(ex.HIDDEN_LAYERS) * qcfg["hidden_size"]
+            assert sum(tcfg["axes_dims_rope"]) == tcfg["attention_head_dim"]
+            assert qcfg["num_hidden_layers"] > max(ex.HIDDEN_LAYERS)
+            assert kv.detect_size(tcfg) == (size, tiny)
+            assert kv.check_text_encoder(qcfg, tcfg, size, tiny, ex.HIDDEN_LAYERS) == []
+        # The 9B tiny differs from the 4B tiny in the shapes where the real ones differ.
+    for key in ("num_layers", "num_single_layers", "num_attention_heads", "joint_attention_dim"):
+        assert kv.transformer_config("9b")[key] > kv.transformer_config("4b")[key]
+        assert kv.tiny_transformer_config("9b")[key] > kv.tiny_transformer_config("4b")[key]
+    assert kv.tiny_text_encoder_config("9b")["hidden_size"] > kv.tiny_text_encoder_config("4b")["hidden_size"]
+    # Full-size parameter counts on the meta device: the 4B ones models/README.md gives, the
+    # transformer of "9B", and Qwen3-8B's 8.19 B (its untied lm_head included).
+    c4, c9 = ex.full_size_param_counts("4b"), ex.full_size_param_counts("9b")
+    print(f"\n  4B {c4}\n  9B {c9}")
+    assert (c4["transformer"], c4["text_encoder"], c4["text_encoder_full_36_layers"]) == (3875544576, 3114088192, 4022468096)
+    assert (c9["transformer"], c9["text_encoder"], c9["text_encoder_full_36_layers"]) == (9078581248, 5831883520, 8190735360)
+    assert {k: c4[k] for k in ("vae_decoder", "vae_encoder", "safety_checker")} == \
+        {k: c9[k] for k in ("vae_decoder", "vae_encoder", "safety_checker")}
+
+
+def test_variant_resolution_from_configuration():
+    """A checkpoint's size comes from its transformer config, base/distilled from is_distilled;
+    --variant must agree; a non-klein transformer is refused, naming the key."""
+    for v in VARIANTS:
+        for cfg in (kv.transformer_config(v.size), kv.tiny_transformer_config(v.size)):
+            assert kv.resolve(cfg, v.distilled, None)[0] is v
+            assert kv.resolve(cfg, v.distilled, v.name)[0] is v
+    with pytest.raises(ValueError, match="is_distilled=True"):
+        kv.resolve(kv.transformer_config("4b"), True, "4b-base")
+    with pytest.raises(ValueError, match="9B configuration"):
+        kv.resolve(kv.transformer_config("9b"), False, "4b-base")
+    odd = {**kv.transformer_config("4b"), "num_layers": 3}
+    with pytest.raises(ValueError, match="matches no FLUX.2 \\[klein\\] size.*pass --variant"):
+        kv.resolve(odd, False, None)
+    assert kv.resolve(odd, False, "4b-base")[0] is kv.DEFAULT  # a depth-reduced export, named by hand
+    with pytest.raises(ValueError, match="guidance_embeds True"):
+        kv.resolve({**kv.transformer_config("4b"), "guidance_embeds": True}, False, None)
+    with pytest.raises(ValueError, match="joint_attention_dim 12288"):
+        kv.check_text_encoder(kv.text_encoder_config("4b"), kv.transformer_config("9b"), "9b", False, ex.HIDDEN_LAYERS)
+    with pytest.raises(ValueError, match="unknown variant"):
+        kv.get("4b-turbo")
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_variant_manifest_matches_files_and_weights(variant, variant_comps):
+    model_dir = REPO / variant.tiny_dir
+    man = read_manifest(model_dir)
+    comps = variant_comps(variant)
+    assert kv.from_manifest(man) is variant and man["variant"] == variant.tiny_variant
+    assert man.get(kv.MANIFEST_KEY) == variant.manifest_block()
+    assert man["defaults"] == variant.defaults()
+    for rel, info in man["files"].items():
+        assert (model_dir / rel).stat().st_size == info["bytes"], rel
+        assert ex.sha256_file(model_dir / rel) == info["sha256"], rel
+    for name, digest in man["source"]["state_dict_sha256"].items():
+        assert ex.state_dict_sha256(getattr(comps, name)) == digest, f"{variant.name} {name}: rebuilt weights differ"
+    for g in ex.GRAPH_NAMES:
+        entry = man["graphs"][g]
+        assert [i["name"] for i in entry["inputs"]] == ex.graph_inputs(g, comps)
+        assert [o["name"] for o in entry["outputs"]] == list(ex.GRAPH_IO[g][1])
+    te, tr = kv.tiny_text_encoder_config(variant.size), kv.tiny_transformer_config(variant.size)
+    assert man["text"]["hidden_size"] == te["hidden_size"] and man["text"]["joint_attention_dim"] == tr["joint_attention_dim"]
+    assert {k: man["architecture"]["transformer"][k] for k in kv.SIZE_KEYS} == {k: tr[k] for k in kv.SIZE_KEYS}
+    # prompt_embeds [B,512,3·hidden] and encoder_hidden_states [B,512,J] agree in the files themselves.
+    emb = man["graphs"]["text_encoder"]["outputs"][0]["shape"][2]
+    ctx = man["graphs"]["transformer"]["inputs"][1]["shape"][2]
+    assert emb == ctx == tr["joint_attention_dim"]
+    total = sum(f["bytes"] for f in man["files"].values())
+    print(f"\n  {variant.tiny_dir}: {total / 1e6:.2f} MB, params {man['param_counts']}")
+    # Most of it is the real tokenizer (4.5 MB) and the text encoder's 151936-row embedding.
+    assert total <= 16 * 1000 * 1000
+
+
+def test_variants_share_weights_like_the_published_checkpoints():
+    """One text encoder per size (the server can load it once, by content hash), one VAE, safety
+    checker and tokenizer for the family; a transformer of its own per variant."""
+    files = {v.name: read_manifest(REPO / v.tiny_dir)["files"] for v in VARIANTS}
+    digest = {name: {rel: info["sha256"] for rel, info in f.items()} for name, f in files.items()}
+    shared = [rel for rel in digest["4b-base"] if rel not in ("text_encoder.onnx", "transformer.onnx")]
+    assert {"vae_decoder.onnx", "vae_encoder.onnx", "safety_checker.onnx", "tokenizer/vocab.json"} <= set(shared)
+    for v in OTHER_VARIANTS:
+        assert set(digest[v.name]) == set(digest["4b-base"])
+        for rel in shared:
+            assert digest[v.name][rel] == digest["4b-base"][rel], (v.name, rel)
+    te = {name: d["text_encoder.onnx"] for name, d in digest.items()}
+    assert te["4b-base"] == te["4b-distilled"] and te["9b-base"] == te["9b-distilled"] and te["4b-base"] != te["9b-base"]
+    assert (REPO / "models/tiny/text_encoder.onnx").read_bytes() == (REPO / "models/tiny-4b-distilled/text_encoder.onnx").read_bytes()
+    assert len({d["transformer.onnx"] for d in digest.values()}) == len(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
+@pytest.mark.parametrize("graph", ["text_encoder", "transformer"])
+def test_variant_ort_matches_torch(variant, graph, variant_comps, variant_sessions):
+    comps = variant_comps(variant)
+    module = ex.graph_module(graph, comps)
+    args = ex.example_inputs(graph, comps, torch.float32, batch=3, h=2, w=5)
+    with torch.no_grad():
+        want = module(*args).numpy()
+    got = variant_sessions(REPO / variant.tiny_dir)[graph].run(None, ex.graph_feeds(graph, comps, args))[0]
+    err = rel_err(got, want)
+    print(f"\n  {variant.name} {graph}: max rel err {err:.2e}")
+    assert got.shape == want.shape and err < REL_TOL
+
+
+@pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
+def test_variant_guidance_moves_latents(variant, variant_comps):
+    """Each tiny DiT responds to the text (a distilled one too: the text still steers it)."""
+    comps = variant_comps(variant)
+    pipe = ex.build_tiny_pipeline(comps, REPO / variant.tiny_dir / "tokenizer", distilled=variant.distilled)
+    with torch.no_grad():
+        pos, _ = pipe.encode_prompt("a red fox in the snow")
+        neg, _ = pipe.encode_prompt("")
+        args = ex.example_inputs("transformer", comps, torch.float32, batch=1, h=4, w=4)
+        dit = ex.TransformerGraph(comps.transformer)
+        vp, vn = dit(args[0], pos, *args[2:5]), dit(args[0], neg, *args[2:5])
+    ratio = float((vp - vn).abs().mean() / vn.abs().mean())
+    print(f"\n  {variant.name}: mean|v_cond - v_uncond| / mean|v_uncond| = {ratio:.3f}")
+    assert ratio > 0.05
+
+
+@pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
+def test_variant_reference_index(variant):
+    """testdata/reference/<variant>/index.json names its model (by manifest hash) and variant; a
+    distilled reference has no CFG case, even where guidance_scale > 1 was asked for."""
+    root = REPO / variant.reference_dir
+    index = json.loads((root / "index.json").read_text())
+    model_dir = REPO / variant.tiny_dir
+    assert index["model"]["dir"] == variant.tiny_dir
+    assert index["model"]["model_json_sha256"] == ex.sha256_file(model_dir / "model.json")
+    assert index["model"][kv.MANIFEST_KEY] == variant.manifest_block()
+    assert index["model"]["state_dict_sha256"] == read_manifest(model_dir)["source"]["state_dict_sha256"]
+    cases = index["cases"]
+    assert [c["name"] for c in cases] == [c["name"] for c in ex.REFERENCE_CASES[variant.name]]
+    if variant.distilled:
+        assert not any(c["cfg"] for c in cases) and any(c["guidance_scale"] > 1 for c in cases)
+        assert max(c["num_inference_steps"] for c in cases) == 8
+    else:
+        assert any(c["cfg"] for c in cases) and any(not c["cfg"] for c in cases)
+    total = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
+    assert total < 5e6
+
+
+@pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
+def test_variant_reference_replayed_with_ort(variant, variant_comps, variant_sessions):
+    """The committed graphs of each tiny variant reproduce its diffusers reference outputs."""
+    replay_reference(REPO / variant.reference_dir, variant_sessions(REPO / variant.tiny_dir),
+                     no_lora_inputs(variant_comps(variant)), distilled=variant.distilled)
+
+
+# --from: the path a user with real weights takes.  The published checkpoints are diffusers
+# save_pretrained directories (model_index.json, sharded safetensors, tokenizer/); the tiny
+# pipeline of each variant is saved the same way, with shards forced small, and exported.
+
+SHARD = "200KB"
+
+
+def save_checkpoint(comps, variant, root: Path) -> tuple[Path, Path]:
+    """The tiny pipeline as a diffusers checkpoint directory, and its safety checker as a local
+    copy (what a host without hub access passes to --safety-from)."""
+    pipe = ex.build_tiny_pipeline(comps, REPO / variant.tiny_dir / "tokenizer", distilled=variant.distilled)
+    ckpt, safety = root / "checkpoint", root / "safety-checker"
+    pipe.save_pretrained(ckpt, max_shard_size=SHARD)
+    comps.safety_checker.save_pretrained(safety)
+    return ckpt, safety
+
+
+@pytest.fixture(scope="module")
+def from_exports(variant_comps, tmp_path_factory):
+    """variant → (checkpoint dir, safety dir, exported model dir), exported with the CLI's own
+    entry point, once per variant."""
+    cache = {}
+
+    def get(v):
+        if v.name not in cache:
+            root = tmp_path_factory.mktemp(f"from-{v.name}")
+            ckpt, safety = save_checkpoint(variant_comps(v), v, root)
+            out = root / "model"
+            ex.main(["--from", str(ckpt), "--safety-from", str(safety), "--out", str(out), "--threads", "1"])
+            cache[v.name] = (ckpt, safety, out)
+        return cache[v.name]
+
+    return get
+
+
+def initializers(path: Path) -> dict:
+    """name → (dtype, dims, raw bytes) of every initializer, subgraphs included."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    out = {}
+
+    def walk(graph):
+        for t in graph.initializer:
+            a = numpy_helper.to_array(t)
+            out[t.name] = (a.dtype.str, a.shape, a.tobytes())
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_from_checkpoint_equals_tiny_export(variant, variant_comps, variant_sessions, from_exports):
+    """`--from DIR --safety-from DIR` on the saved (sharded) tiny checkpoint of each variant gives
+    the graphs of `--tiny --variant`: identical initializers and interfaces, equal ONNX Runtime
+    outputs on fixed inputs, the same manifest facts, a tokenizer giving the same ids; and the
+    export replays the variant's reference outputs."""
+    ckpt, _, out = from_exports(variant)
+    tiny_dir = REPO / variant.tiny_dir
+    comps = variant_comps(variant)
+    # Really sharded, as the published checkpoints are.
+    for sub, stem in (("transformer", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                      ("text_encoder", "model")):
+        shards = sorted((ckpt / sub).glob(f"{stem}-*.safetensors"))
+        assert len(shards) >= 2 and (ckpt / sub / f"{stem}.safetensors.index.json").exists(), (sub, shards)
+    assert json.loads((ckpt / "model_index.json").read_text()).get("is_distilled", False) == variant.distilled
+    want_man, got_man = read_manifest(tiny_dir), read_manifest(out)
+    assert got_man.get(kv.MANIFEST_KEY) == variant.manifest_block() and got_man["defaults"] == variant.defaults()
+    assert got_man["variant"] == want_man["variant"] and got_man["name"] == want_man["name"]
+    for key in ("text", "latent", "scheduler", "param_counts"):
+        assert got_man[key] == want_man[key], key
+    assert got_man["architecture"]["transformer"] == want_man["architecture"]["transformer"]
+    identical = []
+    for g in ex.GRAPH_NAMES:
+        got_io, want_io = ex.graph_io_from_file(out / f"{g}.onnx"), ex.graph_io_from_file(tiny_dir / f"{g}.onnx")
+        assert got_io == want_io, g
+        assert initializers(out / f"{g}.onnx") == initializers(tiny_dir / f"{g}.onnx"), f"{g}: initializers differ"
+        identical.append(ex.sha256_file(out / f"{g}.onnx") == ex.sha256_file(tiny_dir / f"{g}.onnx"))
+        args = ex.example_inputs(g, comps, torch.float32, batch=2, h=3, w=2)
+        feeds = ex.graph_feeds(g, comps, args)
+        got = ex.ort_session(out / f"{g}.onnx", threads=1).run(None, feeds)
+        want = variant_sessions(tiny_dir)[g].run(None, feeds)
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b), g
+    print(f"\n  {variant.name}: graphs byte-identical to the --tiny export: {dict(zip(ex.GRAPH_NAMES, identical))}")
+    # The same modules through the same exporter: the files are the same bytes, not just equal.
+    assert all(identical)
+    # The tokenizer went through save_pretrained (tokenizer.json) and back to vocab/merges.
+    from transformers import AutoTokenizer
+
+    for f in ("vocab.json", "merges.txt"):
+        assert (out / "tokenizer" / f).read_bytes() == (tiny_dir / "tokenizer" / f).read_bytes(), f
+
+    mine, theirs = AutoTokenizer.from_pretrained(str(out / "tokenizer")), AutoTokenizer.from_pretrained(str(tiny_dir / "tokenizer"))
+    for prompt in ["", "a cat on a skateboard", "Ünïcödé café — 東京の夜景 🌃🐱", ex.LONG_PROMPT]:
+        assert ex.tokenize_like_pipeline(mine, prompt)[0].tolist() == ex.tokenize_like_pipeline(theirs, prompt)[0].tolist()
+    replay_reference(REPO / variant.reference_dir, variant_sessions(out), no_lora_inputs(comps), distilled=variant.distilled)
+
+
+def test_from_checkpoint_refuses_a_contradicting_variant(variant_comps, tmp_path):
+    """--variant is checked against the checkpoint's own configuration, and model_index.json
+    without is_distilled (the published base checkpoints) means base."""
+    v = kv.VARIANTS["4b-distilled"]
+    ckpt, _ = save_checkpoint(variant_comps(v), v, tmp_path)
+    assert ex.checkpoint_variant(str(ckpt), None) == (v, True)
+    for wrong, what in (("4b-base", "is_distilled=True"), ("9b-distilled", "4B configuration")):
+        with pytest.raises(SystemExit, match=f"--variant {wrong}: .*{what}"):
+            ex.main(["--from", str(ckpt), "--variant", wrong, "--out", str(tmp_path / "never"), "--threads", "1"])
+    assert not (tmp_path / "never").exists()
+    index = json.loads((ckpt / "model_index.json").read_text())
+    del index["is_distilled"]
+    (ckpt / "model_index.json").write_text(json.dumps(index))
+    assert ex.checkpoint_variant(str(ckpt), None) == (kv.DEFAULT, True)

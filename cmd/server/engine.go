@@ -13,9 +13,14 @@ import (
 )
 
 // newEngine opens the ONNX Runtime pipeline on the configured model
-// directory. It fails, naming every mismatch, when the model's graphs are
-// not what the pipeline runs.
-func newEngine(ctx context.Context, cfg config.Config, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
+// directory, sharing the API's memory admission (nil: none) and loading
+// LoRA files through loras. It fails, naming every mismatch, when the
+// model's graphs are not what the pipeline runs.
+func newEngine(ctx context.Context, cfg config.Config, adm *pipeline.Admission, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
+	cache := cfg.PromptCacheBytes
+	if cache == 0 {
+		cache = -1 // pipeline.Config's "none"
+	}
 	e, err := pipeline.Open(ctx, pipeline.Config{
 		ModelDir:       cfg.ModelDir,
 		LibraryPath:    cfg.ORTLib,
@@ -26,8 +31,10 @@ func newEngine(ctx context.Context, cfg config.Config, loras pipeline.LoRALoader
 		LoRA:           loras,
 		// -workers requests run at once; those of one size share each
 		// transformer call.
-		MaxConcurrent: cfg.Workers,
-		Logger:        log,
+		MaxConcurrent:    cfg.Workers,
+		Admission:        adm,
+		PromptCacheBytes: cache,
+		Logger:           log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", cfg.ModelDir, err)

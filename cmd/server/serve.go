@@ -121,6 +121,10 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 	wk := worker.New(worker.Options{Storage: files, Metrics: m, Events: q,
 		Images: &imageinput.Loader{Fetcher: guard, Files: files},
 		Logger: log.With().Str("component", "worker").Logger()})
+	adm, err := newAdmission(cfg, log)
+	if err != nil {
+		return err
+	}
 	ready, readyInfo := readiness(cfg, q, wk, ping, files)
 	srv := api.New(api.Options{
 		Queue:        q,
@@ -137,6 +141,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		PreviewEvery: cfg.PreviewEvery,
+		Admit:        admitHook(adm),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -171,7 +176,7 @@ func runServer(ctx context.Context, stopSignals func(), cfg config.Config, log z
 			Msg("listening; loading model")
 		var loras *lora.Store
 		if loras, runErr = newLoRAStore(cfg, guard, files); runErr == nil {
-			eng, runErr = loadEngine(ctx, cfg, loras, log)
+			eng, runErr = loadEngine(ctx, cfg, adm, loras, log)
 		}
 		if runErr == nil && eng != nil {
 			wk.SetEngine(eng)
@@ -252,9 +257,9 @@ func readiness(cfg config.Config, q *queue.Queue, wk *worker.Worker, queuePing f
 }
 
 // loadEngine calls newEngine, logging how long the model took to load.
-func loadEngine(ctx context.Context, cfg config.Config, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
+func loadEngine(ctx context.Context, cfg config.Config, adm *pipeline.Admission, loras pipeline.LoRALoader, log zerolog.Logger) (engine.Engine, error) {
 	start := time.Now()
-	eng, err := newEngine(ctx, cfg, loras, log.With().Str("component", "engine").Logger())
+	eng, err := newEngine(ctx, cfg, adm, loras, log.With().Str("component", "engine").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("load engine: %w", err)
 	}

@@ -138,6 +138,12 @@ type Config struct {
 	S3Insecure bool `json:"s3_insecure"`
 	// S3PathStyle forces path-style bucket addressing.
 	S3PathStyle bool `json:"s3_path_style"`
+	// MemoryBudget is the memory generations may use, in bytes:
+	// MemoryBudgetAuto derives it from the machine, MemoryBudgetOff admits
+	// every size (memory.go).
+	MemoryBudget int64 `json:"-"`
+	// PromptCacheBytes bounds the prompt-embedding cache (0: no cache).
+	PromptCacheBytes int64 `json:"prompt_cache_bytes"`
 }
 
 // Redacted returns the config as a flat map for the start-up log line:
@@ -157,6 +163,7 @@ func (c Config) Redacted() map[string]any {
 		"storage": c.Storage, "s3_endpoint": c.S3Endpoint, "s3_region": c.S3Region,
 		"s3_access_key": redactKey(c.S3AccessKey), "s3_secret_key": redactKey(c.S3SecretKey),
 		"s3_insecure": c.S3Insecure, "s3_path_style": c.S3PathStyle, "webhook_secret": redactKey(c.WebhookSecret),
+		"memory_budget": c.MemoryBudgetString(), "prompt_cache_bytes": c.PromptCacheBytes,
 	}
 }
 
@@ -178,7 +185,7 @@ func redactURL(v string) string {
 }
 
 // rawFlags holds the flag values that Load parses further.
-type rawFlags struct{ keys, retention, grace, lease, allowURLs string }
+type rawFlags struct{ keys, retention, grace, lease, allowURLs, memoryBudget string }
 
 // newFlagSet defines every flag, writing into c and raw.
 func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
@@ -221,6 +228,8 @@ func newFlagSet(c *Config, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key id (none: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or the instance role)")
 	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key (prefer the environment variable; logged redacted)")
 	fs.BoolVar(&c.S3Insecure, "s3-insecure", false, "talk plain http to the S3 endpoint")
+	fs.StringVar(&raw.memoryBudget, "memory-budget", MemoryBudgetAutoName, "memory generations may use, beyond the idle process: auto (derived from the machine), off, or a size such as 6GiB; requests that cannot fit are refused at submit (422)")
+	fs.Int64Var(&c.PromptCacheBytes, "prompt-cache", 256<<20, "bytes of prompt embeddings kept for reuse (0: none)")
 	fs.BoolVar(&c.S3PathStyle, "s3-path-style", false, "path-style S3 URLs (endpoint/bucket/key); default: virtual-host style for AWS and Google endpoints, path style for others")
 	return fs
 }
@@ -275,6 +284,9 @@ func Load(args []string, getenv func(string) string, fileExists func(string) boo
 		return c, err
 	}
 	if c.Lease, err = parseDuration("lease", raw.lease); err != nil {
+		return c, err
+	}
+	if c.MemoryBudget, err = parseMemoryBudget(raw.memoryBudget); err != nil {
 		return c, err
 	}
 	for _, k := range strings.Split(raw.keys, ",") {
@@ -433,6 +445,9 @@ func (c Config) Validate() error {
 	}
 	if c.PreviewEvery < 0 {
 		bad("-preview-every %d: must be >= 0", c.PreviewEvery)
+	}
+	if c.PromptCacheBytes < 0 {
+		bad("-prompt-cache %d: must be >= 0", c.PromptCacheBytes)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -45,11 +45,19 @@ type InputError struct {
 }
 
 func (e *InputError) Error() string {
-	parts := make([]string, len(e.Loc))
+	var b strings.Builder
 	for i, l := range e.Loc {
-		parts[i] = fmt.Sprint(l)
+		switch l := l.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", l)
+		default:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, l)
+		}
 	}
-	return strings.Join(parts, ".") + ": " + e.Err.Error()
+	return b.String() + ": " + e.Err.Error()
 }
 
 // Unwrap makes an InputError an ErrInvalidRequest and exposes its cause.

@@ -92,6 +92,7 @@ type ditCall struct {
 	r        *run
 	pos, neg []float32
 	step     ditStep
+	final    bool // the loop's last transformer call is next (memory.go)
 }
 
 // rows is how many rows of a call the loop fills.
@@ -266,6 +267,7 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 			g.textOf = append(g.textOf, s.d)
 		}
 	}
+	g.call.final = slices.ContainsFunc(batch, func(s *ditStep) bool { return s.d.final })
 	before := g.callTime
 	if err := g.call.run(); err != nil {
 		g.textOf = nil // the tensors' state is unknown

@@ -28,9 +28,13 @@ type Config struct {
 	// Noise is how a seed becomes initial noise (default sampler.NoiseTorch:
 	// the noise diffusers draws with that seed).
 	Noise sampler.NoiseSource
-	// PromptCacheSize is how many prompt embeddings are kept (the empty
-	// negative prompt is always among them once used).
-	PromptCacheSize int
+	// PromptCacheBytes bounds the prompt embeddings kept, least recently
+	// used first out (default DefaultPromptCacheBytes; negative: none).
+	PromptCacheBytes int64
+	// Admission checks each request against the memory budget and shares
+	// the budget among concurrent generations (admission.go); nil: no
+	// budget.
+	Admission *Admission
 	// MaxConcurrent is how many generations run at once (default 1).
 	// Concurrent generations of the same size share transformer calls.
 	MaxConcurrent int
@@ -46,7 +50,10 @@ type Config struct {
 	// converted adapters kept in memory (0: 1 GiB). See lora.go.
 	LoRA            LoRALoader
 	LoRAMemoryBytes int64
-	Logger          zerolog.Logger
+	// MemoryRelease is what happens to the memory a request grew (default
+	// ReleaseShrink; see memory.go).
+	MemoryRelease MemoryRelease
+	Logger        zerolog.Logger
 }
 
 // Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
@@ -86,8 +93,8 @@ var _ engine.Engine = (*Engine)(nil)
 // Open loads, validates and prepares a model directory. Any mismatch
 // between the manifest, the ONNX files and this code fails here.
 func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
-	if cfg.PromptCacheSize <= 0 {
-		cfg.PromptCacheSize = 64
+	if cfg.PromptCacheBytes == 0 {
+		cfg.PromptCacheBytes = DefaultPromptCacheBytes
 	}
 	if cfg.Provider == "" {
 		cfg.Provider = ProviderCPU
@@ -115,6 +122,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Admission == nil {
+		cfg.Admission = NewAdmission(man, AdmissionConfig{Provider: cfg.Provider})
+	}
 	// Validate every graph before spending time and memory on sessions.
 	floatTypes := map[string]string{}
 	var verrs []error
@@ -140,7 +150,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	e := &Engine{
 		cfg: cfg, man: man, tok: tok, gamma: gamma, ortVersion: version,
-		cache: newEmbedCache(cfg.PromptCacheSize), refCache: newRefCache(cfg.ReferenceCacheBytes),
+		cache: newEmbedCache(max(cfg.PromptCacheBytes, 0)), refCache: newRefCache(cfg.ReferenceCacheBytes),
 		slots: make(chan struct{}, cfg.MaxConcurrent),
 		log:   cfg.Logger,
 	}
@@ -154,7 +164,8 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		return nil, err
 	}
 	settings := sessionSettings{Provider: cfg.Provider, DeviceID: cfg.DeviceID,
-		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads}
+		IntraOpThreads: cfg.IntraOpThreads, InterOpThreads: cfg.InterOpThreads,
+		NoCPUArena: cfg.MemoryRelease == ReleaseNoArena, NoMemPattern: cfg.MemoryRelease == ReleaseShrink}
 	for _, g := range []struct {
 		name string
 		dst  **graphSession
@@ -168,6 +179,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		}
 		e.log.Info().Str("graph", g.name).Str("dtype", floatTypes[g.name]).
 			Dur("load_time", time.Since(start)).Msg("graph loaded")
+	}
+	if err := e.setupMemoryRelease(lib); err != nil {
+		return nil, err
 	}
 	e.info = engine.Info{
 		Model: man.Name, Variant: man.Variant, Provider: cfg.Provider, Precision: man.Precision,
@@ -218,6 +232,10 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 	if err := e.lora.check(req.LoRAs); err != nil {
 		return nil, fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
 	}
+	mem, err := e.cfg.Admission.Check(&req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", engine.ErrInvalidRequest, err)
+	}
 	// LoRA files are fetched and converted before taking a generation
 	// slot, so a download never holds the accelerator idle.
 	set, err := e.lora.prepare(ctx, req.LoRAs)
@@ -232,15 +250,24 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, progress engi
 		return nil, err
 	}
 	defer release()
+	unreserve, err := e.cfg.Admission.reserve(ctx, mem.Peak)
+	if err != nil {
+		return nil, err
+	}
+	defer unreserve()
+	defer e.afterRequest()
 	// ONNX Runtime's threads must not migrate the Go scheduler's work
 	// around the Run calls more than needed.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	r := &run{e: e, req: req, progress: progress, lora: set}
+	r := &run{e: e, req: req, progress: progress, lora: set, mem: mem}
 	res, err := r.generate(ctx)
 	e.lastORTTime.Store(int64(r.ortTime))
 	if err != nil {
+		if rerr := e.releaseGrown(); rerr != nil {
+			e.log.Warn().Err(rerr).Msg("memory of a failed request not released")
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", engine.ErrCanceled, err)
 		}
@@ -268,6 +295,8 @@ type boundRun struct {
 	g       *graphSession
 	in, out []ort.Value
 	clock   *time.Duration // accumulates time spent inside ONNX Runtime
+	// final marks the graph's last Run of a request (memory.go).
+	final bool
 }
 
 func (g *graphSession) bind(clock *time.Duration, inputs, outputs map[string]ort.Value) (*boundRun, error) {
@@ -291,7 +320,7 @@ func (g *graphSession) bind(clock *time.Duration, inputs, outputs map[string]ort
 
 func (b *boundRun) run() error {
 	start := time.Now()
-	err := b.g.sess.Run(b.in, b.out)
+	err := b.g.runSession(b.in, b.out, b.final)
 	*b.clock += time.Since(start)
 	if err != nil {
 		return fmt.Errorf("graph %s: %w", b.g.name, err)

@@ -24,7 +24,17 @@ type Architecture struct {
 		BlockOutChannels []int `json:"block_out_channels"`
 		LayersPerBlock   int   `json:"layers_per_block"`
 		LatentChannels   int   `json:"latent_channels"`
+		SampleSize       int   `json:"sample_size"`
 	} `json:"vae"`
+	SafetyChecker struct {
+		Vision struct {
+			HiddenSize        int `json:"hidden_size"`
+			IntermediateSize  int `json:"intermediate_size"`
+			NumAttentionHeads int `json:"num_attention_heads"`
+			ImageSize         int `json:"image_size"`
+			PatchSize         int `json:"patch_size"`
+		} `json:"vision"`
+	} `json:"safety_checker"`
 }
 
 // The FLOP counts below count a multiply-add as 2 FLOPs and ignore norms,

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
+	"github.com/rs/zerolog"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -47,6 +49,11 @@ type graphSession struct {
 	inputs  []string
 	outputs []string
 	sess    *ort.DynamicAdvancedSession
+	shrink  *ort.RunOptions // a final Run's options (memory.go); nil: plain Runs
+	// noShrink is set once ONNX Runtime refused the shrink option; grown
+	// while the arenas hold what a Run grew since their last shrink.
+	noShrink, grown atomic.Bool
+	log             zerolog.Logger
 }
 
 func isFloat(dt string) bool { return dt == "float32" || dt == "float16" || dt == "bfloat16" }
@@ -152,6 +159,9 @@ func openGraph(dir, name string, m *Manifest, floatT string, s sessionSettings) 
 func (g *graphSession) destroy() error {
 	if g == nil || g.sess == nil {
 		return nil
+	}
+	if g.shrink != nil {
+		return errors.Join(g.sess.Destroy(), g.shrink.Destroy())
 	}
 	return g.sess.Destroy()
 }

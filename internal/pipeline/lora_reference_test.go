@@ -2,8 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,7 +18,8 @@ import (
 
 // The LoRA reference cases: diffusers' Flux2KleinPipeline with
 // load_lora_weights and set_adapters on models/tiny, with random LoRA files
-// in each layout (scripts/reference_lora.py).
+// in each layout, some with reference images (image=[...], the edit
+// pipeline) (scripts/reference_lora.py).
 const loraReferenceDir = referenceDir + "/lora"
 
 type loraRefCase struct {
@@ -25,6 +29,15 @@ type loraRefCase struct {
 		Scale float64 `json:"scale"`
 	} `json:"loras"`
 	Effect float64 `json:"lora_effect"`
+	// References are passed in this order; File is relative to
+	// loraReferenceDir (the edit cases' PNGs).
+	References []struct {
+		File   string `json:"file"`
+		Width  int    `json:"width"`
+		Height int    `json:"height"`
+		SHA256 string `json:"sha256"`
+	} `json:"references"`
+	ReferenceEffect float64 `json:"reference_effect"`
 }
 
 func loadLoRAIndex(t testing.TB) []loraRefCase {
@@ -42,7 +55,10 @@ func loadLoRAIndex(t testing.TB) []loraRefCase {
 	return idx.Cases
 }
 
-func loraRequest(t testing.TB, c loraRefCase, withLoRA bool) engine.Request {
+// loraRequest is a case as an engine request, with or without its LoRAs
+// and its reference images (to show that each of them matters).
+func loraRequest(t testing.TB, c loraRefCase, withLoRA, withRefs bool) engine.Request {
+	t.Helper()
 	req := engine.Request{
 		Prompt: c.Prompt, NegativePrompt: c.NegativePrompt, GuidanceScale: c.GuidanceScale,
 		Steps: c.Steps, Width: c.Width, Height: c.Height, NumImages: max(1, c.NumImages), Seed: c.Seed,
@@ -52,6 +68,23 @@ func loraRequest(t testing.TB, c loraRefCase, withLoRA bool) engine.Request {
 	if withLoRA {
 		for _, l := range c.LoRAs {
 			req.LoRAs = append(req.LoRAs, engine.LoRA{Path: l.File, Scale: l.Scale})
+		}
+	}
+	if withRefs {
+		for _, r := range c.References {
+			path := filepath.Join(loraReferenceDir, filepath.FromSlash(r.File))
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != r.SHA256 {
+				t.Fatalf("%s changed since the case was generated (rerun scripts/reference_lora.py)", r.File)
+			}
+			ref := readReferencePNG(t, path)
+			if ref.Width != r.Width || ref.Height != r.Height {
+				t.Fatalf("%s: %dx%d, index says %dx%d", r.File, ref.Width, ref.Height, r.Width, r.Height)
+			}
+			req.References = append(req.References, ref)
 		}
 	}
 	return req
@@ -70,11 +103,33 @@ func refF32FromDir(t testing.TB, dir string, a refArray) []float32 {
 	return out
 }
 
+// TestReferenceLoRACoverage keeps the cases what they are meant to be: one
+// LoRA in each layout, several at once, and LoRAs with reference images,
+// one and two references, one LoRA and two at different scales, with CFG.
+func TestReferenceLoRACoverage(t *testing.T) {
+	var several, editOne, editSeveral bool
+	refCounts := map[int]bool{}
+	for _, c := range loadLoRAIndex(t) {
+		several = several || len(c.LoRAs) > 1 && len(c.References) == 0
+		if len(c.References) == 0 || c.GuidanceScale <= 1 {
+			continue
+		}
+		refCounts[len(c.References)] = true
+		editOne = editOne || len(c.LoRAs) == 1
+		editSeveral = editSeveral || len(c.LoRAs) > 1 && c.LoRAs[0].Scale != c.LoRAs[1].Scale
+	}
+	if !several || !editOne || !editSeveral || !refCounts[1] || !refCounts[2] {
+		t.Fatalf("LoRA cases miss a kind: several LoRAs %v; with references and CFG: one LoRA %v, "+
+			"several at different scales %v, reference counts %v", several, editOne, editSeveral, refCounts)
+	}
+}
+
 // TestReferenceLoRA holds the Go pipeline to diffusers with LoRAs loaded:
 // final latents within 1e-4 relative error, images within 1/255, for one
-// LoRA in each layout and three at once. Each case also runs without its
-// LoRAs and must then miss the reference by far, so the check cannot pass
-// with the LoRAs ignored.
+// LoRA in each layout, three at once, and LoRAs with reference images. Each
+// case also runs without its LoRAs (and without its reference images, if it
+// has any) and must then miss the reference by far, so the check cannot
+// pass with either ignored.
 func TestReferenceLoRA(t *testing.T) {
 	store, err := lora.NewStore(lora.StoreConfig{Dir: loraReferenceDir})
 	if err != nil {
@@ -88,36 +143,55 @@ func TestReferenceLoRA(t *testing.T) {
 			var final []float32
 			e.debugFinalLatents = func(x []float32) { final = append([]float32(nil), x...) }
 			defer func() { e.debugFinalLatents = nil }()
-			res, err := e.Generate(context.Background(), loraRequest(t, c, true), nil)
+			res, err := e.Generate(context.Background(), loraRequest(t, c, true, true), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := relErr(final, want)
-			t.Logf("final latents relative error %.3g (the LoRAs move them by %.3g)", r, c.Effect)
-			if r > 1e-4 {
-				t.Fatalf("final latents relative error %.3g > 1e-4", r)
+			if len(final) != len(want) {
+				t.Fatalf("final latents: %d values, want %d", len(final), len(want))
 			}
+			r := relErr(final, want)
 			b, err := os.ReadFile(filepath.Join(loraReferenceDir, c.Arrays["image"].File))
 			if err != nil {
 				t.Fatal(err)
 			}
 			n := c.Width * c.Height * 3
+			if len(res.Images)*n != len(b) {
+				t.Fatalf("%d images of %dx%d, the reference holds %d bytes", len(res.Images), c.Width, c.Height, len(b))
+			}
+			worst := 0
 			for k, img := range res.Images {
 				pix := decodePNG(t, img.Data)
-				worst := 0
 				for i := 0; i < n; i++ {
 					d := int(pix[i]) - int(b[k*n+i])
 					worst = max(worst, d, -d)
 				}
-				if worst > 1 {
-					t.Fatalf("image %d: max channel difference %d > 1", k, worst)
+			}
+			moved := fmt.Sprintf("the LoRAs move the latents by %.3g", c.Effect)
+			if len(c.References) > 0 {
+				moved += fmt.Sprintf(", the reference images by %.3g", c.ReferenceEffect)
+			}
+			t.Logf("final latents relative error %.3g, images max channel difference %d/255 (%s)", r, worst, moved)
+			if r > 1e-4 {
+				t.Fatalf("final latents relative error %.3g > 1e-4", r)
+			}
+			if worst > 1 {
+				t.Fatalf("images: max channel difference %d > 1", worst)
+			}
+			blind := func(what string, req engine.Request) {
+				t.Helper()
+				if _, err := e.Generate(context.Background(), req, nil); err != nil {
+					t.Fatal(err)
+				}
+				r := relErr(final, want)
+				t.Logf("without its %s: final latents relative error %.3g", what, r)
+				if r < 1e-2 {
+					t.Fatalf("without its %s the case still matches (relative error %.3g): the check is blind", what, r)
 				}
 			}
-			if _, err := e.Generate(context.Background(), loraRequest(t, c, false), nil); err != nil {
-				t.Fatal(err)
-			}
-			if r := relErr(final, want); r < 1e-2 {
-				t.Fatalf("without its LoRAs the case still matches (relative error %.3g): the check is blind", r)
+			blind("LoRAs", loraRequest(t, c, false, true))
+			if len(c.References) > 0 {
+				blind("reference images", loraRequest(t, c, true, false))
 			}
 		})
 	}

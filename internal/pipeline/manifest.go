@@ -38,6 +38,30 @@ type Manifest struct {
 	Graphs        map[string]Graph  `json:"graphs"`
 	Files         map[string]FileID `json:"files"`
 	ParamCounts   map[string]int64  `json:"param_counts"`
+	// Checkpoint says which FLUX.2 [klein] checkpoint the directory holds
+	// (or mimics, for a tiny model). It is absent from a 4B Base export, so
+	// nil means 4B Base: docs/variants.md.
+	Checkpoint *CheckpointSpec `json:"checkpoint,omitempty"`
+}
+
+// CheckpointSpec is model.json's checkpoint: one of the four published
+// klein checkpoints (scripts/klein_variants.py writes it).
+type CheckpointSpec struct {
+	Family  string `json:"family"`  // "flux.2-klein"
+	Variant string `json:"variant"` // "4b-distilled", "9b-base", "9b-distilled"
+	Size    string `json:"size"`    // "4b" or "9b"
+	// Distilled checkpoints run one transformer call per step and no CFG,
+	// whatever guidance is asked for (diffusers' Flux2KleinPipeline).
+	Distilled bool `json:"distilled"`
+	// RepoID is the diffusers checkpoint, e.g. black-forest-labs/FLUX.2-klein-4B.
+	RepoID string `json:"repo_id"`
+	// TextEncoder is the Qwen3 model the text encoder graph holds; the
+	// variants of one size share it (the same text_encoder.onnx bytes).
+	TextEncoder string `json:"text_encoder"`
+	// EndpointPrefix is fal's endpoint id, e.g. "fal-ai/flux-2/klein/4b";
+	// /edit, /lora and /edit/lora hang below it.
+	EndpointPrefix string `json:"endpoint_prefix"`
+	License        string `json:"license"`
 }
 
 // TextSpec describes prompt encoding.
@@ -94,6 +118,11 @@ type Graph struct {
 	Precision string     `json:"precision"`
 	Inputs    []TensorIO `json:"inputs"`
 	Outputs   []TensorIO `json:"outputs"`
+	// ExternalData names the file holding the weights of a large graph.
+	ExternalData string `json:"external_data"`
+	// Attention is "fused" when the graph runs attention as ONNX Attention
+	// nodes; absent for MatMul/Softmax/MatMul (decomposed) attention.
+	Attention string `json:"attention"`
 }
 
 // TensorIO is a declared graph input or output. Shape entries are numbers

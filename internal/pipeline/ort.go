@@ -126,6 +126,9 @@ type sessionSettings struct {
 	DeviceID       int
 	IntraOpThreads int
 	InterOpThreads int
+	// NoCPUArena and NoMemPattern turn ONNX Runtime's CPU memory arena
+	// and its memory pattern off (see MemoryRelease in memory.go).
+	NoCPUArena, NoMemPattern bool
 }
 
 func newSessionOptions(s sessionSettings) (*ort.SessionOptions, error) {
@@ -150,6 +153,16 @@ func newSessionOptions(s sessionSettings) (*ort.SessionOptions, error) {
 	if s.InterOpThreads > 0 {
 		if err := opts.SetInterOpNumThreads(s.InterOpThreads); err != nil {
 			return nil, fmt.Errorf("inter-op threads: %w", err)
+		}
+	}
+	if s.NoCPUArena {
+		if err := opts.SetCpuMemArena(false); err != nil {
+			return nil, fmt.Errorf("cpu memory arena: %w", err)
+		}
+	}
+	if s.NoMemPattern {
+		if err := opts.SetMemPattern(false); err != nil {
+			return nil, fmt.Errorf("memory pattern: %w", err)
 		}
 	}
 	switch s.Provider {

@@ -22,8 +22,9 @@ type run struct {
 	h, w, seqLen int // packed latent grid and its token count
 	batch        int // images
 	cfg          bool
-	refs         *referenceSet // nil without reference images
-	lora         *loraSet      // the request's LoRAs (nil: none)
+	refs         *referenceSet  // nil without reference images
+	lora         *loraSet       // the request's LoRAs (nil: none)
+	mem          MemoryEstimate // what admission charged; DecodeTile plans the decoder
 	// ortTime is the time this run spent inside ONNX Runtime Run calls
 	// (a shared transformer call counts whole for each run in it).
 	ortTime time.Duration
@@ -68,7 +69,7 @@ func (r *run) generate(ctx context.Context) (*engine.Result, error) {
 			return nil, err
 		}
 		tokens := r.seqLen * sampler.PackedChannels
-		if pixels[k], err = r.decode(latents[k*tokens : (k+1)*tokens]); err != nil {
+		if pixels[k], err = r.decode(latents[k*tokens:(k+1)*tokens], k == r.batch-1); err != nil {
 			return nil, err
 		}
 	}
@@ -170,6 +171,7 @@ func (e *Engine) embed(ctx context.Context, prompts []string, clock *time.Durati
 	if err != nil {
 		return nil, err
 	}
+	call.final = true // one text-encoder call per request
 	if err := call.run(); err != nil {
 		return nil, err
 	}
@@ -216,6 +218,12 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 	}
 	defer stepper.wait()
 	plan := computePlan(req.Acceleration, req.Steps)
+	lastCall := -1
+	for i, call := range plan {
+		if call {
+			lastCall = i
+		}
+	}
 	for i := 0; i < req.Steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -223,6 +231,7 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 		stepStart := time.Now()
 		stepper.startNoise(i)
 		if plan[i] {
+			dit.final = i == lastCall
 			if err := dit.predict(x, v, sigmas[i]); err != nil {
 				return nil, err
 			}
@@ -248,11 +257,33 @@ func (r *run) denoise(ctx context.Context, pos, neg []float32) ([]float32, error
 }
 
 // decode turns one image's packed latents into 8-bit RGB, rounding as
-// diffusers does: round(clamp(x/2+0.5, 0, 1)*255), half to even.
-func (r *run) decode(packed []float32) ([]uint8, error) {
+// diffusers does: round(clamp(x/2+0.5, 0, 1)*255), half to even. Large
+// images are decoded in tiles (vaetile.go); final marks the request's last
+// decoder call.
+func (r *run) decode(packed []float32, final bool) ([]uint8, error) {
+	chw := make([]float32, len(packed))
+	if err := sampler.Unpack(chw, packed, 1, sampler.PackedChannels, r.h, r.w); err != nil {
+		return nil, err
+	}
+	var planes []float32
+	var err error
+	if tile := r.mem.DecodeTile; tile > 0 && (tile < r.h || tile < r.w) {
+		planes, err = r.decodeTiled(chw, r.h, r.w, tile, final)
+	} else {
+		planes, err = r.decodeLatents(chw, r.h, r.w, final)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return toRGB8(planes, r.w*sampler.Downscale, r.h*sampler.Downscale), nil
+}
+
+// decodeLatents runs the VAE decoder once on an h x w grid of unpacked
+// latents [128, h, w] and returns the image planes [3, 16h, 16w].
+func (r *run) decodeLatents(chw []float32, h, w int, final bool) ([]float32, error) {
 	e := r.e
-	C, H, W := sampler.PackedChannels, r.h*sampler.Downscale, r.w*sampler.Downscale
-	lat, err := newFloatTensor(e.vae.floatT, 1, int64(C), int64(r.h), int64(r.w))
+	C, H, W := sampler.PackedChannels, h*sampler.Downscale, w*sampler.Downscale
+	lat, err := newFloatTensor(e.vae.floatT, 1, int64(C), int64(h), int64(w))
 	if err != nil {
 		return nil, err
 	}
@@ -261,21 +292,18 @@ func (r *run) decode(packed []float32) ([]uint8, error) {
 		return nil, err
 	}
 	defer destroyAll(lat, img)
-	chw := make([]float32, len(packed))
-	if err := sampler.Unpack(chw, packed, 1, C, r.h, r.w); err != nil {
-		return nil, err
-	}
 	lat.write(0, chw)
 	call, err := e.vae.bind(&r.ortTime, map[string]ort.Value{"latents": lat.value()}, map[string]ort.Value{"image": img.value()})
 	if err != nil {
 		return nil, err
 	}
+	call.final = final
 	if err := call.run(); err != nil {
 		return nil, err
 	}
 	planes := make([]float32, 3*H*W)
 	img.read(0, planes)
-	return toRGB8(planes, W, H), nil
+	return planes, nil
 }
 
 // toRGB8 converts CHW floats in [-1,1] to packed RGB bytes.

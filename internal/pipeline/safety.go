@@ -109,6 +109,7 @@ func (e *Engine) checkSafety(images [][]uint8, w, h int, clock *time.Duration) (
 	if err != nil {
 		return nil, err
 	}
+	call.final = true // one safety call per request
 	if err := call.run(); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,7 @@
 #
 #   gpu.sh receive DIR   keep the chunk(s) in DIR (a carried folder) under .gpucheck/parts
 #   gpu.sh run DIR       keep the last chunk, check and unpack the payload, run every step and
-#                        write gpu-check.json, gpu-check.md and gpu-check.log to $OUT
+#                        write gpu-check.{json,md,log} to $OUT
 #
 # pack.sh (run on the machine that prepares the check) makes the payload: the ONNX Runtime GPU
 # libraries, the server/bench/gpu_check binaries, the graph skeleton(s), the diffusers wheel and

@@ -4,7 +4,7 @@
 //	gpu_check placement [-fake-cuda] -ort-lib LIB GRAPH.onnx...   where ONNX Runtime puts each node with the CUDA provider
 //	gpu_check fill -skeleton DIR                                   fill a graph skeleton's external data with seeded values
 //	gpu_check compare A.png B.png                                  PSNR and largest channel difference of two images
-//	gpu_check report -results DIR -out DIR                         gpu-check.json and gpu-check.md from gpu.sh's results
+//	gpu_check report -results DIR -out DIR                         gpu-check.{json,md} from gpu.sh's results
 //
 // placement fails (exit 1) when a node that computes data has no CUDA
 // kernel. With -fake-cuda it runs on a host without a GPU: fake CUDA

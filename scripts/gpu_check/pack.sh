@@ -99,8 +99,8 @@ if [ -n "$DECOMPOSED" ] && [ -f "$DECOMPOSED/transformer.onnx" ]; then
   for g in "$P"/models/klein/*.onnx; do
     n=$(basename "$g")
     [ "$n" = transformer.onnx ] && continue
-    ln -s "../klein/$n" "$F/$n"
-    ln -s "../klein/$n.data" "$F/$n.data"
+    ln -sr "$P/models/klein/$n" "$F/$n"
+    ln -sr "$P/models/klein/$n.data" "$F/$n.data"
   done
   "$PY" - "$DECOMPOSED/skeleton.json" "$F/skeleton.json" <<'EOF'
 import json, sys
