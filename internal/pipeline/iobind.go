@@ -28,6 +28,16 @@ const (
 	IOBindingOff
 )
 
+// ParseIOBinding reads "on" or "off" (a command's flag).
+func ParseIOBinding(s string) (IOBinding, error) {
+	for _, b := range []IOBinding{IOBindingOn, IOBindingOff} {
+		if s == b.String() {
+			return b, nil
+		}
+	}
+	return 0, fmt.Errorf("io binding %q: want on or off", s)
+}
+
 func (b IOBinding) String() string {
 	switch b {
 	case IOBindingOn:

@@ -126,9 +126,9 @@ EOF
 export -f matmul
 [ "$PROVIDER" = cuda ] && step matmul 10 matmul
 
-bench() { # SIZE ACCEL MODEL LABEL
+bench() { # SIZE ACCEL MODEL LABEL [more cmd/bench flags]
   "$BIN/bench" -models "$3" -provider "$PROVIDER" -ort-lib "$ORT_LIB" -size "$1" -steps "$STEPS" -acceleration "$2" \
-    -runs "$RUNS" -warmup "$WARMUP" -peak-tflops "$PEAK_TFLOPS" -json "$RES/bench-$4.json"
+    -runs "$RUNS" -warmup "$WARMUP" -peak-tflops "$PEAK_TFLOPS" -json "$RES/bench-$4.json" "${@:5}"
 }
 export -f bench
 for size in $SIZES; do
@@ -158,6 +158,12 @@ tolerance() {
 }
 export -f tolerance
 step "tiny gpu vs cpu" 20 tolerance
+
+# The transformer's I/O copied by every Run (no io binding), once, against the default above.
+for size in $SIZES; do
+  step "bench $size none io-binding-off" 40 bench "$size" none "$MODEL" "$size-none-io-binding-off" -io-binding off
+  break
+done
 
 # The --attention decomposed transformer, once, against the default (fused) one above.
 if [ -n "${DECOMPOSED:-}" ] && [ -d "$P/models/klein-decomposed" ]; then

@@ -337,13 +337,13 @@ func TestDryRun(t *testing.T) {
 		status[s.Name] = s.Status
 	}
 	for _, name := range []string{"unpack", "fill", "bench 64x64 none", "bench 64x64 regular", "bench 64x64 high",
-		"bench 64x96 none", "bench 64x96 regular", "bench 64x96 high", "psnr high vs none", "tiny gpu vs cpu", "bench 64x64 none decomposed"} {
+		"bench 64x96 none", "bench 64x96 regular", "bench 64x96 high", "psnr high vs none", "tiny gpu vs cpu", "bench 64x64 none io-binding-off", "bench 64x64 none decomposed"} {
 		if status[name] != "ok" {
 			log, _ := os.ReadFile(filepath.Join(out, "gpu-check.log"))
 			t.Fatalf("step %q: %q, want ok\n%s", name, status[name], tail(log, 40))
 		}
 	}
-	if len(r.Bench) != 7 || r.Bench[0].EndToEndS <= 0 || r.Bench[0].StepS <= 0 {
+	if len(r.Bench) != 8 || r.Bench[0].EndToEndS <= 0 || r.Bench[0].StepS <= 0 {
 		t.Fatalf("bench rows: %+v", r.Bench)
 	}
 	if r.Tolerance == nil || r.Tolerance.MaxDiff != 0 || !strings.HasPrefix(r.Verdicts["tiny_gpu_vs_cpu"], "pass") {
