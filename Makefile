@@ -74,16 +74,16 @@ ort-gpu: .cache/ort-gpu/VERSION
 .cache/ort-gpu/VERSION: scripts/install_ort_gpu.sh
 	bash scripts/install_ort_gpu.sh
 
-# The GPU check (docs/gpu-check.md): full-size bf16 skeletons (decomposed and fused attention),
-# then the chunks each device call carries.
+# The GPU check (docs/gpu-check.md): full-size bf16 skeletons (fused attention, the default, and
+# decomposed for one comparison), then the chunks each device call carries.
 GPU_SKELETON := .cache/gpu_check
 
 gpu-skeleton: $(PY_DEPS) $(TOKENIZER_DIR)/package/models/tokenizer.json
 	$(PY) scripts/export_onnx.py --random-weights --skeleton --precision bf16 --out $(GPU_SKELETON)/klein-bf16 --tokenizer-from $(TOKENIZER_DIR)/package
-	$(PY) scripts/export_onnx.py --random-weights --skeleton --precision bf16 --attention fused --out $(GPU_SKELETON)/klein-bf16-fused --tokenizer-from $(TOKENIZER_DIR)/package
+	$(PY) scripts/export_onnx.py --random-weights --skeleton --precision bf16 --attention decomposed --out $(GPU_SKELETON)/klein-bf16-decomposed --tokenizer-from $(TOKENIZER_DIR)/package
 
 gpu-pack: ort-gpu
-	GPUCHECK_SKELETON=$(GPU_SKELETON)/klein-bf16 GPUCHECK_SKELETON_FUSED=$(GPU_SKELETON)/klein-bf16-fused bash scripts/gpu_check/pack.sh
+	GPUCHECK_SKELETON=$(GPU_SKELETON)/klein-bf16 GPUCHECK_SKELETON_DECOMPOSED=$(GPU_SKELETON)/klein-bf16-decomposed bash scripts/gpu_check/pack.sh
 
 # The real fal clients the integration tests drive: npm @fal-ai/client and PyPI fal-client.
 CLIENTS_VENV := .cache/venv-clients

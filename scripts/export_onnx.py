@@ -24,12 +24,13 @@ Four modes, the first three going through the same export code (one wrapper modu
 
 The variants and their configurations: scripts/klein_variants.py and docs/variants.md.
 
-The first three modes take --attention {decomposed,fused}.  decomposed (the default, and what
-models/tiny uses) exports every graph at opset 20, where scaled-dot-product attention becomes
-MatMul/Softmax/MatMul.  fused exports the transformer at opset 23 instead, where the exporter
-emits one standard ONNX `Attention` node per block (RoPE stays outside, on q/k); ONNX Runtime's
-CUDA EP runs that node with its flash / memory-efficient kernels.  The other graphs stay at
-opset 20 and decomposed (see models/README.md for why the text encoder is not fused).
+The first three modes take --attention {fused,decomposed}.  fused (the default, and what the
+models/tiny* use) exports the transformer at opset 23, where the exporter emits one standard ONNX
+`Attention` node per block (RoPE stays outside, on q/k); ONNX Runtime's CUDA EP runs that node with
+its flash / memory-efficient kernels, and no [B, heads, S+512, S+512] score tensor is ever stored.
+The other graphs stay at opset 20 and decomposed (see models/README.md for why the text encoder is
+not fused).  decomposed exports every graph at opset 20, where scaled-dot-product attention
+becomes MatMul/Softmax/MatMul (for comparison; no precision needs it).
 
 Run with --help for every option. Needs torch, diffusers, transformers, onnx,
 onnxruntime (scripts/requirements.txt).
@@ -69,7 +70,10 @@ OPSET = 20
 # drifts 1.3e-5 (relative) from fp32 torch after 27 layers, over the 1e-5 parity bound.
 FUSED_ATTENTION_OPSET = 23
 FUSED_ATTENTION_GRAPHS = ("transformer",)
-ATTENTION_MODES = ("decomposed", "fused")
+ATTENTION_MODES = ("fused", "decomposed")
+# The default of --attention, of export_all and of models/tiny: ONNX Runtime 1.30's CUDA provider has
+# kernels for every node of the fused transformer in bf16 and fp16 (docs/gpu-check.md).
+DEFAULT_ATTENTION = "fused"
 TEXT_MAX_LENGTH = 512
 HIDDEN_LAYERS = (9, 18, 27)
 PAD_TOKEN_ID = 151643
@@ -956,7 +960,7 @@ def export_lora_transformer(comps: Components, module, args, path: Path, ins, ou
     return facts
 
 
-def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAMES, attention: str = "decomposed") -> dict:
+def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAMES, attention: str = DEFAULT_ATTENTION) -> dict:
     """Export the requested graphs into `out`; returns per-graph export facts."""
     out.mkdir(parents=True, exist_ok=True)
     facts = {}
@@ -976,7 +980,8 @@ def export_all(comps: Components, out: Path, precisions: dict, graphs=GRAPH_NAME
         if opset == FUSED_ATTENTION_OPSET:
             counts = check_fused_attention(path, branches * attention_blocks(graph, comps))
             log(f"  fused attention: {counts['Attention']} Attention nodes, no Softmax")
-            # Only fused graphs get the key, so a default export's manifest is unchanged.
+            # Only fused graphs get the key, so a --attention decomposed manifest is the one
+            # exports had before fused attention became the default.
             facts[graph]["attention"] = "fused"
         del module
         gc.collect()
@@ -1257,7 +1262,7 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
             "onnx": onnx.__version__,
             "onnxruntime_checked": onnxruntime.__version__,
             "opset": OPSET,
-            # Only with --attention fused (a default export's manifest stays byte-identical).
+            # Only with fused attention (the default); a --attention decomposed manifest has no key.
             **({"attention": {"mode": "fused", "opset": FUSED_ATTENTION_OPSET,
                               "graphs": sorted(g for g in graphs if graphs[g].get("attention") == "fused")}}
                if any(e.get("attention") == "fused" for e in graphs.values()) else {}),
@@ -1905,8 +1910,9 @@ def export_tiny(args, variant: kv.Variant, out: Path) -> None:
     if out.resolve() in {Path(v.tiny_dir).resolve() for v in kv.VARIANTS.values()}:
         if args.precision != "fp32":
             raise SystemExit(f"{out} is fp32 (the parity reference); export other precisions elsewhere (--out)")
-        if args.attention != "decomposed":
-            raise SystemExit(f"{out} is the decomposed-attention reference; export --attention fused elsewhere (--out)")
+        if args.attention != DEFAULT_ATTENTION:
+            raise SystemExit(f"{out} is exported with --attention {DEFAULT_ATTENTION}; "
+                             f"export --attention {args.attention} elsewhere (--out)")
         if args.lora != "inputs":
             raise SystemExit(f"{out} is exported with LoRA inputs; export --lora none elsewhere (--out)")
     tok_src = find_tokenizer_source(args.tokenizer_from, None)
@@ -1997,10 +2003,10 @@ def main(argv=None) -> None:
     ap.add_argument("--model", help="--reference: tiny model directory (default: the variant's, models/tiny for 4B Base)")
     ap.add_argument("--reference-out",
                     help="--reference: output directory (default: the variant's, testdata/reference for 4B Base)")
-    ap.add_argument("--attention", choices=ATTENTION_MODES, default="decomposed",
-                    help="decomposed: every graph at opset 20, attention as MatMul/Softmax/MatMul (default, models/tiny); "
-                    f"fused: the transformer at opset {FUSED_ATTENTION_OPSET} with one ONNX Attention node per block, "
-                    "which ORT's CUDA EP runs with flash / memory-efficient attention kernels")
+    ap.add_argument("--attention", choices=ATTENTION_MODES, default=DEFAULT_ATTENTION,
+                    help=f"fused: the transformer at opset {FUSED_ATTENTION_OPSET} with one ONNX Attention node per block, "
+                    "which ORT's CUDA EP runs with flash / memory-efficient attention kernels (default, models/tiny*); "
+                    "decomposed: every graph at opset 20, attention as MatMul/Softmax/MatMul (for comparison)")
     ap.add_argument("--lora", choices=("inputs", "none"), default="inputs",
                     help="inputs: the transformer takes a low-rank pair (<module>.lora_A [in,r], <module>.lora_B [r,out]) "
                     "at every linear, so any request with or without LoRAs is one run of one session (default, models/tiny); "

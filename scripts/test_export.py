@@ -328,53 +328,63 @@ def test_guidance_moves_latents(tiny):
 
 
 # ----------------------------------------------------------------------------------------------
-# --attention fused: the transformer exported at opset 23 with ONNX `Attention` nodes
+# --attention: models/tiny's transformer is fused (the default: opset 23, ONNX `Attention` nodes);
+# --attention decomposed (opset 20, MatMul/Softmax/MatMul) stays available and must agree with it
 # ----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def fused_transformer(tiny, tmp_path_factory):
-    """The tiny transformer exported with --attention fused (same code path as the CLI)."""
-    out = tmp_path_factory.mktemp("fused")
-    facts = ex.export_all(tiny, out, ex.resolve_precisions("fp32", None), graphs=("transformer",), attention="fused")
-    assert facts["transformer"]["attention"] == "fused"
+def decomposed_transformer(tiny, tmp_path_factory):
+    """The tiny transformer exported with --attention decomposed (same code path as the CLI)."""
+    out = tmp_path_factory.mktemp("decomposed")
+    facts = ex.export_all(tiny, out, ex.resolve_precisions("fp32", None), graphs=("transformer",), attention="decomposed")
+    assert "attention" not in facts["transformer"]
     return out / "transformer.onnx"
 
 
-def test_fused_graph_has_attention_nodes_and_no_softmax(fused_transformer, tiny):
+def test_default_attention_is_fused(decomposed_transformer, tiny, manifest):
+    assert ex.DEFAULT_ATTENTION == "fused"
     blocks = tiny.transformer.config.num_layers + tiny.transformer.config.num_single_layers
-    fused = ex.attention_op_counts(fused_transformer)
-    decomposed = ex.attention_op_counts(TINY / "transformer.onnx")
-    print(f"\n  fused {fused}\n  decomposed {decomposed}")
+    fused = ex.attention_op_counts(TINY / "transformer.onnx")
+    decomposed = ex.attention_op_counts(decomposed_transformer)
+    print(f"\n  fused (models/tiny) {fused}\n  decomposed {decomposed}")
     # Each of the LoRA transformer's two branches (lora_active or not) has one per block.
     assert fused["Attention"] == 2 * blocks and fused["Softmax"] == 0
     assert decomposed["Attention"] == 0 and decomposed["Softmax"] == 2 * blocks
-    io = ex.graph_io_from_file(fused_transformer)
+    io = ex.graph_io_from_file(TINY / "transformer.onnx")
     assert io["opset"] == ex.FUSED_ATTENTION_OPSET
-    # Same graph interface as the decomposed export: the Go pipeline feeds it unchanged.
-    want = ex.graph_io_from_file(TINY / "transformer.onnx")
+    assert manifest["graphs"]["transformer"]["attention"] == "fused"
+    assert manifest["source"]["attention"] == {"mode": "fused", "opset": ex.FUSED_ATTENTION_OPSET, "graphs": ["transformer"]}
+    for g in ex.GRAPH_NAMES:
+        if g not in ex.FUSED_ATTENTION_GRAPHS:
+            assert manifest["graphs"][g]["opset"] == ex.OPSET and "attention" not in manifest["graphs"][g], g
+    # Same graph interface: the Go pipeline feeds either unchanged.
+    want = ex.graph_io_from_file(decomposed_transformer)
+    assert want["opset"] == ex.OPSET
     assert io["inputs"] == want["inputs"] and io["outputs"] == want["outputs"]
 
 
 @pytest.mark.parametrize("batch,h,w", SHAPES)
-def test_fused_transformer_matches_torch_and_decomposed(fused_transformer, batch, h, w, tiny, sessions):
+def test_decomposed_transformer_matches_torch_and_fused(decomposed_transformer, batch, h, w, tiny, sessions):
     module = ex.graph_module("transformer", tiny)
     args = ex.example_inputs("transformer", tiny, torch.float32, batch=batch, h=h, w=w)
     feeds = ex.graph_feeds("transformer", tiny, args)
     with torch.no_grad():
         want = module(*args).numpy()
-    got = ex.ort_session(fused_transformer, threads=1).run(None, feeds)[0]
-    decomposed = sessions["transformer"].run(None, feeds)[0]
-    e_torch, e_dec = rel_err(got, want), rel_err(got, decomposed)
-    print(f"\n  fused transformer B={batch} h={h} w={w}: rel err vs torch {e_torch:.2e}, vs decomposed {e_dec:.2e}")
+    got = ex.ort_session(decomposed_transformer, threads=1).run(None, feeds)[0]
+    fused = sessions["transformer"].run(None, feeds)[0]
+    e_torch, e_fused, e_fused_torch = rel_err(got, want), rel_err(got, fused), rel_err(fused, want)
+    print(f"\n  B={batch} h={h} w={w}: rel err vs torch: decomposed {e_torch:.2e}, fused {e_fused_torch:.2e}; "
+          f"decomposed vs fused {e_fused:.2e}")
     assert got.shape == want.shape
-    assert e_torch < REL_TOL and e_dec < REL_TOL
+    assert e_torch < REL_TOL and e_fused < REL_TOL
 
 
-def test_fused_transformer_replays_reference(fused_transformer):
-    """The denoising loop of every reference case, with the fused DiT, ends on the reference latents."""
+def test_decomposed_transformer_replays_reference(decomposed_transformer):
+    """The denoising loop of every reference case, with the decomposed DiT, ends on the reference
+    latents (test_reference_replayed_with_ort does the same with models/tiny's fused one)."""
     index = json.loads((REFERENCE / "index.json").read_text())
-    dit = ex.ort_session(fused_transformer, threads=1)
+    dit = ex.ort_session(decomposed_transformer, threads=1)
     for case in index["cases"]:
         a = {k: load_array(v) for k, v in case["arrays"].items()}
         n, g, cfg, b = case["num_inference_steps"], case["guidance_scale"], case["cfg"], case["num_images"]
@@ -396,29 +406,31 @@ def test_fused_transformer_replays_reference(fused_transformer):
                 v = vn + np.float32(g) * (v - vn)
             x = (x + (sig[i + 1] - sig[i]) * v).astype(np.float32)
         err = rel_err(x, a["final_latents"])
-        print(f"\n  {case['name']}: fused final latents rel err {err:.2e}")
+        print(f"\n  {case['name']}: decomposed final latents rel err {err:.2e}")
         assert err < 1e-4, (case["name"], err)  # the bound test_reference_replayed_with_ort uses
 
 
-def fused_model_dir(fused_transformer: Path, dst: Path) -> Path:
-    """models/tiny with its transformer replaced by the fused export, manifest updated the way
-    write_manifest writes it (file size/hash, graph opset, attention keys)."""
+def decomposed_model_dir(decomposed_transformer: Path, dst: Path) -> Path:
+    """models/tiny with its transformer replaced by the decomposed export, manifest updated the
+    way write_manifest writes it (file size/hash, graph opset, no attention keys)."""
     import shutil
 
     shutil.copytree(TINY, dst)
-    shutil.copyfile(fused_transformer, dst / "transformer.onnx")
+    shutil.copyfile(decomposed_transformer, dst / "transformer.onnx")
     manifest = json.loads((TINY / "model.json").read_text())
     path = dst / "transformer.onnx"
     manifest["files"]["transformer.onnx"] = {"bytes": path.stat().st_size, "sha256": ex.sha256_file(path)}
-    manifest["graphs"]["transformer"].update(ex.graph_io_from_file(path), attention="fused")
-    manifest["source"]["attention"] = {"mode": "fused", "opset": ex.FUSED_ATTENTION_OPSET, "graphs": ["transformer"]}
+    manifest["graphs"]["transformer"].update(ex.graph_io_from_file(path))
+    del manifest["graphs"]["transformer"]["attention"], manifest["source"]["attention"]
     (dst / "model.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return dst
 
 
-def test_go_pipeline_runs_fused_export(fused_transformer, tmp_path):
-    """`server generate` (Go, ONNX Runtime C library from scripts/install_ort.sh) loads the fused
-    transformer and gives the same image as with the decomposed models/tiny (±1 per channel)."""
+def test_go_pipeline_runs_decomposed_export(decomposed_transformer, tmp_path):
+    """`server generate` (Go, ONNX Runtime C library from scripts/install_ort.sh) loads the
+    decomposed transformer and gives the same image as with the fused models/tiny (±1 per channel).
+    The safety checker is off: the tiny checker flags this image, and a black image compares
+    nothing."""
     import os
     import shutil
     import subprocess
@@ -429,23 +441,24 @@ def test_go_pipeline_runs_fused_export(fused_transformer, tmp_path):
     lib = REPO / ".ort" / "lib" / "libonnxruntime.so"
     if go is None or not lib.exists():
         pytest.skip("needs go and .ort/lib/libonnxruntime.so (make ort)")
-    fused_dir = fused_model_dir(fused_transformer, tmp_path / "tiny-fused")
+    decomposed_dir = decomposed_model_dir(decomposed_transformer, tmp_path / "tiny-decomposed")
     server = tmp_path / "server"
     subprocess.run([go, "build", "-o", str(server), "./cmd/server"], cwd=REPO, check=True)
     env = {**os.environ, "LD_LIBRARY_PATH": str(lib.parent)}
     images = {}
-    for name, models in (("decomposed", TINY), ("fused", fused_dir)):
+    for name, models in (("fused", TINY), ("decomposed", decomposed_dir)):
         out = tmp_path / f"{name}.png"
         run = subprocess.run([str(server), "generate", "-models", str(models), "-ort-lib", str(lib), "-prompt",
                               "a red fox in the snow", "-width", "96", "-height", "64", "-steps", "8", "-guidance", "4",
-                              "-seed", "7", "-threads", "1", "-out", str(out)], cwd=REPO, env=env, capture_output=True,
+                              "-seed", "7", "-threads", "1", "-no-safety-checker", "-out", str(out)], cwd=REPO, env=env,
+                             capture_output=True,
                              text=True, timeout=300)
         assert run.returncode == 0, f"{name}: {run.stderr}"
         images[name] = np.asarray(Image.open(out).convert("RGB")).astype(int)
-    diff = np.abs(images["fused"] - images["decomposed"])
-    print(f"\n  Go generate 96x64, 8 steps: fused vs decomposed image max |diff| {diff.max()}, "
-          f"{(diff > 0).mean():.2e} of values differ; image std {images['decomposed'].std():.1f}")
-    assert images["decomposed"].std() > 5  # a real image, not a flat one
+    diff = np.abs(images["decomposed"] - images["fused"])
+    print(f"\n  Go generate 96x64, 8 steps: decomposed vs fused image max |diff| {diff.max()}, "
+          f"{(diff > 0).mean():.2e} of values differ; image std {images['fused'].std():.1f}")
+    assert images["fused"].std() > 5  # a real image, not a flat one
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
@@ -462,7 +475,8 @@ def tiny_branches(tmp_path_factory):
         path.parent.mkdir()
         ex.export_module(ex.graph_module("transformer", comps), ex.example_inputs("transformer", comps, torch.float32),
                          path, ex.graph_inputs("transformer", comps)[: None if not lora else -1], ("noise_pred",),
-                         ex.dynamic_shapes_for("transformer", comps))
+                         ex.dynamic_shapes_for("transformer", comps),
+                         opset=ex.graph_opset("transformer", ex.DEFAULT_ATTENTION))
         paths[name] = path
     return paths
 

@@ -98,7 +98,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	format := fs.String("format", "png", "output format")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	concurrency := fs.Int("concurrency", 1, "also compare this many requests one at a time with all at once (> 1)")
+	ioBinding := fs.String("io-binding", pipeline.IOBindingOn.String(), "the transformer's inputs and outputs bound on the device (on) or copied by each Run (off); docs/iobinding.md")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ioMode, err := pipeline.ParseIOBinding(*ioBinding)
+	if err != nil {
 		return err
 	}
 	w, h, err := parseSize(*size)
@@ -107,7 +112,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	e, err := pipeline.Open(ctx, pipeline.Config{ModelDir: *models, LibraryPath: *ortLib, Provider: *provider,
-		DeviceID: *deviceID, IntraOpThreads: *threads, Logger: log, MaxConcurrent: max(*concurrency, 1)})
+		DeviceID: *deviceID, IntraOpThreads: *threads, Logger: log, MaxConcurrent: max(*concurrency, 1), IOBinding: ioMode})
 	if err != nil {
 		return err
 	}

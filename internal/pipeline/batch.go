@@ -63,7 +63,8 @@ type ditGroup struct {
 	// The call's tensors, sized for rows, reused while the row count holds;
 	// guarded by exec.
 	rows           int
-	call           *boundRun
+	call           *boundRun // IOBindingOff
+	io             *boundIO  // IOBindingOn
 	hidden, ctxT   *floatTensor
 	pred           *floatTensor
 	timestep       *ort.Tensor[float32]
@@ -267,9 +268,9 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 			g.textOf = append(g.textOf, s.d)
 		}
 	}
-	g.call.final = slices.ContainsFunc(batch, func(s *ditStep) bool { return s.d.final })
+	final := slices.ContainsFunc(batch, func(s *ditStep) bool { return s.d.final })
 	before := g.callTime
-	if err := g.call.run(); err != nil {
+	if err := g.run(sameText, final); err != nil {
 		g.textOf = nil // the tensors' state is unknown
 		return err
 	}
@@ -297,6 +298,34 @@ func (b *ditBatcher) runCall(g *ditGroup, batch []*ditStep) error {
 		off += d.rows()
 	}
 	return nil
+}
+
+// Inputs of the transformer that change with every call, and the text
+// embeddings, which change only with the loops in a call; the others (ids,
+// LoRA inputs) are fixed while the call's rows are.
+const (
+	ditLatentsInput  = "hidden_states"
+	ditTimestepInput = "timestep"
+	ditTextInput     = "encoder_hidden_states"
+)
+
+// run runs the call once its host tensors are written: with io binding, the
+// latents and timesteps (and the text rows when they changed) go to the
+// bound tensors first.
+func (g *ditGroup) run(sameText, final bool) error {
+	if g.io == nil {
+		g.call.final = final
+		return g.call.run()
+	}
+	names := []string{ditLatentsInput, ditTimestepInput}
+	if !sameText {
+		names = append(names, ditTextInput)
+	}
+	if err := g.io.upload(names...); err != nil {
+		return err
+	}
+	g.io.final = final
+	return g.io.run()
 }
 
 // allocate sizes g's tensors for rows and binds the call.
@@ -332,14 +361,22 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 		g.scratch = make([]float32, int(S)*sampler.PackedChannels) // one image's unconditional velocity
 	}
 	inputs := map[string]ort.Value{
-		"hidden_states": g.hidden.value(), "encoder_hidden_states": g.ctxT.value(),
-		"timestep": g.timestep, "img_ids": g.imgIDs, "txt_ids": g.txtIDs,
+		ditLatentsInput: g.hidden.value(), ditTextInput: g.ctxT.value(),
+		ditTimestepInput: g.timestep, "img_ids": g.imgIDs, "txt_ids": g.txtIDs,
 	}
 	if err := g.addLoRA(e, inputs); err != nil {
 		return err
 	}
-	g.call, err = e.dit.bind(&g.callTime, inputs, map[string]ort.Value{"noise_pred": g.pred.value()})
-	if err != nil {
+	outputs := map[string]ort.Value{"noise_pred": g.pred.value()}
+	if e.cfg.IOBinding == IOBindingOn {
+		if g.io, err = e.dit.bindIO(&g.callTime, e.ioPlace, inputs, outputs); err != nil {
+			return err
+		}
+		// The ids and LoRA inputs are written: they go to the device once.
+		if err := g.io.uploadExcept(ditLatentsInput, ditTimestepInput, ditTextInput); err != nil {
+			return err
+		}
+	} else if g.call, err = e.dit.bind(&g.callTime, inputs, outputs); err != nil {
 		return err
 	}
 	g.rows = rows
@@ -348,6 +385,8 @@ func (g *ditGroup) allocate(e *Engine, rows int) (err error) {
 
 // release frees g's tensors. Caller holds g.exec (or g is unreachable).
 func (g *ditGroup) release() {
+	g.io.destroy() // the binding first: it may hold the host tensors
+	g.io = nil
 	for _, t := range []*floatTensor{g.hidden, g.ctxT, g.pred} {
 		if t != nil {
 			_ = t.Destroy()

@@ -16,9 +16,26 @@ import (
 // on an engine with five slots: three of one size (CFG, no CFG, two images
 // with a negative prompt and fewer steps), one of another size, and one
 // that is canceled at step 3. The same-size loops share transformer calls,
-// and every finished image equals the one the request gives alone.
+// and every finished image equals the one the request gives alone. The
+// calls' rows change as loops join and leave, so it runs with each io
+// binding: the host tensors bound, device tensors filled by copies (the
+// GPU's code path, on host memory) and none.
 func TestConcurrentGenerationsShareTransformerCalls(t *testing.T) {
-	e := openTinyWith(t, func(c *Config) { c.MaxConcurrent = 5 })
+	staged := stagedOnHost
+	for _, mode := range []struct {
+		name  string
+		io    IOBinding
+		place *ioPlacement
+	}{{"io_binding", IOBindingOn, nil}, {"io_binding_staged", IOBindingOn, &staged}, {"no_io_binding", IOBindingOff, nil}} {
+		t.Run(mode.name, func(t *testing.T) { concurrentGenerationsShareCalls(t, mode.io, mode.place) })
+	}
+}
+
+func concurrentGenerationsShareCalls(t *testing.T, io IOBinding, place *ioPlacement) {
+	e := openTinyWith(t, func(c *Config) { c.MaxConcurrent, c.IOBinding = 5, io })
+	if place != nil {
+		e.ioPlace = *place
+	}
 	reqs := []engine.Request{
 		{Prompt: "a lighthouse at dusk", GuidanceScale: 5, Steps: 12, Width: 256, Height: 192, NumImages: 1, Seed: 1},
 		{Prompt: "a red fox in snow", GuidanceScale: 1, Steps: 12, Width: 256, Height: 192, NumImages: 1, Seed: 2},

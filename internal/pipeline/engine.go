@@ -57,7 +57,11 @@ type Config struct {
 	// MemoryRelease is what happens to the memory a request grew (default
 	// ReleaseShrink; see memory.go).
 	MemoryRelease MemoryRelease
-	Logger        zerolog.Logger
+	// IOBinding is how the denoising loop's transformer calls bind their
+	// inputs and outputs (default IOBindingOn: device-resident on a GPU;
+	// see iobind.go).
+	IOBinding IOBinding
+	Logger    zerolog.Logger
 }
 
 // Engine runs FLUX.2 [klein] graphs with ONNX Runtime. Up to
@@ -89,7 +93,9 @@ type Engine struct {
 	// lastORTTime is the time the last finished generation spent inside
 	// ONNX Runtime Run calls (benchmarks read it).
 	lastORTTime atomic.Int64
-	log         zerolog.Logger
+	// ioPlace is where the transformer's bound values live (IOBindingOn).
+	ioPlace ioPlacement
+	log     zerolog.Logger
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -117,6 +123,9 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	if cfg.ReferenceCacheBytes <= 0 {
 		cfg.ReferenceCacheBytes = DefaultReferenceCacheBytes
+	}
+	if cfg.IOBinding != IOBindingOn && cfg.IOBinding != IOBindingOff {
+		return nil, fmt.Errorf("unknown io binding %d (want IOBindingOn or IOBindingOff)", int(cfg.IOBinding))
 	}
 	lib, err := findLibrary(cfg.LibraryPath)
 	if err != nil {
@@ -198,6 +207,15 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	if err := e.setupMemoryRelease(lib); err != nil {
 		return nil, err
+	}
+	if cfg.IOBinding == IOBindingOn {
+		if err := loadORTAPI(lib); err != nil {
+			return nil, err
+		}
+		if err := e.dit.checkIOBinding(); err != nil {
+			return nil, err
+		}
+		e.ioPlace = placementFor(cfg.Provider, cfg.DeviceID)
 	}
 	e.info = engine.Info{
 		Model: man.Name, Variant: man.Variant, Provider: cfg.Provider, Precision: man.Precision,

@@ -81,22 +81,33 @@ func newShrinkOptions(lib, provider string, deviceID int) (*ort.RunOptions, erro
 
 // runSession runs the graph; a final Run (the graph's last of a request)
 // shrinks the session's arenas when the engine releases memory that way.
-// Should ONNX Runtime refuse the shrink option (it validates it before
-// running: an arena it does not find), the Run is repeated without it and
-// the graph stops asking, so that a provider without the expected arenas
-// costs memory, not requests.
 func (g *graphSession) runSession(in, out []ort.Value, final bool) error {
+	return g.runShrinking(final, func(ro *ort.RunOptions) error {
+		if ro == nil {
+			return g.sess.Run(in, out)
+		}
+		return g.sess.RunWithOptions(in, out, ro)
+	})
+}
+
+// runShrinking calls run once: with nil run options, or, for a final Run of
+// a graph that shrinks its arenas, with the shrinking ones. Should ONNX
+// Runtime refuse the shrink option (it validates it before running: an
+// arena it does not find), the Run is repeated without it and the graph
+// stops asking, so that a provider without the expected arenas costs
+// memory, not requests.
+func (g *graphSession) runShrinking(final bool, run func(ro *ort.RunOptions) error) error {
 	ro := g.shrink
 	if !final || ro == nil || g.noShrink.Load() {
 		g.grown.Store(ro != nil)
-		return g.sess.Run(in, out)
+		return run(nil)
 	}
-	err := g.sess.RunWithOptions(in, out, ro)
+	err := run(ro)
 	if err == nil || !strings.Contains(err.Error(), "arena") {
 		g.grown.Store(false)
 		return err
 	}
-	if err := g.sess.Run(in, out); err != nil {
+	if err := run(nil); err != nil {
 		return err
 	}
 	g.noShrink.Store(true)

@@ -53,6 +53,10 @@ static char* ks_add_run_config_entry(void* options, const char* key, const char*
 	return msg;
 }
 
+// ks_api_table hands the table to the other files' C code (iobind_cgo.go):
+// a static is per file.
+static void* const* ks_api_table(void) { return ks_api; }
+
 static void ks_malloc_trim(void) {
 #ifdef __GLIBC__
 	malloc_trim(0);
@@ -116,7 +120,7 @@ func addRunConfigEntry(ro *ort.RunOptions, key, value string) error {
 	if ro == nil {
 		return errors.New("run options: nil")
 	}
-	ptr := *(*unsafe.Pointer)(unsafe.Pointer(ro))
+	ptr := runOptionsPointer(ro)
 	if ptr == nil {
 		return errors.New("run options: not initialised")
 	}
@@ -135,6 +139,13 @@ func addRunConfigEntry(ro *ort.RunOptions, key, value string) error {
 		return fmt.Errorf("run option %q: %s", key, C.GoString(msg))
 	}
 	return nil
+}
+
+// ortAPITable is the OrtApi table loadORTAPI found (nil before).
+func ortAPITable() unsafe.Pointer {
+	ortAPI.Lock()
+	defer ortAPI.Unlock()
+	return unsafe.Pointer(C.ks_api_table())
 }
 
 // mallocTrim hands the C heap's free pages back to the system (glibc only;

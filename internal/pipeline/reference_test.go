@@ -253,6 +253,7 @@ func TestReferencePipeline(t *testing.T) {
 					d := int(pix[i]) - int(wantPix[k*n+i])
 					worst = max(worst, d, -d)
 				}
+				t.Logf("image %d: max channel difference %d/255", k, worst)
 				if worst > 1 {
 					t.Fatalf("image %d: max channel difference %d > 1", k, worst)
 				}

@@ -64,6 +64,7 @@ func TestSeedParityWithDiffusers(t *testing.T) {
 					d := int(got[i]) - int(ref[i])
 					worst = max(worst, d, -d)
 				}
+				t.Logf("image %d: max channel difference %d/255", k, worst)
 				if worst > 1 {
 					t.Fatalf("image %d differs by %d/255", k, worst)
 				}

@@ -69,7 +69,7 @@ export -f unpack
 step unpack 5 unpack
 [ -f "$P/config.env" ] || { echo "gpu_check: payload incomplete; see $LOG" >&2; cat "$LOG" >&2; exit 1; }
 # shellcheck disable=SC1091
-. "$P/config.env"   # PROVIDER SIZES ACCELS STEPS RUNS WARMUP PEAK_TFLOPS PEAK_SOURCE PSNR_SIZE ANCHOR FUSED
+. "$P/config.env"   # PROVIDER SIZES ACCELS STEPS RUNS WARMUP PEAK_TFLOPS PEAK_SOURCE PSNR_SIZE ANCHOR DECOMPOSED
 BIN="$P/bin"
 ORT_LIB="$P/ort/libonnxruntime.so"
 
@@ -126,9 +126,9 @@ EOF
 export -f matmul
 [ "$PROVIDER" = cuda ] && step matmul 10 matmul
 
-bench() { # SIZE ACCEL MODEL LABEL
+bench() { # SIZE ACCEL MODEL LABEL [more cmd/bench flags]
   "$BIN/bench" -models "$3" -provider "$PROVIDER" -ort-lib "$ORT_LIB" -size "$1" -steps "$STEPS" -acceleration "$2" \
-    -runs "$RUNS" -warmup "$WARMUP" -peak-tflops "$PEAK_TFLOPS" -json "$RES/bench-$4.json"
+    -runs "$RUNS" -warmup "$WARMUP" -peak-tflops "$PEAK_TFLOPS" -json "$RES/bench-$4.json" "${@:5}"
 }
 export -f bench
 for size in $SIZES; do
@@ -159,9 +159,16 @@ tolerance() {
 export -f tolerance
 step "tiny gpu vs cpu" 20 tolerance
 
-if [ -n "${FUSED:-}" ] && [ -d "$P/models/klein-fused" ]; then
+# The transformer's I/O copied by every Run (no io binding), once, against the default above.
+for size in $SIZES; do
+  step "bench $size none io-binding-off" 40 bench "$size" none "$MODEL" "$size-none-io-binding-off" -io-binding off
+  break
+done
+
+# The --attention decomposed transformer, once, against the default (fused) one above.
+if [ -n "${DECOMPOSED:-}" ] && [ -d "$P/models/klein-decomposed" ]; then
   for size in $SIZES; do
-    step "bench $size none fused" 40 bench "$size" none "$P/models/klein-fused" "$size-none-fused"
+    step "bench $size none decomposed" 40 bench "$size" none "$P/models/klein-decomposed" "$size-none-decomposed"
     break # the first size is enough to compare the attention exports
   done
 fi

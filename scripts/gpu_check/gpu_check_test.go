@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,6 +67,20 @@ x [V:onnxruntime:, session_state.cc:1385 VerifyEachNodeIsAssignedToAnEp]   Mul (
 	all := "x [V:onnxruntime:, session_state.cc:1383 VerifyEachNodeIsAssignedToAnEp]  All nodes placed on [CUDAExecutionProvider]. Number of nodes: 7\n"
 	if p, err := parsePlacement("g", []byte(all)); err != nil || p.CUDA != 7 || !p.Covered() {
 		t.Fatalf("all on CUDA: %+v %v", p, err)
+	}
+	// Two branches each with an optimiser-made node "Gather": the one
+	// forced to the CPU does not excuse the other.
+	twins := `x [I:onnxruntime:, fallback_cpu_capability.cc:167 GetCpuPreferredNodes] ORT optimization- Force fallback to CPU execution for node: Gather because the CPU execution path is deemed faster
+x [V:onnxruntime:, session_state.cc:1383 VerifyEachNodeIsAssignedToAnEp]  Node(s) placed on [CPUExecutionProvider]. Number of nodes: 2
+x [V:onnxruntime:, session_state.cc:1385 VerifyEachNodeIsAssignedToAnEp]   Gather (Gather)
+x [V:onnxruntime:, session_state.cc:1385 VerifyEachNodeIsAssignedToAnEp]   Gather (Gather)
+x [V:onnxruntime:, session_state.cc:1383 VerifyEachNodeIsAssignedToAnEp]  Node(s) placed on [CUDAExecutionProvider]. Number of nodes: 1
+x [V:onnxruntime:, session_state.cc:1385 VerifyEachNodeIsAssignedToAnEp]   If (lora_or_base)
+`
+	p, err = parsePlacement("g", []byte(twins))
+	if err != nil || len(p.CPUPreferred) != 1 || len(p.NoKernel) != 1 || p.Covered() ||
+		len(p.ControlFlow) != 1 || p.ControlFlow[0].EP != "CUDAExecutionProvider" {
+		t.Fatalf("twins: %+v %v", p, err)
 	}
 	if _, err := parsePlacement("g", []byte("no placement here\n")); err == nil {
 		t.Fatal("a log without placement passed")
@@ -160,7 +175,7 @@ func TestCompareImages(t *testing.T) {
 }
 
 // TestCUDAPlacement is the CUDA coverage check: every committed tiny
-// skeleton (bf16 and fp16, decomposed and fused attention) is filled and
+// skeleton (bf16 and fp16, fused attention and decomposed) is filled and
 // opened with ONNX Runtime 1.30's CUDA provider on fake CUDA libraries, and
 // no node that computes data may be left without a CUDA kernel.
 func TestCUDAPlacement(t *testing.T) {
@@ -189,9 +204,25 @@ func TestCUDAPlacement(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range ps {
-				t.Logf("%s: %d nodes on CUDA, %d shape nodes on CPU", filepath.Base(p.Graph), p.CUDA, len(p.CPUPreferred))
+				name := filepath.Base(p.Graph)
+				t.Logf("%s: %d nodes on CUDA, %d shape nodes on CPU", name, p.CUDA, len(p.CPUPreferred))
 				if p.CUDA == 0 || !p.Covered() {
-					t.Errorf("%s: not on CUDA: %v %v", filepath.Base(p.Graph), p.NoKernel, p.Other)
+					t.Errorf("%s: not on CUDA: %v %v", name, p.NoKernel, p.Other)
+				}
+				for _, n := range p.ControlFlow {
+					if n.EP != "CUDAExecutionProvider" {
+						t.Errorf("%s: %s %s on %s", name, n.Op, n.Name, n.EP)
+					}
+				}
+				for _, sc := range p.Scopes {
+					t.Logf("  %s: %d on CUDA, %d shape nodes on CPU, %d without a CUDA kernel", sc.Scope, sc.CUDA, sc.CPUPreferred, sc.NoKernel)
+					if sc.Scope != AddedScope && sc.CUDA == 0 {
+						t.Errorf("%s: no node of %s on CUDA (were its nodes placed?)", name, sc.Scope)
+					}
+				}
+				// The transformer's LoRA switch: one If over two branches.
+				if name == "transformer.onnx" && (len(p.ControlFlow) != 1 || p.ControlFlow[0].Op != "If" || len(p.Scopes) < 3) {
+					t.Errorf("%s: want the If(lora_active) and its two branches, got %+v %+v", name, p.ControlFlow, p.Scopes)
 				}
 			}
 		})
@@ -306,13 +337,13 @@ func TestDryRun(t *testing.T) {
 		status[s.Name] = s.Status
 	}
 	for _, name := range []string{"unpack", "fill", "bench 64x64 none", "bench 64x64 regular", "bench 64x64 high",
-		"bench 64x96 none", "bench 64x96 regular", "bench 64x96 high", "psnr high vs none", "tiny gpu vs cpu", "bench 64x64 none fused"} {
+		"bench 64x96 none", "bench 64x96 regular", "bench 64x96 high", "psnr high vs none", "tiny gpu vs cpu", "bench 64x64 none io-binding-off", "bench 64x64 none decomposed"} {
 		if status[name] != "ok" {
 			log, _ := os.ReadFile(filepath.Join(out, "gpu-check.log"))
 			t.Fatalf("step %q: %q, want ok\n%s", name, status[name], tail(log, 40))
 		}
 	}
-	if len(r.Bench) != 7 || r.Bench[0].EndToEndS <= 0 || r.Bench[0].StepS <= 0 {
+	if len(r.Bench) != 8 || r.Bench[0].EndToEndS <= 0 || r.Bench[0].StepS <= 0 {
 		t.Fatalf("bench rows: %+v", r.Bench)
 	}
 	if r.Tolerance == nil || r.Tolerance.MaxDiff != 0 || !strings.HasPrefix(r.Verdicts["tiny_gpu_vs_cpu"], "pass") {
@@ -327,60 +358,161 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
-// onnxModel encodes a one-input ONNX model (opset 20) of float tensors of
-// shape dims whose nodes are [op, input, output, name] (field numbers of
-// onnx.proto's ModelProto, GraphProto, NodeProto and ValueInfoProto).
-func onnxModel(dims []int64, input string, outputs []string, nodes [][4]string) []byte {
-	msg := func(field protowire.Number, body []byte) []byte {
-		return protowire.AppendBytes(protowire.AppendTag(nil, field, protowire.BytesType), body)
-	}
-	str := func(field protowire.Number, s string) []byte { return msg(field, []byte(s)) }
-	varint := func(field protowire.Number, v uint64) []byte {
-		return protowire.AppendVarint(protowire.AppendTag(nil, field, protowire.VarintType), v)
-	}
-	valueInfo := func(name string) []byte {
-		var shape []byte
-		for _, d := range dims {
-			shape = append(shape, msg(1, varint(1, uint64(d)))...) // TensorShapeProto.dim{dim_value}
+// pbValue is a graph input or output: a tensor of ONNX element type elem
+// (1 float, 9 bool) and shape dims (nil: no shape).
+type pbValue struct {
+	name string
+	elem uint64
+	dims []int64
+}
+
+// pbNode is a node with its GRAPH attributes, in order.
+type pbNode struct {
+	op, name  string
+	in, out   []string
+	subgraphs []pbSubgraph
+}
+
+type pbSubgraph struct {
+	attr  string
+	graph []byte
+}
+
+func pbMsg(field protowire.Number, body []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, field, protowire.BytesType), body)
+}
+
+func pbString(field protowire.Number, s string) []byte { return pbMsg(field, []byte(s)) }
+
+func pbVarint(field protowire.Number, v uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, field, protowire.VarintType), v)
+}
+
+// pbGraph encodes a GraphProto (field numbers of onnx.proto's GraphProto,
+// NodeProto, AttributeProto and ValueInfoProto).
+func pbGraph(name string, nodes []pbNode, inputs, outputs []pbValue) []byte {
+	valueInfo := func(v pbValue) []byte {
+		tensor := pbVarint(1, v.elem) // elem_type
+		if v.dims != nil {
+			var shape []byte
+			for _, d := range v.dims {
+				shape = append(shape, pbMsg(1, pbVarint(1, uint64(d)))...) // TensorShapeProto.dim{dim_value}
+			}
+			tensor = append(tensor, pbMsg(2, shape)...)
 		}
-		tensor := append(varint(1, 1), msg(2, shape)...) // elem_type FLOAT, shape
-		return append(str(1, name), msg(2, msg(1, tensor))...)
+		return append(pbString(1, v.name), pbMsg(2, pbMsg(1, tensor))...)
 	}
 	var graph []byte
 	for _, n := range nodes {
-		node := append(append(append(str(1, n[1]), str(2, n[2])...), str(3, n[3])...), str(4, n[0])...)
-		graph = append(graph, msg(1, node)...)
+		var node []byte
+		for _, in := range n.in {
+			node = append(node, pbString(1, in)...)
+		}
+		for _, out := range n.out {
+			node = append(node, pbString(2, out)...)
+		}
+		node = append(append(node, pbString(3, n.name)...), pbString(4, n.op)...)
+		for _, sub := range n.subgraphs {
+			// AttributeProto{name, g, type GRAPH}
+			node = append(node, pbMsg(5, append(append(pbString(1, sub.attr), pbMsg(6, sub.graph)...), pbVarint(20, 5)...))...)
+		}
+		graph = append(graph, pbMsg(1, node)...)
 	}
-	graph = append(graph, str(2, "gpu_check_test")...)
-	graph = append(graph, msg(11, valueInfo(input))...)
-	for _, o := range outputs {
-		graph = append(graph, msg(12, valueInfo(o))...)
+	graph = append(graph, pbString(2, name)...)
+	for _, v := range inputs {
+		graph = append(graph, pbMsg(11, valueInfo(v))...)
 	}
-	model := varint(1, 10) // ir_version
-	model = append(model, msg(7, graph)...)
-	return append(model, msg(8, append(str(1, ""), varint(2, 20)...))...)
+	for _, v := range outputs {
+		graph = append(graph, pbMsg(12, valueInfo(v))...)
+	}
+	return graph
 }
 
-// TestCUDAPlacementFails shows the check failing: Det has no CUDA kernel
-// in ONNX Runtime 1.30 (its CPU kernel runs instead), Relu has one.
-func TestCUDAPlacementFails(t *testing.T) {
+// pbModel wraps a graph in a ModelProto (IR 10, opset 20).
+func pbModel(graph []byte) []byte {
+	model := pbVarint(1, 10) // ir_version
+	model = append(model, pbMsg(7, graph)...)
+	return append(model, pbMsg(8, append(pbString(1, ""), pbVarint(2, 20)...))...)
+}
+
+// fakeCUDAPlacement opens graph with ONNX Runtime's CUDA provider on fake
+// CUDA libraries and returns the placement.
+func fakeCUDAPlacement(t *testing.T, graph string) Placement {
+	t.Helper()
 	lib := gpuLibrary(t)
 	testenv.RequireTool(t, "cc")
 	shims := t.TempDir()
 	if err := buildShims(filepath.Join(filepath.Dir(lib), "libonnxruntime_providers_cuda.so"), shims, 1); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "det.onnx")
-	model := onnxModel([]int64{2, 3, 3}, "x", []string{"det", "y"}, [][4]string{{"Det", "x", "det", "det_node"}, {"Relu", "x", "y", "relu_node"}})
-	if err := os.WriteFile(path, model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ps, err := runPlacement(context.Background(), lib, 0, []string{"LD_LIBRARY_PATH=" + shims}, []string{path})
+	ps, err := runPlacement(context.Background(), lib, 0, []string{"LD_LIBRARY_PATH=" + shims}, []string{graph})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 1 || ps[0].Covered() || len(ps[0].NoKernel) != 1 || ps[0].NoKernel[0] != (Node{"Det", "det_node"}) {
-		t.Fatalf("want Det reported without a CUDA kernel, got %+v", ps)
+	if len(ps) != 1 {
+		t.Fatalf("want one placement, got %+v", ps)
+	}
+	return ps[0]
+}
+
+// TestCUDAPlacementFails shows the check failing: Det has no CUDA kernel
+// in ONNX Runtime 1.30 (its CPU kernel runs instead), Relu has one.
+func TestCUDAPlacementFails(t *testing.T) {
+	x := pbValue{"x", 1, []int64{2, 3, 3}}
+	path := filepath.Join(t.TempDir(), "det.onnx")
+	model := pbModel(pbGraph("gpu_check_test", []pbNode{
+		{op: "Det", name: "det_node", in: []string{"x"}, out: []string{"det"}},
+		{op: "Relu", name: "relu_node", in: []string{"x"}, out: []string{"y"}},
+	}, []pbValue{x}, []pbValue{{"det", 1, []int64{2}}, {"y", 1, []int64{2, 3, 3}}}))
+	if err := os.WriteFile(path, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := fakeCUDAPlacement(t, path)
+	if p.Covered() || len(p.NoKernel) != 1 || p.NoKernel[0] != (Node{"Det", "det_node"}) {
+		t.Fatalf("want Det reported without a CUDA kernel, got %+v", p)
+	}
+}
+
+// TestCUDAPlacementFailsInBranch shows that the check reads the branches
+// of an If: the If has a CUDA kernel and is placed on CUDA, but the Det in
+// its then branch has none, and the check fails naming it (and its graph).
+// The transformer's LoRA switch is such an If.
+func TestCUDAPlacementFailsInBranch(t *testing.T) {
+	x := pbValue{"x", 1, []int64{2, 3, 3}}
+	then := pbGraph("then", []pbNode{
+		{op: "Relu", name: "then_relu", in: []string{"x"}, out: []string{"r"}},
+		{op: "Det", name: "then_det", in: []string{"r"}, out: []string{"y_then"}},
+	}, nil, []pbValue{{"y_then", 1, nil}})
+	els := pbGraph("else", []pbNode{
+		{op: "Abs", name: "else_abs", in: []string{"x"}, out: []string{"a"}},
+		{op: "ReduceSum", name: "else_sum", in: []string{"a"}, out: []string{"y_else"}},
+	}, nil, []pbValue{{"y_else", 1, nil}})
+	path := filepath.Join(t.TempDir(), "if.onnx")
+	model := pbModel(pbGraph("gpu_check_test", []pbNode{
+		{op: "If", name: "switch", in: []string{"c"}, out: []string{"y"},
+			subgraphs: []pbSubgraph{{"then_branch", then}, {"else_branch", els}}},
+	}, []pbValue{x, {"c", 9, []int64{1}}}, []pbValue{{"y", 1, nil}}))
+	if err := os.WriteFile(path, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := fakeCUDAPlacement(t, path)
+	if len(p.ControlFlow) != 1 || p.ControlFlow[0].Name != "switch" || p.ControlFlow[0].EP != "CUDAExecutionProvider" {
+		t.Fatalf("want the If on CUDA, got %+v", p.ControlFlow)
+	}
+	if p.Covered() || len(p.NoKernel) != 1 || p.NoKernel[0] != (Node{"Det", "then_det"}) {
+		t.Fatalf("want the branch's Det reported without a CUDA kernel, got %+v", p)
+	}
+	want := []ScopeCount{
+		{Scope: MainScope, CUDA: 1},
+		{Scope: "If switch.then_branch", CUDA: 1, NoKernel: 1},
+		{Scope: "If switch.else_branch", CUDA: 2},
+		{Scope: AddedScope, CUDA: 1}, // the copy of Det's input to the host
+	}
+	if !slices.Equal(p.Scopes, want) {
+		t.Fatalf("scopes %+v, want %+v", p.Scopes, want)
+	}
+	if v := verdicts(Report{Placement: []Placement{p}}); v["cuda_coverage"] != "FAIL: not on CUDA: if.onnx: Det (then_det)" {
+		t.Fatalf("verdict %q", v["cuda_coverage"])
 	}
 }
 

@@ -29,7 +29,9 @@ type Node struct {
 }
 
 // Placement is where ONNX Runtime put the nodes of one graph with the CUDA
-// provider first.
+// provider first. ONNX Runtime places and lists the nodes of subgraphs (the
+// branches of an If) with the main graph's, so every count here covers
+// them; Scopes splits the counts by the graph of the file a node is in.
 type Placement struct {
 	Graph string `json:"graph"`
 	CUDA  int    `json:"cuda_nodes"`
@@ -42,10 +44,47 @@ type Placement struct {
 	NoKernel []Node `json:"no_cuda_kernel"`
 	// Other are nodes on any other provider for any other reason.
 	Other []Node `json:"other"`
+	// Scopes are the counts per graph of the file (MainScope, then each
+	// subgraph); only for files with subgraphs.
+	Scopes []ScopeCount `json:"scopes,omitempty"`
+	// ControlFlow are the nodes that hold subgraphs (If, Loop, Scan) and the
+	// provider each runs on.
+	ControlFlow []PlacedNode `json:"control_flow,omitempty"`
+
+	nodes []PlacedNode // every placed node, in the log's order
+}
+
+// PlacedNode is a node and the execution provider ONNX Runtime gave it.
+type PlacedNode struct {
+	Node
+	EP    string `json:"ep"`
+	class nodeClass
+}
+
+type nodeClass int
+
+const (
+	onCUDA nodeClass = iota
+	cpuPreferred
+	noKernel
+	other
+)
+
+// ScopeCount counts the placed nodes of one graph of the file.
+type ScopeCount struct {
+	Scope        string `json:"scope"`
+	CUDA         int    `json:"cuda_nodes"`
+	CPUPreferred int    `json:"cpu_preferred"`
+	NoKernel     int    `json:"no_cuda_kernel"` // NoKernel and Other
 }
 
 // Covered says whether every node that computes data runs on CUDA.
 func (p Placement) Covered() bool { return len(p.NoKernel) == 0 && len(p.Other) == 0 }
+
+// controlFlowOps are the ops that hold subgraphs. Such a node's own
+// placement says nothing about its subgraphs' nodes: ONNX Runtime places
+// those one by one, like the main graph's.
+var controlFlowOps = map[string]bool{"If": true, "Loop": true, "Scan": true}
 
 var (
 	placedOn   = regexp.MustCompile(`(?:Node\(s\)|All nodes) placed on \[(\w+)\]\. Number of nodes: (\d+)`)
@@ -56,7 +95,11 @@ var (
 // parsePlacement reads the verbose ONNX Runtime log of one session.
 func parsePlacement(graph string, log []byte) (Placement, error) {
 	p := Placement{Graph: graph}
-	forced := map[string]bool{}
+	// Counted, not a set: two subgraphs may hold nodes of one name (ONNX
+	// Runtime names the nodes its optimisations make without the branch),
+	// and a name forced to the CPU in one must not excuse its twin in the
+	// other.
+	forced := map[string]int{}
 	var onEP string
 	seen := false
 	sc := bufio.NewScanner(bytes.NewReader(log))
@@ -64,7 +107,7 @@ func parsePlacement(graph string, log []byte) (Placement, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		if m := forcedCPU.FindStringSubmatch(line); m != nil {
-			forced[m[1]] = true
+			forced[m[1]]++
 			continue
 		}
 		if m := placedOn.FindStringSubmatch(line); m != nil {
@@ -77,18 +120,28 @@ func parsePlacement(graph string, log []byte) (Placement, error) {
 			continue
 		}
 		m := placedNode.FindStringSubmatch(line)
-		if m == nil || onEP == "CUDAExecutionProvider" {
+		if m == nil {
 			continue
 		}
-		n := Node{Op: m[1], Name: m[2]}
+		n := PlacedNode{Node: Node{Op: m[1], Name: m[2]}, EP: onEP}
 		switch {
-		case onEP == "CPUExecutionProvider" && forced[n.Name]:
-			p.CPUPreferred = append(p.CPUPreferred, n)
+		case onEP == "CUDAExecutionProvider":
+			n.class = onCUDA
+		case onEP == "CPUExecutionProvider" && forced[n.Name] > 0:
+			forced[n.Name]--
+			n.class = cpuPreferred
+			p.CPUPreferred = append(p.CPUPreferred, n.Node)
 		case onEP == "CPUExecutionProvider":
 			// Not offered to CUDA (no kernel for its op, opset or types).
-			p.NoKernel = append(p.NoKernel, n)
+			n.class = noKernel
+			p.NoKernel = append(p.NoKernel, n.Node)
 		default:
-			p.Other = append(p.Other, n)
+			n.class = other
+			p.Other = append(p.Other, n.Node)
+		}
+		p.nodes = append(p.nodes, n)
+		if controlFlowOps[n.Op] {
+			p.ControlFlow = append(p.ControlFlow, n)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -98,6 +151,42 @@ func parsePlacement(graph string, log []byte) (Placement, error) {
 		return p, fmt.Errorf("%s: ONNX Runtime logged no node placement", graph)
 	}
 	return p, nil
+}
+
+// splitScopes fills p.Scopes from the graph scope of each node name
+// (graphScopes), when the file has subgraphs.
+func (p *Placement) splitScopes(scopeOf map[string]string, order []string) {
+	if len(order) < 2 {
+		return
+	}
+	counts := map[string]*ScopeCount{}
+	for _, s := range append(order, severalScopes, AddedScope) {
+		counts[s] = &ScopeCount{Scope: s}
+	}
+	for _, n := range p.nodes {
+		scope, ok := scopeOf[n.Name]
+		if !ok {
+			scope = AddedScope
+		}
+		c := counts[scope]
+		switch n.class {
+		case onCUDA:
+			c.CUDA++
+		case cpuPreferred:
+			c.CPUPreferred++
+		default:
+			c.NoKernel++
+		}
+	}
+	p.Scopes = nil
+	for _, s := range order { // every graph of the file, even one left without nodes
+		p.Scopes = append(p.Scopes, *counts[s])
+	}
+	for _, s := range []string{severalScopes, AddedScope} {
+		if c := counts[s]; c.CUDA+c.CPUPreferred+c.NoKernel > 0 {
+			p.Scopes = append(p.Scopes, *c)
+		}
+	}
 }
 
 // runPlacement opens each graph with the CUDA provider in a child process
@@ -122,6 +211,11 @@ func runPlacement(ctx context.Context, ortLib string, device int, env []string, 
 		if err != nil {
 			return out, fmt.Errorf("%w\n%s", err, tail(log, 20))
 		}
+		scopeOf, order, err := graphScopes(p.Graph)
+		if err != nil {
+			return out, err
+		}
+		p.splitScopes(scopeOf, order)
 		out = append(out, p)
 	}
 	if runErr != nil || len(out) != len(graphs) {

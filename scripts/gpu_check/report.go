@@ -283,6 +283,9 @@ func writeMarkdown(w io.Writer, r Report) {
 		fmt.Fprintf(w, "\n## Node placement (ONNX Runtime, CUDA provider)\n\n| graph | on CUDA | shape nodes on CPU | not on CUDA |\n|---|---|---|---|\n")
 		for _, p := range r.Placement {
 			fmt.Fprintf(w, "| %s | %d | %d | %d |\n", filepath.Base(p.Graph), p.CUDA, len(p.CPUPreferred), len(p.NoKernel)+len(p.Other))
+			for _, sc := range p.Scopes { // the same nodes, by the graph of the file they are in
+				fmt.Fprintf(w, "| %s › %s | %d | %d | %d |\n", filepath.Base(p.Graph), sc.Scope, sc.CUDA, sc.CPUPreferred, sc.NoKernel)
+			}
 		}
 	}
 	if len(r.Anchor) > 0 {

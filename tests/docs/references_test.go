@@ -55,7 +55,7 @@ func scanned(rel string) bool {
 // that are never committed.
 var made = []string{"models/klein-4b-base", "models/klein-4b-random", "models/klein-4b-base-random",
 	"models/klein-4b-distilled", "models/klein-9b-base", "models/klein-9b-distilled",
-	"models/klein", "models/klein-fused"}
+	"models/klein", "models/klein-decomposed"}
 
 // walkSkip are directories never listed when git is unavailable.
 var walkSkip = map[string]bool{".git": true, "node_modules": true, ".cache": true, ".venv": true, ".ort": true}
