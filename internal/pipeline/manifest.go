@@ -4,14 +4,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // ManifestFile is the name of the manifest inside a model directory.
 const ManifestFile = "model.json"
+
+// TokenizerDir is the tokenizer's folder in a model directory
+// (vocab.json, merges.txt, tokenizer_config.json).
+const TokenizerDir = "tokenizer"
 
 // Graph names of a model directory.
 const (
@@ -42,6 +50,14 @@ type Manifest struct {
 	// (or mimics, for a tiny model). It is absent from a 4B Base export, so
 	// nil means 4B Base: docs/variants.md.
 	Checkpoint *CheckpointSpec `json:"checkpoint,omitempty"`
+	// Shared lets the directory take files from another one instead of
+	// holding copies: it maps a name of Files, or a folder of them
+	// ("tokenizer"), to the place of those bytes, a slash-separated path
+	// relative to the model directory ("../tiny/tokenizer"). Files still
+	// pins their sizes and checksums. The committed tiny variants share
+	// what is byte-identical across them; an export of real weights is
+	// self-contained and has none (models/README.md). Read it through Path.
+	Shared map[string]string `json:"shared,omitempty"`
 }
 
 // CheckpointSpec is model.json's checkpoint: one of the four published
@@ -139,7 +155,8 @@ type FileID struct {
 	SHA256 string `json:"sha256"`
 }
 
-// LoadManifest reads and checks dir/model.json.
+// LoadManifest reads and checks dir/model.json, and that every path of its
+// Shared exists with the sizes Files gives.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	raw, err := os.ReadFile(path)
@@ -153,7 +170,118 @@ func LoadManifest(dir string) (*Manifest, error) {
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
+	if err := m.checkShared(dir); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
 	return &m, nil
+}
+
+// Path is where the model directory dir keeps name, a file of Files or a
+// folder such as TokenizerDir: dir/name, or where Shared says it is.
+func (m *Manifest) Path(dir, name string) string {
+	if key, rest, ok := m.sharedKey(name); ok {
+		return filepath.Join(dir, filepath.FromSlash(m.Shared[key]), filepath.FromSlash(rest))
+	}
+	return filepath.Join(dir, filepath.FromSlash(name))
+}
+
+// sharedKey finds the key of Shared that covers name: name itself, or the
+// folder holding it (rest is then the path below that folder). check
+// refuses nested keys, so at most one matches.
+func (m *Manifest) sharedKey(name string) (key, rest string, ok bool) {
+	if _, ok := m.Shared[name]; ok {
+		return name, "", true
+	}
+	for key := range m.Shared {
+		if rest, ok := strings.CutPrefix(name, key+"/"); ok {
+			return key, rest, true
+		}
+	}
+	return "", "", false
+}
+
+// sharedFiles is the names of Files that key of Shared covers, sorted.
+func (m *Manifest) sharedFiles(key string) []string {
+	var names []string
+	for name := range m.Files {
+		if name == key || strings.HasPrefix(name, key+"/") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// checkSharedSyntax checks Shared without the file system: local keys that
+// name what Files pins, relative targets, no key inside another, and a
+// shared graph's external data shared along with it (ONNX Runtime reads it
+// from beside the graph it opens).
+func (m *Manifest) checkSharedSyntax() []error {
+	var errs []error
+	keys := slices.Sorted(maps.Keys(m.Shared))
+	for _, key := range keys {
+		target := m.Shared[key]
+		switch {
+		case key == "" || path.Clean(key) != key || strings.Contains(key, `\`) || !filepath.IsLocal(filepath.FromSlash(key)):
+			errs = append(errs, fmt.Errorf("shared %q: the key must be a clean slash-separated path inside the model directory", key))
+			continue
+		case len(m.sharedFiles(key)) == 0:
+			errs = append(errs, fmt.Errorf("shared %q: no file of files is %q or inside it", key, key))
+		}
+		switch {
+		case target == "":
+			errs = append(errs, fmt.Errorf("shared %q: empty path", key))
+		case path.IsAbs(target) || filepath.IsAbs(filepath.FromSlash(target)) || filepath.VolumeName(filepath.FromSlash(target)) != "":
+			errs = append(errs, fmt.Errorf("shared %q: path %q is absolute; it must be relative to the model directory", key, target))
+		case strings.Contains(target, `\`) || path.Clean(target) != target:
+			errs = append(errs, fmt.Errorf("shared %q: path %q must be a clean slash-separated path", key, target))
+		}
+		for _, other := range keys {
+			if strings.HasPrefix(key, other+"/") {
+				errs = append(errs, fmt.Errorf("shared %q: inside shared folder %q", key, other))
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Graphs)) {
+		g := m.Graphs[name]
+		if g.ExternalData == "" {
+			continue
+		}
+		beside := filepath.Join(filepath.Dir(m.Path(".", g.File)), filepath.FromSlash(path.Base(g.ExternalData)))
+		if got := m.Path(".", g.ExternalData); got != beside {
+			errs = append(errs, fmt.Errorf("graph %s: external data %s is at %s, not beside the graph's file at %s (ONNX Runtime reads it from there); share both or neither",
+				name, g.ExternalData, got, m.Path(".", g.File)))
+		}
+	}
+	return errs
+}
+
+// checkShared checks that every path of Shared exists, and that each file
+// it covers has the size Files pins: a missing or stale sibling directory
+// fails at start, naming the path, not at the first request.
+func (m *Manifest) checkShared(dir string) error {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(m.Shared)) {
+		at := m.Path(dir, key)
+		if _, err := os.Stat(at); err != nil {
+			errs = append(errs, fmt.Errorf("shared %q (%q): %w", key, m.Shared[key], err))
+			continue
+		}
+		for _, name := range m.sharedFiles(key) {
+			p := m.Path(dir, name)
+			st, err := os.Stat(p)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("shared %q: %w", name, err))
+			case !st.Mode().IsRegular():
+				errs = append(errs, fmt.Errorf("shared %q: %s is not a regular file", name, p))
+			case m.Files[name].Bytes > 0 && st.Size() != m.Files[name].Bytes:
+				errs = append(errs, fmt.Errorf("shared %q: %s has %d bytes, files says %d (a stale or different copy)",
+					name, p, st.Size(), m.Files[name].Bytes))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (m *Manifest) check() error {
@@ -188,5 +316,6 @@ func (m *Manifest) check() error {
 	if n := len(m.Preview.RGBFactors); n != 0 && (n != m.Latent.Channels || len(m.Preview.RGBBias) != 3) {
 		errs = append(errs, fmt.Errorf("preview: want %d rows of rgb_factors and 3 biases", m.Latent.Channels))
 	}
+	errs = append(errs, m.checkSharedSyntax()...)
 	return errors.Join(errs...)
 }
