@@ -96,6 +96,9 @@ SAFETY_MODEL_NAME = "CompVis/stable-diffusion-safety-checker (StableDiffusionSaf
 TINY_SAFETY_MODEL_NAME = "tiny StableDiffusionSafetyChecker (random weights, calibrated thresholds)"
 GRAPH_NAMES = ("text_encoder", "transformer", "vae_decoder", "vae_encoder", "safety_checker")
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+# model.json key: names of `files` (a file, or a folder such as tokenizer) whose bytes the directory
+# takes from another one, as paths relative to the directory (model_path; models/README.md).
+SHARED_KEY = "shared"
 TWO_GB = 2 * 1024**3
 TINY_SEED = 0
 
@@ -1307,6 +1310,59 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
 
 
 # ----------------------------------------------------------------------------------------------
+# Shared files between model directories
+# ----------------------------------------------------------------------------------------------
+
+
+def model_path(model_dir: Path, name: str, manifest: dict | None = None) -> Path:
+    """Where model_dir keeps `name` (a file of model.json `files`, or a folder such as tokenizer):
+    model_dir/name, or the place model.json `shared` gives, relative to model_dir.  The Go
+    pipeline resolves it the same way (pipeline.Manifest.Path)."""
+    if manifest is None:
+        manifest = json.loads((model_dir / "model.json").read_text())
+    for key, target in manifest.get(SHARED_KEY, {}).items():
+        if name == key:
+            return model_dir / target
+        if name.startswith(key + "/"):
+            return model_dir / target / name[len(key) + 1:]
+    return model_dir / name
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Files with the same sha256, or folders holding the same names with the same bytes."""
+    if a.is_dir() and b.is_dir():
+        names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+        return names == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and \
+            all(same_bytes(a / n, b / n) for n in names)
+    return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
+
+
+def find_shared(variant: kv.Variant, out: Path) -> dict:
+    """model.json `shared` of a variant's committed tiny directory: each name of
+    variant.tiny_shared whose bytes in `out` the owning sibling directory holds too (as a file of
+    its own, not shared in turn), mapped to the path of the sibling's copy relative to `out`.
+    A name whose bytes differ keeps its copy."""
+    shared = {}
+    for name, owner in variant.tiny_shared.items():
+        theirs = Path(owner) / name
+        if same_bytes(out / name, theirs):
+            shared[name] = Path(os.path.relpath(theirs.resolve(), out.resolve())).as_posix()
+        else:
+            log(f"  {out}/{name}: not the bytes of {theirs}; kept a copy")
+    return shared
+
+
+def drop_shared_copies(out: Path, shared: dict) -> None:
+    """Remove the copies `shared` replaces (after model.json has pinned their checksums)."""
+    for name in shared:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+# ----------------------------------------------------------------------------------------------
 # Tokenizer
 # ----------------------------------------------------------------------------------------------
 
@@ -1678,7 +1734,7 @@ def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant
     got = {k: state_dict_sha256(getattr(comps, k)) for k in want}
     if got != want:
         raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json (regenerate with --tiny): {got} vs {want}")
-    pipe = build_tiny_pipeline(comps, model_dir / "tokenizer", distilled=variant.distilled)
+    pipe = build_tiny_pipeline(comps, model_path(model_dir, "tokenizer", manifest), distilled=variant.distilled)
     checker_graph = SafetyCheckerGraph(comps.safety_checker).eval()
 
     if ref_dir.exists():
@@ -1902,7 +1958,13 @@ def run_tiny(args) -> None:
 
 
 def export_tiny(args, variant: kv.Variant, out: Path) -> None:
+    committed = out.resolve() == Path(variant.tiny_dir).resolve()
     if out.resolve() in {Path(v.tiny_dir).resolve() for v in kv.VARIANTS.values()}:
+        if not committed:
+            raise SystemExit(f"{out} is another variant's tiny directory; --variant {variant.name} writes "
+                             f"{variant.tiny_dir} (or --out elsewhere)")
+        if args.skeleton:
+            raise SystemExit(f"{out} holds weights; export --skeleton elsewhere (--out)")
         if args.precision != "fp32":
             raise SystemExit(f"{out} is fp32 (the parity reference); export other precisions elsewhere (--out)")
         if args.attention != "decomposed":
@@ -1929,9 +1991,17 @@ def export_tiny(args, variant: kv.Variant, out: Path) -> None:
     comps.source["state_dict_sha256"] = {
         k: state_dict_sha256(getattr(comps, k)) for k in ("transformer", "text_encoder", "vae", "safety_checker")
     }
-    manifest = write_manifest(comps, out, precisions, facts, preview, graph_param_counts(comps), {})
+    # A committed variant directory takes what its siblings already hold instead of a copy (the
+    # repository travels whole to the GPU machine, docs/gpu-check.md); any other output is
+    # self-contained.  `files` still lists and pins every file, shared or not.
+    shared = find_shared(variant, out) if committed else {}
+    manifest = write_manifest(comps, out, precisions, facts, preview, graph_param_counts(comps),
+                              {SHARED_KEY: shared} if shared else {})
+    drop_shared_copies(out, shared)
     total = sum(f["bytes"] for f in manifest["files"].values())
-    log(f"wrote {out}: {total / 1e6:.2f} MB in {len(manifest['files'])} files; params {manifest['param_counts']}")
+    held = sum(f["bytes"] for rel, f in manifest["files"].items() if (out / rel).exists())
+    log(f"wrote {out}: {total / 1e6:.2f} MB in {len(manifest['files'])} files ({held / 1e6:.2f} MB held here, the rest "
+        f"shared: {sorted(shared)}); params {manifest['param_counts']}")
 
 
 def run_random(args) -> None:
