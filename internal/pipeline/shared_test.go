@@ -1,13 +1,28 @@
 package pipeline
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kleinserve/kleinserve/internal/engine"
 )
+
+// committedTinyDirs are the committed tiny models, 4B Base first: the
+// variants take the files they have in common with it (or with their
+// size's Base) from there (model.json shared; docs/variants.md).
+var committedTinyDirs = []string{tinyModelDir, "../../models/tiny-4b-distilled", "../../models/tiny-9b-base", "../../models/tiny-9b-distilled"}
+
+// referenceVariantDirs are the variants' reference directories under
+// referenceDir; their indexes name some of the 4B Base directory's files.
+var referenceVariantDirs = []string{"4b-distilled", "9b-base", "9b-distilled"}
 
 func sharedTestManifest(shared map[string]string) *Manifest {
 	return &Manifest{
@@ -142,5 +157,98 @@ func TestLoadManifestChecksSharedPaths(t *testing.T) {
 				t.Fatalf("want an error containing %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Every committed tiny model resolves every file its manifest pins to the
+// pinned bytes, and no file's bytes are held twice among them: what the
+// variants have in common with a sibling they take from it.
+func TestCommittedTinyModelsShareInsteadOfCopying(t *testing.T) {
+	holder := map[string]string{} // sha256 → the one file holding those bytes
+	for _, dir := range committedTinyDirs {
+		m, err := LoadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dir != tinyModelDir && len(m.Shared) == 0 {
+			t.Errorf("%s shares nothing", dir)
+		}
+		for name, id := range m.Files {
+			p := m.Path(dir, name)
+			sum := sha256File(t, p)
+			if sum != id.SHA256 {
+				t.Errorf("%s: %s has sha256 %s, files says %s", dir, p, sum, id.SHA256)
+			}
+			if _, _, shared := m.sharedKey(name); shared {
+				continue
+			}
+			if other, ok := holder[sum]; ok {
+				t.Errorf("%s holds the bytes of %s: share them (model.json shared)", p, other)
+			}
+			holder[sum] = p
+		}
+	}
+}
+
+// Open loads every committed tiny model, its shared graphs and tokenizer
+// included, and one step of a generation runs on it.
+func TestOpenCommittedTinyModels(t *testing.T) {
+	for _, dir := range committedTinyDirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			e := openTinyWith(t, func(c *Config) { c.ModelDir = dir })
+			res, err := e.Generate(context.Background(), engine.Request{Prompt: "a red fox", Steps: 1, Width: 64, Height: 64,
+				NumImages: 1, Seed: 1, GuidanceScale: 1, EnableSafetyChecker: true}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Images) != 1 || len(res.Images[0].Data) == 0 {
+				t.Fatalf("images: %+v", res.Images)
+			}
+		})
+	}
+}
+
+// Every array of the 4B Base and variant reference indexes is where its
+// index says, relative to the index's folder ("../NAME.bin" in a variant's
+// for a file of the 4B Base directory), with the bytes its shape needs.
+func TestReferenceArraysResolve(t *testing.T) {
+	size := map[string]int{"float32": 4, "int64": 8, "uint8": 1, "bool": 1}
+	for _, sub := range append([]string{"."}, referenceVariantDirs...) {
+		idx := loadRefIndexFrom(t, sub)
+		arrays := map[string]refArray{}
+		for _, c := range idx.Cases {
+			for name, a := range c.Arrays {
+				arrays[c.Name+"."+name] = a
+			}
+		}
+		for name, a := range idx.ClipPreprocess {
+			arrays["clip_preprocess."+name] = a
+		}
+		if len(idx.Cases) == 0 || len(idx.ClipPreprocess) != 2 {
+			t.Fatalf("%s: %d cases, %d clip_preprocess arrays", sub, len(idx.Cases), len(idx.ClipPreprocess))
+		}
+		for name, a := range arrays {
+			n := size[a.DType]
+			for _, d := range a.Shape {
+				n *= d
+			}
+			if got := len(readRaw(t, a, a.DType)); n == 0 || got != n {
+				t.Errorf("%s %s (%s): %d bytes, %s %v needs %d", sub, name, a.File, got, a.DType, a.Shape, n)
+			}
+		}
 	}
 }
