@@ -1663,10 +1663,28 @@ CLIP_VECTOR_SHAPE = (480, 496)  # H, W of the standalone CLIP-preprocessing test
 
 
 class ArrayWriter:
-    """Writes raw little-endian arrays next to index.json and returns their descriptors."""
+    """Writes raw little-endian arrays next to index.json and returns their descriptors.
 
-    def __init__(self, root: Path):
+    `reuse` (None: off) makes it write each content once: an array of at least REUSE_MIN_BYTES
+    whose bytes a file already holds, one this writer wrote or a .bin file of a folder in `reuse`,
+    is not written again, and its descriptor names that file relative to `root`
+    ("../clip_preprocess.image.bin" for a file of the folder above).  Readers open `file`
+    relative to the index's folder either way."""
+
+    # Smaller arrays (sigmas, flags, scores) keep their own file: pointing at another case's would
+    # save next to nothing and make the index harder to read.
+    REUSE_MIN_BYTES = 1024
+
+    def __init__(self, root: Path, reuse: list[Path] | None = None):
         self.root = root
+        self.dedupe = reuse is not None
+        self.known: dict[str, str] = {}  # sha256 → file, relative to root
+        for folder in reuse or ():
+            for p in sorted(folder.glob("*.bin")):
+                if p.stat().st_size < self.REUSE_MIN_BYTES:
+                    continue
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+                self.known.setdefault(digest, Path(os.path.relpath(p.resolve(), root.resolve())).as_posix())
 
     def put(self, name: str, array: np.ndarray) -> dict:
         kind = {np.dtype("float32"): "float32", np.dtype("int64"): "int64", np.dtype("uint8"): "uint8", np.dtype("bool"): "bool"}
@@ -1675,7 +1693,13 @@ class ArrayWriter:
             raise TypeError(f"{name}: unsupported dtype {arr.dtype}")
         fname = name + ".bin"
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        (self.root / fname).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        if self.dedupe and len(data) >= self.REUSE_MIN_BYTES and digest in self.known:
+            fname = self.known[digest]
+        else:
+            (self.root / fname).write_bytes(data)
+            if len(data) >= self.REUSE_MIN_BYTES:
+                self.known.setdefault(digest, fname)
         return {"file": fname, "dtype": kind[arr.dtype], "shape": list(arr.shape)}
 
 
@@ -1741,7 +1765,11 @@ def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant
         for p in ref_dir.glob("*.bin"):
             p.unlink()
     ref_dir.mkdir(parents=True, exist_ok=True)
-    writer = ArrayWriter(ref_dir)
+    # Each content once: within the directory, and a committed variant's directory also takes what
+    # the 4B Base one holds (the CLIP preprocessing vector, arrays of the same prompts and noise).
+    base_dir = Path(kv.DEFAULT.reference_dir)
+    committed = not variant.is_default and ref_dir.resolve() == Path(variant.reference_dir).resolve()
+    writer = ArrayWriter(ref_dir, reuse=[base_dir] if committed and (base_dir / "index.json").exists() else [])
 
     # Record every transformer call (inputs as fed by the pipeline).
     calls: list[dict] = []

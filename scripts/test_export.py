@@ -697,6 +697,51 @@ def test_variant_reference_index(variant):
     assert total < 5e6
 
 
+def test_array_writer_writes_each_content_once(tmp_path):
+    """With reuse, an array whose bytes a file already holds (its own, or one of a reuse folder)
+    is named, relative to the writer's folder, instead of written again; without, every array
+    gets its file."""
+    base, variant = tmp_path / "ref", tmp_path / "ref" / "v"
+    variant.mkdir(parents=True)
+    a, b = np.arange(600, dtype=np.float32).reshape(2, 300), np.ones(400, dtype=np.int64)
+    small = np.arange(3, dtype=np.float32)
+    w0 = ex.ArrayWriter(base, reuse=[])
+    assert w0.put("a", a)["file"] == "a.bin" and w0.put("s", small)["file"] == "s.bin"
+    w = ex.ArrayWriter(variant, reuse=[base])
+    assert w.put("x", a) == {"file": "../a.bin", "dtype": "float32", "shape": [2, 300]}
+    assert w.put("y", b)["file"] == "y.bin" and w.put("z", b)["file"] == "y.bin"
+    # Same bytes, another dtype and shape: the descriptor says how to read them.
+    same = np.frombuffer(b.tobytes(), dtype=np.uint8)
+    assert w.put("u", same) == {"file": "y.bin", "dtype": "uint8", "shape": [3200]}
+    # Under REUSE_MIN_BYTES an array keeps its own file.
+    assert w.put("t", small)["file"] == "t.bin"
+    assert sorted(p.name for p in variant.iterdir()) == ["t.bin", "y.bin"]
+    assert np.array_equal(load_array(w.put("x2", a), variant), a)
+    plain = ex.ArrayWriter(tmp_path / "ref")
+    assert plain.put("c", a)["file"] == "c.bin" and (base / "c.bin").read_bytes() == (base / "a.bin").read_bytes()
+
+
+def test_reference_directories_hold_each_content_once():
+    """testdata/reference and the variants' reference directories hold no two files with the same
+    bytes (but the small ones ArrayWriter leaves alone); a variant's index names the 4B Base
+    directory's CLIP preprocessing vector."""
+    seen = {}
+    for v in VARIANTS:
+        root = REPO / v.reference_dir
+        for p in sorted(root.glob("*.bin")):
+            if p.stat().st_size < ex.ArrayWriter.REUSE_MIN_BYTES:
+                continue
+            digest = ex.sha256_file(p)
+            assert digest not in seen, f"{p} has the bytes of {seen[digest]}"
+            seen[digest] = p
+        index = json.loads((root / "index.json").read_text())
+        for desc in [a for c in index["cases"] for a in c["arrays"].values()] + list(index["clip_preprocess"].values()):
+            assert (root / desc["file"]).is_file(), (v.name, desc["file"])
+        if not v.is_default:
+            assert {k: d["file"] for k, d in index["clip_preprocess"].items()} == \
+                {"image": "../clip_preprocess.image.bin", "clip_input": "../clip_preprocess.clip_input.bin"}
+
+
 @pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
 def test_variant_reference_replayed_with_ort(variant, variant_comps, variant_sessions):
     """The committed graphs of each tiny variant reproduce its diffusers reference outputs."""
