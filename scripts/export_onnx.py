@@ -1766,10 +1766,12 @@ def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant
             p.unlink()
     ref_dir.mkdir(parents=True, exist_ok=True)
     # Each content once: within the directory, and a committed variant's directory also takes what
-    # the 4B Base one holds (the CLIP preprocessing vector, arrays of the same prompts and noise).
-    base_dir = Path(kv.DEFAULT.reference_dir)
+    # the directories written before it hold (4B Base first, then klein_variants order): the CLIP
+    # preprocessing vector, arrays of the same prompts and the same noise.
     committed = not variant.is_default and ref_dir.resolve() == Path(variant.reference_dir).resolve()
-    writer = ArrayWriter(ref_dir, reuse=[base_dir] if committed and (base_dir / "index.json").exists() else [])
+    earlier = list(kv.VARIANTS.values())[:list(kv.VARIANTS.values()).index(variant)]
+    writer = ArrayWriter(ref_dir, reuse=[Path(v.reference_dir) for v in earlier
+                                         if committed and (Path(v.reference_dir) / "index.json").exists()])
 
     # Record every transformer call (inputs as fed by the pipeline).
     calls: list[dict] = []

@@ -724,7 +724,7 @@ def test_array_writer_writes_each_content_once(tmp_path):
 def test_reference_directories_hold_each_content_once():
     """testdata/reference and the variants' reference directories hold no two files with the same
     bytes (but the small ones ArrayWriter leaves alone); a variant's index names the 4B Base
-    directory's CLIP preprocessing vector."""
+    directory's CLIP preprocessing vector, and may name an earlier variant's files."""
     seen = {}
     for v in VARIANTS:
         root = REPO / v.reference_dir
