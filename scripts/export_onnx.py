@@ -97,7 +97,7 @@ TINY_SAFETY_MODEL_NAME = "tiny StableDiffusionSafetyChecker (random weights, cal
 GRAPH_NAMES = ("text_encoder", "transformer", "vae_decoder", "vae_encoder", "safety_checker")
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
 # model.json key: names of `files` (a file, or a folder such as tokenizer) whose bytes the directory
-# takes from another one, as paths relative to the directory (model_path; models/README.md).
+# takes from a sibling directory, mapped to that sibling's name (model_path; models/README.md).
 SHARED_KEY = "shared"
 TWO_GB = 2 * 1024**3
 TINY_SEED = 0
@@ -1316,15 +1316,13 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
 
 def model_path(model_dir: Path, name: str, manifest: dict | None = None) -> Path:
     """Where model_dir keeps `name` (a file of model.json `files`, or a folder such as tokenizer):
-    model_dir/name, or the place model.json `shared` gives, relative to model_dir.  The Go
+    model_dir/name, or the same name in the sibling directory model.json `shared` gives.  The Go
     pipeline resolves it the same way (pipeline.Manifest.Path)."""
     if manifest is None:
         manifest = json.loads((model_dir / "model.json").read_text())
-    for key, target in manifest.get(SHARED_KEY, {}).items():
-        if name == key:
-            return model_dir / target
-        if name.startswith(key + "/"):
-            return model_dir / target / name[len(key) + 1:]
+    for key, sibling in manifest.get(SHARED_KEY, {}).items():
+        if name == key or name.startswith(key + "/"):
+            return model_dir / ".." / sibling / name
     return model_dir / name
 
 
@@ -1340,15 +1338,17 @@ def same_bytes(a: Path, b: Path) -> bool:
 def find_shared(variant: kv.Variant, out: Path) -> dict:
     """model.json `shared` of a variant's committed tiny directory: each name of
     variant.tiny_shared whose bytes in `out` the owning sibling directory holds too (as a file of
-    its own, not shared in turn), mapped to the path of the sibling's copy relative to `out`.
-    A name whose bytes differ keeps its copy."""
+    its own, not shared in turn), mapped to that sibling's directory name.  A name whose bytes
+    differ keeps its copy."""
     shared = {}
     for name, owner in variant.tiny_shared.items():
-        theirs = Path(owner) / name
-        if same_bytes(out / name, theirs):
-            shared[name] = Path(os.path.relpath(theirs.resolve(), out.resolve())).as_posix()
+        sibling = Path(owner)
+        if sibling.resolve().parent != out.resolve().parent:
+            raise ValueError(f"{owner} is not beside {out}: klein_variants.Variant.tiny_shared names siblings only")
+        if same_bytes(out / name, sibling / name):
+            shared[name] = sibling.name
         else:
-            log(f"  {out}/{name}: not the bytes of {theirs}; kept a copy")
+            log(f"  {out}/{name}: not the bytes of {sibling / name}; kept a copy")
     return shared
 
 
@@ -1667,9 +1667,9 @@ class ArrayWriter:
 
     `reuse` (None: off) makes it write each content once: an array of at least REUSE_MIN_BYTES
     whose bytes a file already holds, one this writer wrote or a .bin file of a folder in `reuse`,
-    is not written again, and its descriptor names that file relative to `root`
-    ("../clip_preprocess.image.bin" for a file of the folder above).  Readers open `file`
-    relative to the index's folder either way."""
+    is not written again, and its descriptor names that file relative to `root` (with a leading
+    ".." for a file of the folder above).  Readers open `file` relative to the index's folder
+    either way."""
 
     # Smaller arrays (sigmas, flags, scores) keep their own file: pointing at another case's would
     # save next to nothing and make the index harder to read.

@@ -635,7 +635,7 @@ def test_variants_share_weights_like_the_published_checkpoints():
     for v in VARIANTS:
         model_dir = REPO / v.tiny_dir
         man = read_manifest(model_dir)
-        want = {name: Path(os.path.relpath(REPO / owner / name, model_dir)).as_posix() for name, owner in v.tiny_shared.items()}
+        want = {name: Path(owner).name for name, owner in v.tiny_shared.items()}
         assert man.get(ex.SHARED_KEY, {}) == want, v.name
         for name in want:
             assert not (model_dir / name).exists(), f"{v.tiny_dir}/{name}: a copy next to the shared one"
@@ -708,7 +708,7 @@ def test_array_writer_writes_each_content_once(tmp_path):
     w0 = ex.ArrayWriter(base, reuse=[])
     assert w0.put("a", a)["file"] == "a.bin" and w0.put("s", small)["file"] == "s.bin"
     w = ex.ArrayWriter(variant, reuse=[base])
-    assert w.put("x", a) == {"file": "../a.bin", "dtype": "float32", "shape": [2, 300]}
+    assert w.put("x", a) == {"file": os.path.relpath(base / "a.bin", variant), "dtype": "float32", "shape": [2, 300]}
     assert w.put("y", b)["file"] == "y.bin" and w.put("z", b)["file"] == "y.bin"
     # Same bytes, another dtype and shape: the descriptor says how to read them.
     same = np.frombuffer(b.tobytes(), dtype=np.uint8)
@@ -738,8 +738,8 @@ def test_reference_directories_hold_each_content_once():
         for desc in [a for c in index["cases"] for a in c["arrays"].values()] + list(index["clip_preprocess"].values()):
             assert (root / desc["file"]).is_file(), (v.name, desc["file"])
         if not v.is_default:
-            assert {k: d["file"] for k, d in index["clip_preprocess"].items()} == \
-                {"image": "../clip_preprocess.image.bin", "clip_input": "../clip_preprocess.clip_input.bin"}
+            assert {k: (root / d["file"]).resolve() for k, d in index["clip_preprocess"].items()} == \
+                {k: (REFERENCE / f"clip_preprocess.{k}.bin").resolve() for k in ("image", "clip_input")}
 
 
 @pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)

@@ -50,13 +50,14 @@ type Manifest struct {
 	// (or mimics, for a tiny model). It is absent from a 4B Base export, so
 	// nil means 4B Base: docs/variants.md.
 	Checkpoint *CheckpointSpec `json:"checkpoint,omitempty"`
-	// Shared lets the directory take files from another one instead of
-	// holding copies: it maps a name of Files, or a folder of them
-	// ("tokenizer"), to the place of those bytes, a slash-separated path
-	// relative to the model directory ("../tiny/tokenizer"). Files still
-	// pins their sizes and checksums. The committed tiny variants share
-	// what is byte-identical across them; an export of real weights is
-	// self-contained and has none (models/README.md). Read it through Path.
+	// Shared lets the directory take files from a sibling directory (one
+	// in the same parent folder) instead of holding copies: it maps a name
+	// of Files, or a folder of them ("tokenizer"), to the sibling's
+	// directory name ("tiny"), where the same name holds the same bytes.
+	// Files still pins their sizes and checksums. The committed tiny
+	// variants share what is byte-identical across them; an export of real
+	// weights is self-contained and has none (models/README.md). Read it
+	// through Path.
 	Shared map[string]string `json:"shared,omitempty"`
 }
 
@@ -155,8 +156,8 @@ type FileID struct {
 	SHA256 string `json:"sha256"`
 }
 
-// LoadManifest reads and checks dir/model.json, and that every path of its
-// Shared exists with the sizes Files gives.
+// LoadManifest reads and checks dir/model.json, and that every file its
+// Shared names exists in the sibling with the size Files gives.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	raw, err := os.ReadFile(path)
@@ -177,27 +178,27 @@ func LoadManifest(dir string) (*Manifest, error) {
 }
 
 // Path is where the model directory dir keeps name, a file of Files or a
-// folder such as TokenizerDir: dir/name, or where Shared says it is.
+// folder such as TokenizerDir: dir/name, or the same name in the sibling
+// directory Shared gives.
 func (m *Manifest) Path(dir, name string) string {
-	if key, rest, ok := m.sharedKey(name); ok {
-		return filepath.Join(dir, filepath.FromSlash(m.Shared[key]), filepath.FromSlash(rest))
+	if key, ok := m.sharedKey(name); ok {
+		return filepath.Join(dir, "..", m.Shared[key], filepath.FromSlash(name))
 	}
 	return filepath.Join(dir, filepath.FromSlash(name))
 }
 
 // sharedKey finds the key of Shared that covers name: name itself, or the
-// folder holding it (rest is then the path below that folder). check
-// refuses nested keys, so at most one matches.
-func (m *Manifest) sharedKey(name string) (key, rest string, ok bool) {
+// folder holding it. check refuses nested keys, so at most one matches.
+func (m *Manifest) sharedKey(name string) (key string, ok bool) {
 	if _, ok := m.Shared[name]; ok {
-		return name, "", true
+		return name, true
 	}
 	for key := range m.Shared {
-		if rest, ok := strings.CutPrefix(name, key+"/"); ok {
-			return key, rest, true
+		if strings.HasPrefix(name, key+"/") {
+			return key, true
 		}
 	}
-	return "", "", false
+	return "", false
 }
 
 // sharedFiles is the names of Files that key of Shared covers, sorted.
@@ -212,15 +213,21 @@ func (m *Manifest) sharedFiles(key string) []string {
 	return names
 }
 
-// checkSharedSyntax checks Shared without the file system: local keys that
-// name what Files pins, relative targets, no key inside another, and a
-// shared graph's external data shared along with it (ONNX Runtime reads it
-// from beside the graph it opens).
+// isDirName reports whether s names a directory beside another: one path
+// element, not "." or "..", so no path (absolute or relative) at all.
+func isDirName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`) && filepath.IsLocal(s)
+}
+
+// checkSharedSyntax checks Shared without the file system: keys that name
+// what Files pins, inside the directory and not inside another key;
+// sibling names that are names, not paths; and a shared graph's external
+// data shared from the same sibling (ONNX Runtime reads it from beside the
+// graph it opens).
 func (m *Manifest) checkSharedSyntax() []error {
 	var errs []error
 	keys := slices.Sorted(maps.Keys(m.Shared))
 	for _, key := range keys {
-		target := m.Shared[key]
 		switch {
 		case key == "" || path.Clean(key) != key || strings.Contains(key, `\`) || !filepath.IsLocal(filepath.FromSlash(key)):
 			errs = append(errs, fmt.Errorf("shared %q: the key must be a clean slash-separated path inside the model directory", key))
@@ -228,13 +235,9 @@ func (m *Manifest) checkSharedSyntax() []error {
 		case len(m.sharedFiles(key)) == 0:
 			errs = append(errs, fmt.Errorf("shared %q: no file of files is %q or inside it", key, key))
 		}
-		switch {
-		case target == "":
-			errs = append(errs, fmt.Errorf("shared %q: empty path", key))
-		case path.IsAbs(target) || filepath.IsAbs(filepath.FromSlash(target)) || filepath.VolumeName(filepath.FromSlash(target)) != "":
-			errs = append(errs, fmt.Errorf("shared %q: path %q is absolute; it must be relative to the model directory", key, target))
-		case strings.Contains(target, `\`) || path.Clean(target) != target:
-			errs = append(errs, fmt.Errorf("shared %q: path %q must be a clean slash-separated path", key, target))
+		if sibling := m.Shared[key]; !isDirName(sibling) {
+			errs = append(errs, fmt.Errorf("shared %q: %q is not the name of a sibling directory (no path, absolute or relative: the directory next to this one that holds %s)",
+				key, sibling, key))
 		}
 		for _, other := range keys {
 			if strings.HasPrefix(key, other+"/") {
@@ -247,37 +250,33 @@ func (m *Manifest) checkSharedSyntax() []error {
 		if g.ExternalData == "" {
 			continue
 		}
-		beside := filepath.Join(filepath.Dir(m.Path(".", g.File)), filepath.FromSlash(path.Base(g.ExternalData)))
-		if got := m.Path(".", g.ExternalData); got != beside {
-			errs = append(errs, fmt.Errorf("graph %s: external data %s is at %s, not beside the graph's file at %s (ONNX Runtime reads it from there); share both or neither",
-				name, g.ExternalData, got, m.Path(".", g.File)))
+		gk, gShared := m.sharedKey(g.File)
+		dk, dShared := m.sharedKey(g.ExternalData)
+		if gShared != dShared || (gShared && m.Shared[gk] != m.Shared[dk]) {
+			errs = append(errs, fmt.Errorf("graph %s: %s and its external data %s must come from the same directory (ONNX Runtime reads the data from beside the graph); share both or neither",
+				name, g.File, g.ExternalData))
 		}
 	}
 	return errs
 }
 
-// checkShared checks that every path of Shared exists, and that each file
-// it covers has the size Files pins: a missing or stale sibling directory
-// fails at start, naming the path, not at the first request.
+// checkShared checks that every file Shared covers exists in its sibling
+// with the size Files pins: a missing or stale sibling fails at start,
+// naming the path, not at the first request.
 func (m *Manifest) checkShared(dir string) error {
 	var errs []error
 	for _, key := range slices.Sorted(maps.Keys(m.Shared)) {
-		at := m.Path(dir, key)
-		if _, err := os.Stat(at); err != nil {
-			errs = append(errs, fmt.Errorf("shared %q (%q): %w", key, m.Shared[key], err))
-			continue
-		}
 		for _, name := range m.sharedFiles(key) {
 			p := m.Path(dir, name)
 			st, err := os.Stat(p)
 			switch {
 			case err != nil:
-				errs = append(errs, fmt.Errorf("shared %q: %w", name, err))
+				errs = append(errs, fmt.Errorf("shared %q from %q: %w", name, m.Shared[key], err))
 			case !st.Mode().IsRegular():
-				errs = append(errs, fmt.Errorf("shared %q: %s is not a regular file", name, p))
+				errs = append(errs, fmt.Errorf("shared %q from %q: %s is not a regular file", name, m.Shared[key], p))
 			case m.Files[name].Bytes > 0 && st.Size() != m.Files[name].Bytes:
-				errs = append(errs, fmt.Errorf("shared %q: %s has %d bytes, files says %d (a stale or different copy)",
-					name, p, st.Size(), m.Files[name].Bytes))
+				errs = append(errs, fmt.Errorf("shared %q from %q: %s has %d bytes, files says %d (a stale or different copy)",
+					name, m.Shared[key], p, st.Size(), m.Files[name].Bytes))
 			}
 		}
 	}

@@ -54,9 +54,10 @@ func loadRefIndex(t testing.TB) refIndex {
 
 // loadRefIndexFrom reads the index of referenceDir/sub (a variant's
 // reference directory: testdata/reference/README.md). An array's file is
-// relative to its index's folder, and may be one of another folder's
-// ("../clip_preprocess.image.bin"); the readers resolve files in
-// referenceDir, so each is rewritten relative to it.
+// relative to its index's folder, and may be one of another folder's (a
+// variant's index names the 4B Base directory's CLIP vector with a leading
+// ".."); the readers resolve files in referenceDir, so each is rewritten
+// relative to it.
 func loadRefIndexFrom(t testing.TB, sub string) refIndex {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(referenceDir, sub, "index.json"))

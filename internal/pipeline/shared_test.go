@@ -43,21 +43,24 @@ func TestManifestSharedSyntax(t *testing.T) {
 		shared map[string]string
 		want   string // "" when valid
 	}{
-		"none":                  {nil, ""},
-		"a file and a folder":   {map[string]string{"text_encoder.onnx": "../tiny/text_encoder.onnx", "tokenizer": "../tiny/tokenizer"}, ""},
-		"graph with its data":   {map[string]string{"transformer.onnx": "../x/transformer.onnx", "transformer.onnx.data": "../x/transformer.onnx.data"}, ""},
-		"one file of a folder":  {map[string]string{"tokenizer/vocab.json": "../tiny/tokenizer/vocab.json"}, ""},
-		"absolute":              {map[string]string{"tokenizer": "/models/tiny/tokenizer"}, `shared "tokenizer": path "/models/tiny/tokenizer" is absolute`},
-		"empty path":            {map[string]string{"tokenizer": ""}, `shared "tokenizer": empty path`},
-		"backslashes":           {map[string]string{"tokenizer": `..\tiny\tokenizer`}, "clean slash-separated path"},
-		"unclean path":          {map[string]string{"tokenizer": "../tiny/./tokenizer"}, "clean slash-separated path"},
-		"key outside":           {map[string]string{"../tokenizer": "../tiny/tokenizer"}, `shared "../tokenizer": the key must be`},
-		"key of nothing":        {map[string]string{"vae_decoder.onnx": "../tiny/vae_decoder.onnx"}, `shared "vae_decoder.onnx": no file of files`},
-		"key inside shared key": {map[string]string{"tokenizer": "../a/tokenizer", "tokenizer/vocab.json": "../b/vocab.json"}, `inside shared folder "tokenizer"`},
-		"graph without its data": {map[string]string{"transformer.onnx": "../x/transformer.onnx"},
-			"graph transformer: external data transformer.onnx.data is at transformer.onnx.data, not beside"},
-		"data elsewhere than its graph": {map[string]string{"transformer.onnx": "../x/transformer.onnx", "transformer.onnx.data": "../y/transformer.onnx.data"},
-			"share both or neither"},
+		"none":                          {nil, ""},
+		"a file and a folder":           {map[string]string{"text_encoder.onnx": "tiny", "tokenizer": "tiny"}, ""},
+		"graph with its data":           {map[string]string{"transformer.onnx": "x", "transformer.onnx.data": "x"}, ""},
+		"one file of a folder":          {map[string]string{"tokenizer/vocab.json": "tiny"}, ""},
+		"absolute":                      {map[string]string{"tokenizer": "/models/tiny"}, `shared "tokenizer": "/models/tiny" is not the name of a sibling directory`},
+		"relative path":                 {map[string]string{"tokenizer": "../tiny"}, `"../tiny" is not the name of a sibling directory`},
+		"path below a sibling":          {map[string]string{"tokenizer": "tiny/tokenizer"}, "is not the name of a sibling directory"},
+		"backslash":                     {map[string]string{"tokenizer": `..\tiny`}, "is not the name of a sibling directory"},
+		"parent":                        {map[string]string{"tokenizer": ".."}, "is not the name of a sibling directory"},
+		"itself":                        {map[string]string{"tokenizer": "."}, "is not the name of a sibling directory"},
+		"empty":                         {map[string]string{"tokenizer": ""}, "is not the name of a sibling directory"},
+		"key outside":                   {map[string]string{"../tokenizer": "tiny"}, `shared "../tokenizer": the key must be`},
+		"unclean key":                   {map[string]string{"./tokenizer": "tiny"}, `shared "./tokenizer": the key must be`},
+		"key of nothing":                {map[string]string{"vae_decoder.onnx": "tiny"}, `shared "vae_decoder.onnx": no file of files`},
+		"key inside shared key":         {map[string]string{"tokenizer": "a", "tokenizer/vocab.json": "b"}, `inside shared folder "tokenizer"`},
+		"graph without its data":        {map[string]string{"transformer.onnx": "x"}, "graph transformer: transformer.onnx and its external data transformer.onnx.data must come from the same directory"},
+		"data without its graph":        {map[string]string{"transformer.onnx.data": "x"}, "share both or neither"},
+		"data elsewhere than its graph": {map[string]string{"transformer.onnx": "x", "transformer.onnx.data": "y"}, "share both or neither"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := errors.Join(sharedTestManifest(tc.shared).checkSharedSyntax()...)
@@ -72,63 +75,65 @@ func TestManifestSharedSyntax(t *testing.T) {
 }
 
 func TestManifestPath(t *testing.T) {
-	m := sharedTestManifest(map[string]string{"tokenizer": "../tiny/tokenizer", "text_encoder.onnx": "../tiny-9b-base/text_encoder.onnx"})
-	dir := filepath.Join("models", "tiny-9b-distilled")
-	for name, want := range map[string]string{
-		"tokenizer":             filepath.Join("models", "tiny", "tokenizer"),
-		"tokenizer/vocab.json":  filepath.Join("models", "tiny", "tokenizer", "vocab.json"),
-		"text_encoder.onnx":     filepath.Join("models", "tiny-9b-base", "text_encoder.onnx"),
-		"transformer.onnx":      filepath.Join(dir, "transformer.onnx"),
-		"tokenizer2/vocab.json": filepath.Join(dir, "tokenizer2", "vocab.json"), // not under "tokenizer/"
-		"model.json":            filepath.Join(dir, "model.json"),
-	} {
-		if got := m.Path(dir, name); got != want {
-			t.Errorf("Path(%q) = %q, want %q", name, got, want)
+	m := sharedTestManifest(map[string]string{"tokenizer": "tiny", "text_encoder.onnx": "tiny-9b-base"})
+	for _, dir := range []string{filepath.Join("models", "tiny-9b-distilled"), "."} {
+		up := filepath.Dir(filepath.Clean(filepath.Join(dir, "x"))) // dir, cleaned
+		for name, want := range map[string]string{
+			"tokenizer":             filepath.Join(up, "..", "tiny", "tokenizer"),
+			"tokenizer/vocab.json":  filepath.Join(up, "..", "tiny", "tokenizer", "vocab.json"),
+			"text_encoder.onnx":     filepath.Join(up, "..", "tiny-9b-base", "text_encoder.onnx"),
+			"transformer.onnx":      filepath.Join(dir, "transformer.onnx"),
+			"tokenizer2/vocab.json": filepath.Join(dir, "tokenizer2", "vocab.json"), // not below "tokenizer/"
+			"model.json":            filepath.Join(dir, "model.json"),
+		} {
+			if got := m.Path(dir, name); got != want {
+				t.Errorf("Path(%q, %q) = %q, want %q", dir, name, got, want)
+			}
 		}
+	}
+	// From inside the model directory, a sibling is one level up.
+	if got, want := m.Path(".", "tokenizer/vocab.json"), filepath.Join("..", "tiny", "tokenizer", "vocab.json"); got != want {
+		t.Errorf("Path(., tokenizer/vocab.json) = %q, want %q", got, want)
 	}
 }
 
-// LoadManifest refuses, naming the key and the path, a manifest whose
-// shared paths are absolute, missing or of another size than files pins.
-func TestLoadManifestChecksSharedPaths(t *testing.T) {
+// LoadManifest refuses, naming the file and the sibling, a manifest whose
+// shared files are missing there or of another size than files pins.
+func TestLoadManifestChecksSharedFiles(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(tinyModelDir, ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	repoTiny, err := filepath.Abs(tinyModelDir)
+	vae, err := os.ReadFile(filepath.Join(tinyModelDir, "vae_decoder.onnx"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	stale := filepath.Join(root, "stale")
-	if err := os.MkdirAll(stale, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(stale, "vae_decoder.onnx"), []byte("short"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "variant")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rel := func(p string) string {
-		r, err := filepath.Rel(dir, p)
-		if err != nil {
+	write := func(rel string, b []byte) {
+		t.Helper()
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		return filepath.ToSlash(r)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	write("good/vae_decoder.onnx", vae)
+	write("stale/vae_decoder.onnx", []byte("short"))
+	write("flat/tokenizer", []byte("a file, not the folder"))
+	dir := filepath.Join(root, "variant")
 	for name, tc := range map[string]struct {
 		shared map[string]string
 		want   string // "" when it loads
 	}{
-		"siblings there": {map[string]string{"tokenizer": rel(filepath.Join(repoTiny, "tokenizer")),
-			"vae_decoder.onnx": rel(filepath.Join(repoTiny, "vae_decoder.onnx"))}, ""},
-		"missing":  {map[string]string{"tokenizer": "../nowhere/tokenizer"}, `shared "tokenizer" ("../nowhere/tokenizer"): stat ` + filepath.Join(root, "nowhere", "tokenizer") + ": no such file"},
-		"stale":    {map[string]string{"vae_decoder.onnx": "../stale/vae_decoder.onnx"}, `shared "vae_decoder.onnx": ` + filepath.Join(stale, "vae_decoder.onnx") + " has 5 bytes, files says"},
-		"absolute": {map[string]string{"tokenizer": filepath.ToSlash(filepath.Join(repoTiny, "tokenizer"))}, "is absolute"},
-		"a file where a folder is": {map[string]string{"tokenizer": rel(filepath.Join(repoTiny, "tokenizer", "vocab.json"))},
-			`shared "tokenizer/merges.txt"`},
+		"sibling there": {map[string]string{"vae_decoder.onnx": "good"}, ""},
+		"missing": {map[string]string{"vae_decoder.onnx": "nowhere"},
+			`shared "vae_decoder.onnx" from "nowhere": stat ` + filepath.Join(root, "nowhere", "vae_decoder.onnx") + ": no such file"},
+		"stale": {map[string]string{"vae_decoder.onnx": "stale"},
+			`shared "vae_decoder.onnx" from "stale": ` + filepath.Join(root, "stale", "vae_decoder.onnx") + " has 5 bytes, files says"},
+		"a file where the folder is": {map[string]string{"tokenizer": "flat"}, `shared "tokenizer/merges.txt" from "flat"`},
+		"a path":                     {map[string]string{"vae_decoder.onnx": "../good"}, "is not the name of a sibling directory"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var m map[string]any
@@ -140,16 +145,14 @@ func TestLoadManifestChecksSharedPaths(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, ManifestFile), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			write("variant/"+ManifestFile, b)
 			man, err := LoadManifest(dir)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("want it to load, got %v", err)
 				}
-				if got, want := man.Path(dir, "tokenizer/vocab.json"), filepath.Join(repoTiny, "tokenizer", "vocab.json"); got != want {
-					t.Fatalf("tokenizer/vocab.json at %s, want %s", got, want)
+				if got, want := filepath.Clean(man.Path(dir, "vae_decoder.onnx")), filepath.Join(root, "good", "vae_decoder.onnx"); got != want {
+					t.Fatalf("vae_decoder.onnx at %s, want %s", got, want)
 				}
 				return
 			}
@@ -193,7 +196,7 @@ func TestCommittedTinyModelsShareInsteadOfCopying(t *testing.T) {
 			if sum != id.SHA256 {
 				t.Errorf("%s: %s has sha256 %s, files says %s", dir, p, sum, id.SHA256)
 			}
-			if _, _, shared := m.sharedKey(name); shared {
+			if _, shared := m.sharedKey(name); shared {
 				continue
 			}
 			if other, ok := holder[sum]; ok {
@@ -223,8 +226,9 @@ func TestOpenCommittedTinyModels(t *testing.T) {
 }
 
 // Every array of the 4B Base and variant reference indexes is where its
-// index says, relative to the index's folder ("../NAME.bin" in a variant's
-// for a file of the 4B Base directory), with the bytes its shape needs.
+// index says, relative to the index's folder (a variant's names files of
+// the 4B Base directory with a leading ".."), with the bytes its shape
+// needs.
 func TestReferenceArraysResolve(t *testing.T) {
 	size := map[string]int{"float32": 4, "int64": 8, "uint8": 1, "bool": 1}
 	for _, sub := range append([]string{"."}, referenceVariantDirs...) {
