@@ -100,6 +100,9 @@ SAFETY_MODEL_NAME = "CompVis/stable-diffusion-safety-checker (StableDiffusionSaf
 TINY_SAFETY_MODEL_NAME = "tiny StableDiffusionSafetyChecker (random weights, calibrated thresholds)"
 GRAPH_NAMES = ("text_encoder", "transformer", "vae_decoder", "vae_encoder", "safety_checker")
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+# model.json key: names of `files` (a file, or a folder such as tokenizer) whose bytes the directory
+# takes from a sibling directory, mapped to that sibling's name (model_path; models/README.md).
+SHARED_KEY = "shared"
 TWO_GB = 2 * 1024**3
 TINY_SEED = 0
 
@@ -1312,6 +1315,59 @@ def write_manifest(comps: Components, out: Path, precisions: dict, facts: dict, 
 
 
 # ----------------------------------------------------------------------------------------------
+# Shared files between model directories
+# ----------------------------------------------------------------------------------------------
+
+
+def model_path(model_dir: Path, name: str, manifest: dict | None = None) -> Path:
+    """Where model_dir keeps `name` (a file of model.json `files`, or a folder such as tokenizer):
+    model_dir/name, or the same name in the sibling directory model.json `shared` gives.  The Go
+    pipeline resolves it the same way (pipeline.Manifest.Path)."""
+    if manifest is None:
+        manifest = json.loads((model_dir / "model.json").read_text())
+    for key, sibling in manifest.get(SHARED_KEY, {}).items():
+        if name == key or name.startswith(key + "/"):
+            return model_dir / ".." / sibling / name
+    return model_dir / name
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Files with the same sha256, or folders holding the same names with the same bytes."""
+    if a.is_dir() and b.is_dir():
+        names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+        return names == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and \
+            all(same_bytes(a / n, b / n) for n in names)
+    return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
+
+
+def find_shared(variant: kv.Variant, out: Path) -> dict:
+    """model.json `shared` of a variant's committed tiny directory: each name of
+    variant.tiny_shared whose bytes in `out` the owning sibling directory holds too (as a file of
+    its own, not shared in turn), mapped to that sibling's directory name.  A name whose bytes
+    differ keeps its copy."""
+    shared = {}
+    for name, owner in variant.tiny_shared.items():
+        sibling = Path(owner)
+        if sibling.resolve().parent != out.resolve().parent:
+            raise ValueError(f"{owner} is not beside {out}: klein_variants.Variant.tiny_shared names siblings only")
+        if same_bytes(out / name, sibling / name):
+            shared[name] = sibling.name
+        else:
+            log(f"  {out}/{name}: not the bytes of {sibling / name}; kept a copy")
+    return shared
+
+
+def drop_shared_copies(out: Path, shared: dict) -> None:
+    """Remove the copies `shared` replaces (after model.json has pinned their checksums)."""
+    for name in shared:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+# ----------------------------------------------------------------------------------------------
 # Tokenizer
 # ----------------------------------------------------------------------------------------------
 
@@ -1612,10 +1668,28 @@ CLIP_VECTOR_SHAPE = (480, 496)  # H, W of the standalone CLIP-preprocessing test
 
 
 class ArrayWriter:
-    """Writes raw little-endian arrays next to index.json and returns their descriptors."""
+    """Writes raw little-endian arrays next to index.json and returns their descriptors.
 
-    def __init__(self, root: Path):
+    `reuse` (None: off) makes it write each content once: an array of at least REUSE_MIN_BYTES
+    whose bytes a file already holds, one this writer wrote or a .bin file of a folder in `reuse`,
+    is not written again, and its descriptor names that file relative to `root` (with a leading
+    ".." for a file of the folder above).  Readers open `file` relative to the index's folder
+    either way."""
+
+    # Smaller arrays (sigmas, flags, scores) keep their own file: pointing at another case's would
+    # save next to nothing and make the index harder to read.
+    REUSE_MIN_BYTES = 1024
+
+    def __init__(self, root: Path, reuse: list[Path] | None = None):
         self.root = root
+        self.dedupe = reuse is not None
+        self.known: dict[str, str] = {}  # sha256 → file, relative to root
+        for folder in reuse or ():
+            for p in sorted(folder.glob("*.bin")):
+                if p.stat().st_size < self.REUSE_MIN_BYTES:
+                    continue
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+                self.known.setdefault(digest, Path(os.path.relpath(p.resolve(), root.resolve())).as_posix())
 
     def put(self, name: str, array: np.ndarray) -> dict:
         kind = {np.dtype("float32"): "float32", np.dtype("int64"): "int64", np.dtype("uint8"): "uint8", np.dtype("bool"): "bool"}
@@ -1624,7 +1698,13 @@ class ArrayWriter:
             raise TypeError(f"{name}: unsupported dtype {arr.dtype}")
         fname = name + ".bin"
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        (self.root / fname).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        if self.dedupe and len(data) >= self.REUSE_MIN_BYTES and digest in self.known:
+            fname = self.known[digest]
+        else:
+            (self.root / fname).write_bytes(data)
+            if len(data) >= self.REUSE_MIN_BYTES:
+                self.known.setdefault(digest, fname)
         return {"file": fname, "dtype": kind[arr.dtype], "shape": list(arr.shape)}
 
 
@@ -1683,14 +1763,20 @@ def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant
     got = {k: state_dict_sha256(getattr(comps, k)) for k in want}
     if got != want:
         raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json (regenerate with --tiny): {got} vs {want}")
-    pipe = build_tiny_pipeline(comps, model_dir / "tokenizer", distilled=variant.distilled)
+    pipe = build_tiny_pipeline(comps, model_path(model_dir, "tokenizer", manifest), distilled=variant.distilled)
     checker_graph = SafetyCheckerGraph(comps.safety_checker).eval()
 
     if ref_dir.exists():
         for p in ref_dir.glob("*.bin"):
             p.unlink()
     ref_dir.mkdir(parents=True, exist_ok=True)
-    writer = ArrayWriter(ref_dir)
+    # Each content once: within the directory, and a committed variant's directory also takes what
+    # the directories written before it hold (4B Base first, then klein_variants order): the CLIP
+    # preprocessing vector, arrays of the same prompts and the same noise.
+    committed = not variant.is_default and ref_dir.resolve() == Path(variant.reference_dir).resolve()
+    earlier = list(kv.VARIANTS.values())[:list(kv.VARIANTS.values()).index(variant)]
+    writer = ArrayWriter(ref_dir, reuse=[Path(v.reference_dir) for v in earlier
+                                         if committed and (Path(v.reference_dir) / "index.json").exists()])
 
     # Record every transformer call (inputs as fed by the pipeline).
     calls: list[dict] = []
@@ -1907,7 +1993,13 @@ def run_tiny(args) -> None:
 
 
 def export_tiny(args, variant: kv.Variant, out: Path) -> None:
+    committed = out.resolve() == Path(variant.tiny_dir).resolve()
     if out.resolve() in {Path(v.tiny_dir).resolve() for v in kv.VARIANTS.values()}:
+        if not committed:
+            raise SystemExit(f"{out} is another variant's tiny directory; --variant {variant.name} writes "
+                             f"{variant.tiny_dir} (or --out elsewhere)")
+        if args.skeleton:
+            raise SystemExit(f"{out} holds weights; export --skeleton elsewhere (--out)")
         if args.precision != "fp32":
             raise SystemExit(f"{out} is fp32 (the parity reference); export other precisions elsewhere (--out)")
         if args.attention != DEFAULT_ATTENTION:
@@ -1935,9 +2027,17 @@ def export_tiny(args, variant: kv.Variant, out: Path) -> None:
     comps.source["state_dict_sha256"] = {
         k: state_dict_sha256(getattr(comps, k)) for k in ("transformer", "text_encoder", "vae", "safety_checker")
     }
-    manifest = write_manifest(comps, out, precisions, facts, preview, graph_param_counts(comps), {})
+    # A committed variant directory takes what its siblings already hold instead of a copy (the
+    # repository travels whole to the GPU machine, docs/gpu-check.md); any other output is
+    # self-contained.  `files` still lists and pins every file, shared or not.
+    shared = find_shared(variant, out) if committed else {}
+    manifest = write_manifest(comps, out, precisions, facts, preview, graph_param_counts(comps),
+                              {SHARED_KEY: shared} if shared else {})
+    drop_shared_copies(out, shared)
     total = sum(f["bytes"] for f in manifest["files"].values())
-    log(f"wrote {out}: {total / 1e6:.2f} MB in {len(manifest['files'])} files; params {manifest['param_counts']}")
+    held = sum(f["bytes"] for rel, f in manifest["files"].items() if (out / rel).exists())
+    log(f"wrote {out}: {total / 1e6:.2f} MB in {len(manifest['files'])} files ({held / 1e6:.2f} MB held here, the rest "
+        f"shared: {sorted(shared)}); params {manifest['param_counts']}")
 
 
 def run_random(args) -> None:

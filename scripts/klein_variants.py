@@ -71,6 +71,24 @@ class Variant:
         """model.json `variant` of the tiny model ("tiny" for 4B Base, as it always was)."""
         return "tiny" if self.is_default else f"tiny-{self.name}"
 
+    @property
+    def tiny_shared(self) -> dict[str, str]:
+        """What the committed tiny directory of this variant may take from a sibling's instead of
+        holding a copy (model.json `shared`, docs/variants.md): name in the directory → the tiny
+        directory that owns the same weights.  The 4B Base directory owns the tokenizer, the VAE
+        graphs and the safety checker, which the whole family shares; the Base variant of a size
+        owns that size's text encoder.  The exporter shares a name only where the bytes are the
+        same (sha256), so this table says where to look, not what to assume."""
+        if self.is_default:
+            return {}
+        family = DEFAULT.tiny_dir
+        shared = {"tokenizer": family, "vae_decoder.onnx": family, "vae_encoder.onnx": family,
+                  "safety_checker.onnx": family}
+        owner = of(self.size, False)
+        if owner is not self:
+            shared["text_encoder.onnx"] = owner.tiny_dir
+        return shared
+
     def tiny_name(self, precision: str = "fp32") -> str:
         what = "" if self.is_default else f" {self.size.upper()} {'distilled' if self.distilled else 'base'}"
         extra = "" if precision == "fp32" else f", {precision}"

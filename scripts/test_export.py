@@ -707,7 +707,7 @@ def variant_sessions():
 
     def get(model_dir: Path):
         if model_dir not in cache:
-            cache[model_dir] = {g: ex.ort_session(model_dir / f"{g}.onnx", threads=1) for g in ex.GRAPH_NAMES}
+            cache[model_dir] = {g: ex.ort_session(ex.model_path(model_dir, f"{g}.onnx"), threads=1) for g in ex.GRAPH_NAMES}
         return cache[model_dir]
 
     return get
@@ -787,8 +787,9 @@ def test_variant_manifest_matches_files_and_weights(variant, variant_comps):
     assert man.get(kv.MANIFEST_KEY) == variant.manifest_block()
     assert man["defaults"] == variant.defaults()
     for rel, info in man["files"].items():
-        assert (model_dir / rel).stat().st_size == info["bytes"], rel
-        assert ex.sha256_file(model_dir / rel) == info["sha256"], rel
+        path = ex.model_path(model_dir, rel, man)
+        assert path.stat().st_size == info["bytes"], rel
+        assert ex.sha256_file(path) == info["sha256"], rel
     for name, digest in man["source"]["state_dict_sha256"].items():
         assert ex.state_dict_sha256(getattr(comps, name)) == digest, f"{variant.name} {name}: rebuilt weights differ"
     for g in ex.GRAPH_NAMES:
@@ -810,7 +811,9 @@ def test_variant_manifest_matches_files_and_weights(variant, variant_comps):
 
 def test_variants_share_weights_like_the_published_checkpoints():
     """One text encoder per size (the server can load it once, by content hash), one VAE, safety
-    checker and tokenizer for the family; a transformer of its own per variant."""
+    checker and tokenizer for the family; a transformer of its own per variant.  The committed
+    directories hold each of these bytes once: a variant's model.json `shared` points at the
+    owning sibling's copy (klein_variants.Variant.tiny_shared)."""
     files = {v.name: read_manifest(REPO / v.tiny_dir)["files"] for v in VARIANTS}
     digest = {name: {rel: info["sha256"] for rel, info in f.items()} for name, f in files.items()}
     shared = [rel for rel in digest["4b-base"] if rel not in ("text_encoder.onnx", "transformer.onnx")]
@@ -821,8 +824,18 @@ def test_variants_share_weights_like_the_published_checkpoints():
             assert digest[v.name][rel] == digest["4b-base"][rel], (v.name, rel)
     te = {name: d["text_encoder.onnx"] for name, d in digest.items()}
     assert te["4b-base"] == te["4b-distilled"] and te["9b-base"] == te["9b-distilled"] and te["4b-base"] != te["9b-base"]
-    assert (REPO / "models/tiny/text_encoder.onnx").read_bytes() == (REPO / "models/tiny-4b-distilled/text_encoder.onnx").read_bytes()
     assert len({d["transformer.onnx"] for d in digest.values()}) == len(VARIANTS)
+    for v in VARIANTS:
+        model_dir = REPO / v.tiny_dir
+        man = read_manifest(model_dir)
+        want = {name: Path(owner).name for name, owner in v.tiny_shared.items()}
+        assert man.get(ex.SHARED_KEY, {}) == want, v.name
+        for name in want:
+            assert not (model_dir / name).exists(), f"{v.tiny_dir}/{name}: a copy next to the shared one"
+    assert ex.model_path(REPO / "models/tiny-9b-distilled", "text_encoder.onnx").resolve() == \
+        (REPO / "models/tiny-9b-base/text_encoder.onnx").resolve()
+    assert ex.model_path(REPO / "models/tiny-4b-distilled", "tokenizer/vocab.json").resolve() == \
+        (REPO / "models/tiny/tokenizer/vocab.json").resolve()
 
 
 @pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
@@ -843,7 +856,7 @@ def test_variant_ort_matches_torch(variant, graph, variant_comps, variant_sessio
 def test_variant_guidance_moves_latents(variant, variant_comps):
     """Each tiny DiT responds to the text (a distilled one too: the text still steers it)."""
     comps = variant_comps(variant)
-    pipe = ex.build_tiny_pipeline(comps, REPO / variant.tiny_dir / "tokenizer", distilled=variant.distilled)
+    pipe = ex.build_tiny_pipeline(comps, ex.model_path(REPO / variant.tiny_dir, "tokenizer"), distilled=variant.distilled)
     with torch.no_grad():
         pos, _ = pipe.encode_prompt("a red fox in the snow")
         neg, _ = pipe.encode_prompt("")
@@ -877,6 +890,51 @@ def test_variant_reference_index(variant):
     assert total < 5e6
 
 
+def test_array_writer_writes_each_content_once(tmp_path):
+    """With reuse, an array whose bytes a file already holds (its own, or one of a reuse folder)
+    is named, relative to the writer's folder, instead of written again; without, every array
+    gets its file."""
+    base, variant = tmp_path / "ref", tmp_path / "ref" / "v"
+    variant.mkdir(parents=True)
+    a, b = np.arange(600, dtype=np.float32).reshape(2, 300), np.ones(400, dtype=np.int64)
+    small = np.arange(3, dtype=np.float32)
+    w0 = ex.ArrayWriter(base, reuse=[])
+    assert w0.put("a", a)["file"] == "a.bin" and w0.put("s", small)["file"] == "s.bin"
+    w = ex.ArrayWriter(variant, reuse=[base])
+    assert w.put("x", a) == {"file": os.path.relpath(base / "a.bin", variant), "dtype": "float32", "shape": [2, 300]}
+    assert w.put("y", b)["file"] == "y.bin" and w.put("z", b)["file"] == "y.bin"
+    # Same bytes, another dtype and shape: the descriptor says how to read them.
+    same = np.frombuffer(b.tobytes(), dtype=np.uint8)
+    assert w.put("u", same) == {"file": "y.bin", "dtype": "uint8", "shape": [3200]}
+    # Under REUSE_MIN_BYTES an array keeps its own file.
+    assert w.put("t", small)["file"] == "t.bin"
+    assert sorted(p.name for p in variant.iterdir()) == ["t.bin", "y.bin"]
+    assert np.array_equal(load_array(w.put("x2", a), variant), a)
+    plain = ex.ArrayWriter(tmp_path / "ref")
+    assert plain.put("c", a)["file"] == "c.bin" and (base / "c.bin").read_bytes() == (base / "a.bin").read_bytes()
+
+
+def test_reference_directories_hold_each_content_once():
+    """testdata/reference and the variants' reference directories hold no two files with the same
+    bytes (but the small ones ArrayWriter leaves alone); a variant's index names the 4B Base
+    directory's CLIP preprocessing vector, and may name an earlier variant's files."""
+    seen = {}
+    for v in VARIANTS:
+        root = REPO / v.reference_dir
+        for p in sorted(root.glob("*.bin")):
+            if p.stat().st_size < ex.ArrayWriter.REUSE_MIN_BYTES:
+                continue
+            digest = ex.sha256_file(p)
+            assert digest not in seen, f"{p} has the bytes of {seen[digest]}"
+            seen[digest] = p
+        index = json.loads((root / "index.json").read_text())
+        for desc in [a for c in index["cases"] for a in c["arrays"].values()] + list(index["clip_preprocess"].values()):
+            assert (root / desc["file"]).is_file(), (v.name, desc["file"])
+        if not v.is_default:
+            assert {k: (root / d["file"]).resolve() for k, d in index["clip_preprocess"].items()} == \
+                {k: (REFERENCE / f"clip_preprocess.{k}.bin").resolve() for k in ("image", "clip_input")}
+
+
 @pytest.mark.parametrize("variant", OTHER_VARIANTS, ids=OTHER_IDS)
 def test_variant_reference_replayed_with_ort(variant, variant_comps, variant_sessions):
     """The committed graphs of each tiny variant reproduce its diffusers reference outputs."""
@@ -894,7 +952,7 @@ SHARD = "200KB"
 def save_checkpoint(comps, variant, root: Path) -> tuple[Path, Path]:
     """The tiny pipeline as a diffusers checkpoint directory, and its safety checker as a local
     copy (what a host without hub access passes to --safety-from)."""
-    pipe = ex.build_tiny_pipeline(comps, REPO / variant.tiny_dir / "tokenizer", distilled=variant.distilled)
+    pipe = ex.build_tiny_pipeline(comps, ex.model_path(REPO / variant.tiny_dir, "tokenizer"), distilled=variant.distilled)
     ckpt, safety = root / "checkpoint", root / "safety-checker"
     pipe.save_pretrained(ckpt, max_shard_size=SHARD)
     comps.safety_checker.save_pretrained(safety)
@@ -963,12 +1021,15 @@ def test_from_checkpoint_equals_tiny_export(variant, variant_comps, variant_sess
     for key in ("text", "latent", "scheduler", "param_counts"):
         assert got_man[key] == want_man[key], key
     assert got_man["architecture"]["transformer"] == want_man["architecture"]["transformer"]
+    # A real export is self-contained: every file in its own directory.
+    assert ex.SHARED_KEY not in got_man and all((out / rel).is_file() for rel in got_man["files"])
     identical = []
     for g in ex.GRAPH_NAMES:
-        got_io, want_io = ex.graph_io_from_file(out / f"{g}.onnx"), ex.graph_io_from_file(tiny_dir / f"{g}.onnx")
+        want_path = ex.model_path(tiny_dir, f"{g}.onnx", want_man)
+        got_io, want_io = ex.graph_io_from_file(out / f"{g}.onnx"), ex.graph_io_from_file(want_path)
         assert got_io == want_io, g
-        assert initializers(out / f"{g}.onnx") == initializers(tiny_dir / f"{g}.onnx"), f"{g}: initializers differ"
-        identical.append(ex.sha256_file(out / f"{g}.onnx") == ex.sha256_file(tiny_dir / f"{g}.onnx"))
+        assert initializers(out / f"{g}.onnx") == initializers(want_path), f"{g}: initializers differ"
+        identical.append(ex.sha256_file(out / f"{g}.onnx") == ex.sha256_file(want_path))
         args = ex.example_inputs(g, comps, torch.float32, batch=2, h=3, w=2)
         feeds = ex.graph_feeds(g, comps, args)
         got = ex.ort_session(out / f"{g}.onnx", threads=1).run(None, feeds)
@@ -981,10 +1042,11 @@ def test_from_checkpoint_equals_tiny_export(variant, variant_comps, variant_sess
     # The tokenizer went through save_pretrained (tokenizer.json) and back to vocab/merges.
     from transformers import AutoTokenizer
 
+    tiny_tokenizer = ex.model_path(tiny_dir, "tokenizer", want_man)
     for f in ("vocab.json", "merges.txt"):
-        assert (out / "tokenizer" / f).read_bytes() == (tiny_dir / "tokenizer" / f).read_bytes(), f
+        assert (out / "tokenizer" / f).read_bytes() == (tiny_tokenizer / f).read_bytes(), f
 
-    mine, theirs = AutoTokenizer.from_pretrained(str(out / "tokenizer")), AutoTokenizer.from_pretrained(str(tiny_dir / "tokenizer"))
+    mine, theirs = AutoTokenizer.from_pretrained(str(out / "tokenizer")), AutoTokenizer.from_pretrained(str(tiny_tokenizer))
     for prompt in ["", "a cat on a skateboard", "Ünïcödé café — 東京の夜景 🌃🐱", ex.LONG_PROMPT]:
         assert ex.tokenize_like_pipeline(mine, prompt)[0].tolist() == ex.tokenize_like_pipeline(theirs, prompt)[0].tolist()
     replay_reference(REPO / variant.reference_dir, variant_sessions(out), no_lora_inputs(comps), distilled=variant.distilled)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -149,7 +148,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if err := errors.Join(verrs...); err != nil {
 		return nil, fmt.Errorf("model %s does not match what kleinserve runs:\n%w", cfg.ModelDir, err)
 	}
-	tok, err := loadTokenizer(filepath.Join(cfg.ModelDir, "tokenizer"), man.Text)
+	tok, err := loadTokenizer(man.Path(cfg.ModelDir, TokenizerDir), man.Text)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}

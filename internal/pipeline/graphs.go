@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
@@ -110,13 +109,13 @@ func validateGraph(dir, name string, m *Manifest) (floatT string, err error) {
 		floatT = "float32"
 	}
 
-	path := filepath.Join(dir, g.File)
+	path := m.Path(dir, g.File)
 	st, err := os.Stat(path)
 	if err != nil {
 		return "", errors.Join(append(errs, fmt.Errorf("graph %s: %w", name, err))...)
 	}
 	if id, ok := m.Files[g.File]; ok && id.Bytes > 0 && id.Bytes != st.Size() {
-		errs = append(errs, fmt.Errorf("graph %s: %s has %d bytes, manifest says %d (incomplete copy?)", name, g.File, st.Size(), id.Bytes))
+		errs = append(errs, fmt.Errorf("graph %s: %s has %d bytes, manifest says %d (incomplete copy?)", name, path, st.Size(), id.Bytes))
 	}
 	ins, outs, err := readONNXInterface(path)
 	if err != nil {
@@ -148,7 +147,7 @@ func openGraph(dir, name string, m *Manifest, floatT string, s sessionSettings) 
 		return nil, fmt.Errorf("graph %s: %w", name, err)
 	}
 	defer opts.Destroy()
-	sess, err := ort.NewDynamicAdvancedSession(filepath.Join(dir, g.File), gs.inputs, gs.outputs, opts)
+	sess, err := ort.NewDynamicAdvancedSession(m.Path(dir, g.File), gs.inputs, gs.outputs, opts)
 	if err != nil {
 		if pe := providerStartError(s.Provider, err); pe != nil {
 			err = pe

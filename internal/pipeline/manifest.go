@@ -4,14 +4,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/kleinserve/kleinserve/internal/sampler"
 )
 
 // ManifestFile is the name of the manifest inside a model directory.
 const ManifestFile = "model.json"
+
+// TokenizerDir is the tokenizer's folder in a model directory
+// (vocab.json, merges.txt, tokenizer_config.json).
+const TokenizerDir = "tokenizer"
 
 // Graph names of a model directory.
 const (
@@ -42,6 +50,15 @@ type Manifest struct {
 	// (or mimics, for a tiny model). It is absent from a 4B Base export, so
 	// nil means 4B Base: docs/variants.md.
 	Checkpoint *CheckpointSpec `json:"checkpoint,omitempty"`
+	// Shared lets the directory take files from a sibling directory (one
+	// in the same parent folder) instead of holding copies: it maps a name
+	// of Files, or a folder of them ("tokenizer"), to the sibling's
+	// directory name ("tiny"), where the same name holds the same bytes.
+	// Files still pins their sizes and checksums. The committed tiny
+	// variants share what is byte-identical across them; an export of real
+	// weights is self-contained and has none (models/README.md). Read it
+	// through Path.
+	Shared map[string]string `json:"shared,omitempty"`
 }
 
 // CheckpointSpec is model.json's checkpoint: one of the four published
@@ -139,7 +156,8 @@ type FileID struct {
 	SHA256 string `json:"sha256"`
 }
 
-// LoadManifest reads and checks dir/model.json.
+// LoadManifest reads and checks dir/model.json, and that every file its
+// Shared names exists in the sibling with the size Files gives.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	raw, err := os.ReadFile(path)
@@ -153,7 +171,116 @@ func LoadManifest(dir string) (*Manifest, error) {
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
+	if err := m.checkShared(dir); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
 	return &m, nil
+}
+
+// Path is where the model directory dir keeps name, a file of Files or a
+// folder such as TokenizerDir: dir/name, or the same name in the sibling
+// directory Shared gives.
+func (m *Manifest) Path(dir, name string) string {
+	if key, ok := m.sharedKey(name); ok {
+		return filepath.Join(dir, "..", m.Shared[key], filepath.FromSlash(name))
+	}
+	return filepath.Join(dir, filepath.FromSlash(name))
+}
+
+// sharedKey finds the key of Shared that covers name: name itself, or the
+// folder holding it. check refuses nested keys, so at most one matches.
+func (m *Manifest) sharedKey(name string) (key string, ok bool) {
+	if _, ok := m.Shared[name]; ok {
+		return name, true
+	}
+	for key := range m.Shared {
+		if strings.HasPrefix(name, key+"/") {
+			return key, true
+		}
+	}
+	return "", false
+}
+
+// sharedFiles is the names of Files that key of Shared covers, sorted.
+func (m *Manifest) sharedFiles(key string) []string {
+	var names []string
+	for name := range m.Files {
+		if name == key || strings.HasPrefix(name, key+"/") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// isDirName reports whether s names a directory beside another: one path
+// element, not "." or "..", so no path (absolute or relative) at all.
+func isDirName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`) && filepath.IsLocal(s)
+}
+
+// checkSharedSyntax checks Shared without the file system: keys that name
+// what Files pins, inside the directory and not inside another key;
+// sibling names that are names, not paths; and a shared graph's external
+// data shared from the same sibling (ONNX Runtime reads it from beside the
+// graph it opens).
+func (m *Manifest) checkSharedSyntax() []error {
+	var errs []error
+	keys := slices.Sorted(maps.Keys(m.Shared))
+	for _, key := range keys {
+		switch {
+		case key == "" || path.Clean(key) != key || strings.Contains(key, `\`) || !filepath.IsLocal(filepath.FromSlash(key)):
+			errs = append(errs, fmt.Errorf("shared %q: the key must be a clean slash-separated path inside the model directory", key))
+			continue
+		case len(m.sharedFiles(key)) == 0:
+			errs = append(errs, fmt.Errorf("shared %q: no file of files is %q or inside it", key, key))
+		}
+		if sibling := m.Shared[key]; !isDirName(sibling) {
+			errs = append(errs, fmt.Errorf("shared %q: %q is not the name of a sibling directory (no path, absolute or relative: the directory next to this one that holds %s)",
+				key, sibling, key))
+		}
+		for _, other := range keys {
+			if strings.HasPrefix(key, other+"/") {
+				errs = append(errs, fmt.Errorf("shared %q: inside shared folder %q", key, other))
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Graphs)) {
+		g := m.Graphs[name]
+		if g.ExternalData == "" {
+			continue
+		}
+		gk, gShared := m.sharedKey(g.File)
+		dk, dShared := m.sharedKey(g.ExternalData)
+		if gShared != dShared || (gShared && m.Shared[gk] != m.Shared[dk]) {
+			errs = append(errs, fmt.Errorf("graph %s: %s and its external data %s must come from the same directory (ONNX Runtime reads the data from beside the graph); share both or neither",
+				name, g.File, g.ExternalData))
+		}
+	}
+	return errs
+}
+
+// checkShared checks that every file Shared covers exists in its sibling
+// with the size Files pins: a missing or stale sibling fails at start,
+// naming the path, not at the first request.
+func (m *Manifest) checkShared(dir string) error {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(m.Shared)) {
+		for _, name := range m.sharedFiles(key) {
+			p := m.Path(dir, name)
+			st, err := os.Stat(p)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("shared %q from %q: %w", name, m.Shared[key], err))
+			case !st.Mode().IsRegular():
+				errs = append(errs, fmt.Errorf("shared %q from %q: %s is not a regular file", name, m.Shared[key], p))
+			case m.Files[name].Bytes > 0 && st.Size() != m.Files[name].Bytes:
+				errs = append(errs, fmt.Errorf("shared %q from %q: %s has %d bytes, files says %d (a stale or different copy)",
+					name, m.Shared[key], p, st.Size(), m.Files[name].Bytes))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (m *Manifest) check() error {
@@ -188,6 +315,7 @@ func (m *Manifest) check() error {
 	if n := len(m.Preview.RGBFactors); n != 0 && (n != m.Latent.Channels || len(m.Preview.RGBBias) != 3) {
 		errs = append(errs, fmt.Errorf("preview: want %d rows of rgb_factors and 3 biases", m.Latent.Channels))
 	}
+	errs = append(errs, m.checkSharedSyntax()...)
 	return errors.Join(errs...)
 }
 

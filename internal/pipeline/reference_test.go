@@ -49,7 +49,18 @@ type refIndex struct {
 
 func loadRefIndex(t testing.TB) refIndex {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(referenceDir, "index.json"))
+	return loadRefIndexFrom(t, ".")
+}
+
+// loadRefIndexFrom reads the index of referenceDir/sub (a variant's
+// reference directory: testdata/reference/README.md). An array's file is
+// relative to its index's folder, and may be one of another folder's (a
+// variant's index names the 4B Base directory's CLIP vector with a leading
+// ".."); the readers resolve files in referenceDir, so each is rewritten
+// relative to it.
+func loadRefIndexFrom(t testing.TB, sub string) refIndex {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(referenceDir, sub, "index.json"))
 	if err != nil {
 		t.Fatalf("reference index: %v", err)
 	}
@@ -57,6 +68,16 @@ func loadRefIndex(t testing.TB) refIndex {
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		t.Fatalf("reference index: %v", err)
 	}
+	rebase := func(arrays map[string]refArray) {
+		for name, a := range arrays {
+			a.File = filepath.Join(sub, a.File)
+			arrays[name] = a
+		}
+	}
+	for _, c := range idx.Cases {
+		rebase(c.Arrays)
+	}
+	rebase(idx.ClipPreprocess)
 	return idx
 }
 
