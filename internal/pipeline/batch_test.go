@@ -48,21 +48,47 @@ func concurrentGenerationsShareCalls(t *testing.T, io IOBinding, place *ioPlacem
 		reqs[i].OutputFormat = engine.FormatPNG
 	}
 
+	solo := generateAlone(t, e, reqs[:canceled])
+	before := e.batcher.batchCounts()
+	if before.Shared != 0 {
+		t.Fatalf("one-at-a-time generations shared %d calls", before.Shared)
+	}
+
+	results, errs := generateTogether(e, reqs, map[int]int{canceled: 3})
+	counts := e.batcher.batchCounts()
+	shared := counts.Shared - before.Shared
+	t.Logf("concurrent phase: %d transformer calls, %d shared by several generations", counts.Calls-before.Calls, shared)
+	if shared == 0 {
+		t.Fatal("no transformer call was shared")
+	}
+	if !errors.Is(errs[canceled], engine.ErrCanceled) {
+		t.Fatalf("canceled request: %v", errs[canceled])
+	}
+	requireSameAsAlone(t, results[:canceled], errs[:canceled], solo)
+	if len(e.batcher.groups) != 0 {
+		t.Fatalf("%d grid groups left after every loop ended", len(e.batcher.groups))
+	}
+}
+
+// generateAlone runs each request by itself, one after the other.
+func generateAlone(t *testing.T, e *Engine, reqs []engine.Request) []*engine.Result {
+	t.Helper()
 	solo := make([]*engine.Result, len(reqs))
-	for i, req := range reqs[:canceled] {
+	for i, req := range reqs {
 		res, err := e.Generate(context.Background(), req, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		solo[i] = res
 	}
-	before := e.batcher.batchCounts()
-	if before.Shared != 0 {
-		t.Fatalf("one-at-a-time generations shared %d calls", before.Shared)
-	}
+	return solo
+}
 
-	// Every loop waits at step 1 until all five got there, so their
-	// denoising overlaps however the scheduler runs the goroutines.
+// generateTogether runs the requests at once. Every loop waits at step 1
+// until all of them got there, so their denoising overlaps however the
+// scheduler runs the goroutines. Request i is canceled at step cancelAt[i]
+// when that is set.
+func generateTogether(e *Engine, reqs []engine.Request, cancelAt map[int]int) ([]*engine.Result, []error) {
 	var atStep1 sync.WaitGroup
 	atStep1.Add(len(reqs))
 	allThere := make(chan struct{})
@@ -84,23 +110,21 @@ func concurrentGenerationsShareCalls(t *testing.T, io IOBinding, place *ioPlacem
 					case <-time.After(time.Minute):
 					}
 				}
-				if i == canceled && p.Step == 3 {
+				if step, ok := cancelAt[i]; ok && p.Step == step {
 					cancel()
 				}
 			})
 		}()
 	}
 	wg.Wait()
-	counts := e.batcher.batchCounts()
-	shared := counts.Shared - before.Shared
-	t.Logf("concurrent phase: %d transformer calls, %d shared by several generations", counts.Calls-before.Calls, shared)
-	if shared == 0 {
-		t.Fatal("no transformer call was shared")
-	}
-	if !errors.Is(errs[canceled], engine.ErrCanceled) {
-		t.Fatalf("canceled request: %v", errs[canceled])
-	}
-	for i := range reqs[:canceled] {
+	return results, errs
+}
+
+// requireSameAsAlone fails unless every request succeeded with the images
+// it gives alone (solo), bit for bit.
+func requireSameAsAlone(t *testing.T, results []*engine.Result, errs []error, solo []*engine.Result) {
+	t.Helper()
+	for i := range solo {
 		if errs[i] != nil {
 			t.Fatalf("request %d: %v", i, errs[i])
 		}
@@ -112,9 +136,6 @@ func concurrentGenerationsShareCalls(t *testing.T, io IOBinding, place *ioPlacem
 				t.Errorf("request %d image %d: differs from the request alone by up to %d/255", i, k, d)
 			}
 		}
-	}
-	if len(e.batcher.groups) != 0 {
-		t.Fatalf("%d grid groups left after every loop ended", len(e.batcher.groups))
 	}
 }
 

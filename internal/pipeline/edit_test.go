@@ -239,38 +239,9 @@ func TestConcurrentEditsShareTransformerCalls(t *testing.T) {
 		t.Fatalf("requests 0 and 1 should have the same grids: %s vs %s", a, b)
 	}
 
-	solo := make([]*engine.Result, len(reqs))
-	for i, req := range reqs {
-		res, err := e.Generate(context.Background(), req, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		solo[i] = res
-	}
+	solo := generateAlone(t, e, reqs)
 	before := e.batcher.batchCounts()
-	var atStep1 sync.WaitGroup
-	atStep1.Add(len(reqs))
-	allThere := make(chan struct{})
-	go func() { atStep1.Wait(); close(allThere) }()
-	results := make([]*engine.Result, len(reqs))
-	errs := make([]error, len(reqs))
-	var wg sync.WaitGroup
-	for i, req := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = e.Generate(context.Background(), req, func(p engine.Progress) {
-				if p.Step == 1 {
-					atStep1.Done()
-					select {
-					case <-allThere:
-					case <-time.After(time.Minute):
-					}
-				}
-			})
-		}()
-	}
-	wg.Wait()
+	results, errs := generateTogether(e, reqs, nil)
 	counts := e.batcher.batchCounts()
 	shared := counts.Shared - before.Shared
 	t.Logf("concurrent phase: %d transformer calls, %d shared", counts.Calls-before.Calls, shared)
@@ -281,16 +252,7 @@ func TestConcurrentEditsShareTransformerCalls(t *testing.T) {
 	if shared > 6 {
 		t.Fatalf("%d shared calls: requests with other grids were mixed in", shared)
 	}
-	for i := range reqs {
-		if errs[i] != nil {
-			t.Fatalf("request %d: %v", i, errs[i])
-		}
-		for k := range solo[i].Images {
-			if d := maxPixelDiff(t, results[i].Images[k].Data, solo[i].Images[k].Data); d != 0 {
-				t.Errorf("request %d image %d: differs from the request alone by up to %d/255", i, k, d)
-			}
-		}
-	}
+	requireSameAsAlone(t, results, errs, solo)
 	if len(e.batcher.groups) != 0 {
 		t.Fatalf("%d groups left after every loop ended", len(e.batcher.groups))
 	}

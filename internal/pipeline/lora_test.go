@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/kleinserve/kleinserve/internal/engine"
 	"github.com/kleinserve/kleinserve/internal/lora"
@@ -110,51 +108,15 @@ func TestLoRASetsShareCallsOnlyWhenIdentical(t *testing.T) {
 	for i := range reqs {
 		reqs[i].Width, reqs[i].Height, reqs[i].NumImages, reqs[i].OutputFormat = 128, 96, 1, engine.FormatPNG
 	}
-	solo := make([]*engine.Result, len(reqs))
-	for i, req := range reqs {
-		res, err := e.Generate(context.Background(), req, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		solo[i] = res
-	}
+	solo := generateAlone(t, e, reqs)
 	before := e.BatchCounts()
-	var atStep1 sync.WaitGroup
-	atStep1.Add(len(reqs))
-	allThere := make(chan struct{})
-	go func() { atStep1.Wait(); close(allThere) }()
-	results := make([]*engine.Result, len(reqs))
-	errs := make([]error, len(reqs))
-	var wg sync.WaitGroup
-	for i, req := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = e.Generate(context.Background(), req, func(p engine.Progress) {
-				if p.Step == 1 {
-					atStep1.Done()
-					select {
-					case <-allThere:
-					case <-time.After(time.Minute):
-					}
-				}
-			})
-		}()
-	}
-	wg.Wait()
+	results, errs := generateTogether(e, reqs, nil)
 	after := e.BatchCounts()
 	t.Logf("%d transformer calls, %d shared", after.Calls-before.Calls, after.Shared-before.Shared)
 	if after.Shared == before.Shared {
 		t.Fatal("the two requests of set X shared no call")
 	}
-	for i := range reqs {
-		if errs[i] != nil {
-			t.Fatalf("request %d: %v", i, errs[i])
-		}
-		if d := maxPixelDiff(t, results[i].Images[0].Data, solo[i].Images[0].Data); d != 0 {
-			t.Errorf("request %d: differs from the request alone by up to %d/255", i, d)
-		}
-	}
+	requireSameAsAlone(t, results, errs, solo)
 	if d := maxPixelDiff(t, solo[0].Images[0].Data, solo[3].Images[0].Data); d == 0 {
 		t.Error("the LoRAs did not change the image")
 	}
