@@ -66,13 +66,7 @@ func TestGenerateBatchMatchesSingles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := decodePNG(t, batch.Images[1].Data), decodePNG(t, single.Images[0].Data)
-	worst := 0
-	for i := range a {
-		d := int(a[i]) - int(b[i])
-		worst = max(worst, d, -d)
-	}
-	if worst > 1 {
+	if worst := pngDiff(t, batch.Images[1].Data, decodePNG(t, single.Images[0].Data)); worst > 1 {
 		t.Fatalf("batch image 1 differs from single run with seed+1 by %d", worst)
 	}
 }

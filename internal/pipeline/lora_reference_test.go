@@ -161,11 +161,7 @@ func TestReferenceLoRA(t *testing.T) {
 			}
 			worst := 0
 			for k, img := range res.Images {
-				pix := decodePNG(t, img.Data)
-				for i := 0; i < n; i++ {
-					d := int(pix[i]) - int(b[k*n+i])
-					worst = max(worst, d, -d)
-				}
+				worst = max(worst, pngDiff(t, img.Data, b[k*n:(k+1)*n]))
 			}
 			moved := fmt.Sprintf("the LoRAs move the latents by %.3g", c.Effect)
 			if len(c.References) > 0 {

@@ -227,11 +227,7 @@ func TestEditReferencePipeline(t *testing.T) {
 				if img.Width != c.OutputWidth || img.Height != c.OutputHeight {
 					t.Fatalf("image %d is %dx%d, want %dx%d", k, img.Width, img.Height, c.OutputWidth, c.OutputHeight)
 				}
-				pix := decodePNG(t, img.Data)
-				for i := 0; i < n; i++ {
-					d := int(pix[i]) - int(wantPix[k*n+i])
-					worst = max(worst, d, -d)
-				}
+				worst = max(worst, pngDiff(t, img.Data, wantPix[k*n:(k+1)*n]))
 			}
 			t.Logf("final latents relative error %.3g, images max channel difference %d/255", r, worst)
 			if r > 1e-4 {

@@ -268,12 +268,7 @@ func TestReferencePipeline(t *testing.T) {
 			wantPix := refU8(t, c.Arrays["image"])
 			n := c.Width * c.Height * 3
 			for k, img := range res.Images {
-				pix := decodePNG(t, img.Data)
-				worst := 0
-				for i := 0; i < n; i++ {
-					d := int(pix[i]) - int(wantPix[k*n+i])
-					worst = max(worst, d, -d)
-				}
+				worst := pngDiff(t, img.Data, wantPix[k*n:(k+1)*n])
 				t.Logf("image %d: max channel difference %d/255", k, worst)
 				if worst > 1 {
 					t.Fatalf("image %d: max channel difference %d > 1", k, worst)
@@ -322,6 +317,22 @@ func TestReferenceSafety(t *testing.T) {
 	if flagged == 0 || clean == 0 {
 		t.Fatalf("reference cases should hold flagged and clean images: %d flagged, %d clean", flagged, clean)
 	}
+}
+
+// pngDiff decodes a PNG and returns its largest channel difference from
+// want, the reference's RGB bytes of that image.
+func pngDiff(t testing.TB, data []byte, want []uint8) int {
+	t.Helper()
+	got := decodePNG(t, data)
+	if len(got) != len(want) {
+		t.Fatalf("image has %d RGB values, the reference %d", len(got), len(want))
+	}
+	worst := 0
+	for i := range want {
+		d := int(got[i]) - int(want[i])
+		worst = max(worst, d, -d)
+	}
+	return worst
 }
 
 func decodePNG(t testing.TB, data []byte) []uint8 {

@@ -58,12 +58,7 @@ func TestSeedParityWithDiffusers(t *testing.T) {
 			want := refU8(t, c.Arrays["image"])
 			per := len(want) / req.NumImages
 			for k, img := range res.Images {
-				got, ref := decodePNG(t, img.Data), want[k*per:(k+1)*per]
-				worst := 0
-				for i := range ref {
-					d := int(got[i]) - int(ref[i])
-					worst = max(worst, d, -d)
-				}
+				worst := pngDiff(t, img.Data, want[k*per:(k+1)*per])
 				t.Logf("image %d: max channel difference %d/255", k, worst)
 				if worst > 1 {
 					t.Fatalf("image %d differs by %d/255", k, worst)

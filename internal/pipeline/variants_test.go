@@ -48,13 +48,7 @@ func TestReferenceVariants(t *testing.T) {
 				want := refU8(t, c.Arrays["image"])
 				per := len(want) / len(res.Images)
 				for k, img := range res.Images {
-					got, ref := decodePNG(t, img.Data), want[k*per:(k+1)*per]
-					worst := 0
-					for i := range ref {
-						d := int(got[i]) - int(ref[i])
-						worst = max(worst, d, -d)
-					}
-					if worst > 1 {
+					if worst := pngDiff(t, img.Data, want[k*per:(k+1)*per]); worst > 1 {
 						t.Errorf("%s: image %d differs by %d/255", c.Name, k, worst)
 					}
 				}
