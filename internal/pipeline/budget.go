@@ -99,7 +99,7 @@ func ModelBytes(mans ...*Manifest) int64 {
 	var n int64
 	seen := map[string]bool{}
 	for _, m := range mans {
-		for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphVAEEncoder, GraphSafetyChecker} {
+		for _, name := range graphNames() {
 			g, ok := m.Graphs[name]
 			if !ok {
 				continue

@@ -140,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	// Validate every graph before spending time and memory on sessions.
 	floatTypes := map[string]string{}
 	var verrs []error
-	for _, name := range []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphVAEEncoder, GraphSafetyChecker} {
+	for _, name := range graphNames() {
 		ft, err := validateGraph(cfg.ModelDir, name, man)
 		verrs = append(verrs, err)
 		floatTypes[name] = ft
@@ -232,6 +232,12 @@ func (e *Engine) Info() engine.Info { return e.info }
 // ORTVersion is the version of the loaded ONNX Runtime library.
 func (e *Engine) ORTVersion() string { return e.ortVersion }
 
+// sessions returns the engine's graph sessions in graphNames' order (nil
+// ones before Open finished).
+func (e *Engine) sessions() []*graphSession {
+	return []*graphSession{e.text, e.dit, e.vae, e.vaeEnc, e.safety}
+}
+
 // Close releases the sessions. It waits for running generations; later
 // calls fail with engine.ErrClosed.
 func (e *Engine) Close() error {
@@ -242,7 +248,11 @@ func (e *Engine) Close() error {
 		close(e.slots)
 		e.ready = false
 	}
-	err := errors.Join(e.text.destroy(), e.dit.destroy(), e.vae.destroy(), e.vaeEnc.destroy(), e.safety.destroy(), e.lora.destroy())
+	var err error
+	for _, g := range e.sessions() {
+		err = errors.Join(err, g.destroy())
+	}
+	err = errors.Join(err, e.lora.destroy())
 	e.text, e.dit, e.vae, e.vaeEnc, e.safety = nil, nil, nil, nil, nil
 	if e.ortVersion != "" {
 		err = errors.Join(err, releaseORT())

@@ -30,6 +30,12 @@ const (
 	GraphSafetyChecker = "safety_checker"
 )
 
+// graphNames lists every graph of a model directory, in the order the
+// engine opens them.
+func graphNames() []string {
+	return []string{GraphTextEncoder, GraphTransformer, GraphVAEDecoder, GraphVAEEncoder, GraphSafetyChecker}
+}
+
 // Manifest is model.json: what the exporter wrote about the graphs.
 type Manifest struct {
 	FormatVersion int               `json:"format_version"`

@@ -122,7 +122,7 @@ func (g *graphSession) runShrinking(final bool, run func(ro *ort.RunOptions) err
 // that shrinks its arenas afterwards.
 func (e *Engine) releaseGrown() error {
 	var errs []error
-	for _, g := range []*graphSession{e.text, e.dit, e.vae, e.safety} {
+	for _, g := range e.sessions() {
 		if g.shrink == nil || g.noShrink.Load() || !g.grown.Load() {
 			continue
 		}
@@ -191,7 +191,7 @@ func (e *Engine) setupMemoryRelease(lib string) error {
 	if e.cfg.MemoryRelease != ReleaseShrink {
 		return nil
 	}
-	for _, g := range []*graphSession{e.text, e.dit, e.vae, e.safety} {
+	for _, g := range e.sessions() {
 		if g.shrink != nil {
 			continue // a session shared with another engine, already set up
 		}

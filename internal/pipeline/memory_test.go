@@ -317,3 +317,23 @@ func BenchmarkMemoryRelease(b *testing.B) {
 		b.ReportMetric(median(wall[m])/median(wall[ReleaseNone]), m.String()+"-wall-ratio")
 	}
 }
+
+// TestEveryGraphReturnsWhatItGrew: an edit runs all five graphs; after it
+// every session has its arena release set up and none keeps what the
+// request grew (the VAE encoder once had neither).
+func TestEveryGraphReturnsWhatItGrew(t *testing.T) {
+	e := openTiny(t)
+	req := engine.Request{Prompt: "edit", GuidanceScale: 4, Steps: 2, Width: 64, Height: 64, NumImages: 1,
+		OutputFormat: engine.FormatPNG, References: []engine.ReferenceImage{syntheticReference(64, 64, 1)}}
+	if _, err := e.Generate(context.Background(), req, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range e.sessions() {
+		if g.shrink == nil {
+			t.Errorf("%s: no arena release set up", graphNames()[i])
+		}
+		if g.grown.Load() {
+			t.Errorf("%s: keeps the memory the request grew", graphNames()[i])
+		}
+	}
+}

@@ -198,6 +198,9 @@ func (e *Engine) encodeReference(ctx context.Context, ref engine.ReferenceImage,
 	if err != nil {
 		return nil, err
 	}
+	// Each encoding may be the request's last (the others can be cache
+	// hits), so each one returns what it grew (memory.go).
+	call.final = true
 	if err := call.run(); err != nil {
 		return nil, err
 	}
