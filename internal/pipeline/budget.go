@@ -48,7 +48,7 @@ func (d DerivedBudget) String() string {
 func DeriveBudget(cfg BudgetConfig) (DerivedBudget, error) {
 	var d DerivedBudget
 	var err error
-	gpu := cfg.Provider == ProviderCUDA || cfg.Provider == ProviderTensorRT
+	gpu := onGPU(cfg.Provider)
 	if gpu {
 		d.Source = "device memory"
 		d.Total, err = deviceMemory(cfg.DeviceID)

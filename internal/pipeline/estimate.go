@@ -127,7 +127,7 @@ func newMemoryModel(m *Manifest, provider string) memoryModel {
 	a := &m.Architecture
 	t, te, vae, sc := a.Transformer, a.TextEncoder, a.VAE, a.SafetyChecker.Vision
 	mm := memoryModel{
-		gpu:       provider == ProviderCUDA || provider == ProviderTensorRT,
+		gpu:       onGPU(provider),
 		distilled: m.Distilled(),
 		textLen:   m.Text.MaxLength,
 		joint:     m.Text.JointAttentionDim,

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -63,8 +64,7 @@ func (p ioPlacement) staged() bool { return p.memory != "" }
 // of the CUDA allocator (TensorRT runs on CUDA's memory too), or the host
 // tensors on the CPU.
 func placementFor(provider string, deviceID int) ioPlacement {
-	switch provider {
-	case ProviderCUDA, ProviderTensorRT:
+	if onGPU(provider) {
 		return ioPlacement{memory: "Cuda", device: deviceID, copy: cudaCopy}
 	}
 	return ioPlacement{}
@@ -230,20 +230,11 @@ func (b *boundIO) upload(names ...string) error {
 func (b *boundIO) uploadExcept(skip ...string) error {
 	var names []string
 	for _, v := range b.inputs {
-		if !containsString(skip, v.name) {
+		if !slices.Contains(skip, v.name) {
 			names = append(names, v.name)
 		}
 	}
 	return b.upload(names...)
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // run runs the graph on the bound values and, when staged, brings the

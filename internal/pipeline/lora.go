@@ -85,10 +85,7 @@ func newLoRAState(m *Manifest, cfg Config, floatT string) (*loraState, error) {
 		budget = defaultLoRAMemory
 	}
 	st := &loraState{targets: targets, loader: cfg.LoRA, adapters: lora.NewMemo[*lora.Adapter](budget),
-		built: newBuiltSets(defaultLoRAInputsMemory)}
-	for _, in := range g.Inputs {
-		st.switched = st.switched || in.Name == loraActiveInput
-	}
+		built: newBuiltSets(defaultLoRAInputsMemory), switched: m.TakesLoRA()}
 	if targets != nil {
 		if st.zero, err = newLoRATensors(floatT, targets, lora.Stack(targets, nil), st.switched, false); err != nil {
 			return nil, err

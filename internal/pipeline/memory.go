@@ -56,8 +56,7 @@ const runOptionArenaShrink = "memory.enable_memory_arena_shrinkage"
 // always (a CUDA session keeps its host-side tensors there), and the
 // device's arena on CUDA ("device:id" pairs joined by ';').
 func arenaShrinkDevices(provider string, deviceID int) string {
-	switch provider {
-	case ProviderCUDA, ProviderTensorRT:
+	if onGPU(provider) {
 		return fmt.Sprintf("cpu:0;gpu:%d", deviceID)
 	}
 	return "cpu:0"

@@ -120,6 +120,10 @@ const (
 	ProviderTensorRT = "tensorrt"
 )
 
+// onGPU reports whether a provider runs on the GPU (TensorRT runs on
+// CUDA's devices and memory).
+func onGPU(provider string) bool { return provider == ProviderCUDA || provider == ProviderTensorRT }
+
 // sessionSettings are the execution settings shared by every graph.
 type sessionSettings struct {
 	Provider       string
@@ -271,7 +275,7 @@ var cudaFailure = regexp.MustCompile(`CUDA failure (\d+): ([^;]*)`)
 // appended, or when the first session creates it) and names what is missing
 // and how to get it; nil when err is something else.
 func providerStartError(provider string, err error) *ProviderStartError {
-	if err == nil || (provider != ProviderCUDA && provider != ProviderTensorRT) {
+	if err == nil || !onGPU(provider) {
 		return nil
 	}
 	if already := (*ProviderStartError)(nil); errors.As(err, &already) {
