@@ -64,9 +64,6 @@ func (a *Admission) ForModel(m *Manifest) *Admission {
 	return &b
 }
 
-// Budget is the memory budget in bytes (0: none).
-func (a *Admission) Budget() int64 { return a.budget }
-
 // Estimate is the request's estimated memory (with the decoder tiles the
 // budget calls for).
 func (a *Admission) Estimate(req *engine.Request) MemoryEstimate {
