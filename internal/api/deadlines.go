@@ -101,8 +101,8 @@ func (p *paceReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// paceWriter sets the connection's write deadline before every write. Event
-// streams set their own per event as well.
+// paceWriter sets the connection's write deadline before every write,
+// each event of a stream included (internal/sse relies on it).
 type paceWriter struct {
 	http.ResponseWriter
 	rc   *http.ResponseController

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/sse"
+
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
@@ -104,7 +106,8 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	sse, err := startSSE(w, id)
+	w.Header().Set(headerRequestID, id)
+	stream, err := sse.Start(w)
 	if err != nil {
 		return
 	}
@@ -116,7 +119,7 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 		body := s.statusBody(job, withLogs, sentLogs)
 		// Send on any change of state, position or new log lines.
 		if last == nil || len(body.Logs) > 0 || !sameStatus(*last, body) {
-			if err := sse.event(body); err != nil {
+			if err := stream.Event("", body); err != nil {
 				return
 			}
 			sentLogs = max(sentLogs, len(job.Logs))
@@ -128,7 +131,7 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-keepAlive.C:
-			if err := sse.keepAlive(); err != nil {
+			if err := stream.KeepAlive(); err != nil {
 				return
 			}
 			continue
@@ -141,7 +144,7 @@ func (s *Server) handleStatusStream(w http.ResponseWriter, r *http.Request) {
 		job, err = s.readOwned(r.Context(), id, logParts(withLogs))
 		if err != nil {
 			// Expired or unreadable mid-stream: report it as the last event.
-			_ = sse.event(wire.StreamError{Error: classify(err).message, ErrorType: classify(err).typ})
+			_ = stream.Event("", wire.StreamError{Error: classify(err).message, ErrorType: classify(err).typ})
 			return
 		}
 	}

@@ -8,9 +8,8 @@ import (
 )
 
 const (
-	headerRequestID   = "X-Fal-Request-Id"
-	contentTypeJSON   = "application/json"
-	contentTypeStream = "text/event-stream"
+	headerRequestID = "X-Fal-Request-Id"
+	contentTypeJSON = "application/json"
 )
 
 // writeJSON is the one JSON response writer: it sets the content type,

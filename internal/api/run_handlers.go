@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/sse"
+
 	"github.com/google/uuid"
 
 	"github.com/kleinserve/kleinserve/internal/queue"
@@ -67,7 +69,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 		s.writeError(w, r, err)
 		return
 	}
-	sse, err := startSSE(w, id)
+	w.Header().Set(headerRequestID, id)
+	stream, err := sse.Start(w)
 	if err != nil {
 		s.cancelAbandoned(id)
 		return
@@ -83,21 +86,21 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 				return
 			}
 			e := classify(err)
-			_ = sse.event(wire.StreamError{Error: e.message, ErrorType: e.typ})
+			_ = stream.Event("", wire.StreamError{Error: e.message, ErrorType: e.typ})
 			return
 		}
 		if job.Status == queue.StatusCompleted {
-			s.drainProgress(sse, progress)
+			s.drainProgress(stream, progress)
 			if job, err = s.queue.Read(r.Context(), id, queue.PartResult); err != nil {
 				e := classify(err)
-				_ = sse.event(wire.StreamError{Error: e.message, ErrorType: e.typ})
+				_ = stream.Event("", wire.StreamError{Error: e.message, ErrorType: e.typ})
 				return
 			}
 			if f := job.Failure; f != nil {
-				_ = sse.event(wire.StreamError{Error: f.Message, ErrorType: f.Type, Detail: jsonDetail(f.Body)})
+				_ = stream.Event("", wire.StreamError{Error: f.Message, ErrorType: f.Type, Detail: jsonDetail(f.Body)})
 				return
 			}
-			_ = sse.rawEvent(job.Result)
+			_ = stream.Raw("", job.Result)
 			return
 		}
 		select {
@@ -106,13 +109,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, ep wire.Endpoint
 				progress = nil
 				continue
 			}
-			if err := sse.rawEvent(ev); err != nil {
+			if err := stream.Raw("", ev); err != nil {
 				s.cancelAbandoned(id)
 				return
 			}
 		case <-changed:
 		case <-keepAlive.C:
-			if err := sse.keepAlive(); err != nil {
+			if err := stream.KeepAlive(); err != nil {
 				s.cancelAbandoned(id)
 				return
 			}
@@ -131,7 +134,7 @@ const drainWait = 2 * time.Second
 // drainProgress sends the progress events still on their way when the job
 // ended, until the queue closes the subscription after the job's last
 // event, so the final output is always the last event.
-func (s *Server) drainProgress(sse *sseWriter, progress <-chan []byte) {
+func (s *Server) drainProgress(stream *sse.Writer, progress <-chan []byte) {
 	if progress == nil {
 		return
 	}
@@ -140,7 +143,7 @@ func (s *Server) drainProgress(sse *sseWriter, progress <-chan []byte) {
 	for {
 		select {
 		case ev, ok := <-progress:
-			if !ok || sse.rawEvent(ev) != nil {
+			if !ok || stream.Raw("", ev) != nil {
 				return
 			}
 		case <-timeout.C:

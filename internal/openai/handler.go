@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/sse"
+
 	"github.com/rs/zerolog"
 
 	"github.com/kleinserve/kleinserve/internal/wire"
@@ -258,7 +260,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req Request, ti
 		}
 	}()
 
-	sse, err := startSSE(w)
+	stream, err := sse.Start(w)
 	if err != nil {
 		return
 	}
@@ -270,7 +272,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req Request, ti
 			return nil
 		}
 		ev := PartialEvent(req, sched.sent-1, p.Preview, h.opts.Now().Unix())
-		return sse.event(ev.Type, ev)
+		return stream.Event(ev.Type, ev)
 	}
 	for {
 		select {
@@ -279,7 +281,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req Request, ti
 				return
 			}
 		case <-keepAlive.C:
-			if sse.comment() != nil {
+			if stream.KeepAlive() != nil {
 				return
 			}
 		case res := <-done:
@@ -295,14 +297,14 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req Request, ti
 					drained = true
 				}
 			}
-			h.finishStream(sse, req, ticket.RequestID, res)
+			h.finishStream(stream, req, ticket.RequestID, res)
 			return
 		}
 	}
 }
 
-func (h *Handler) finishStream(sse *sseWriter, req Request, id string, res waitResult) {
-	fail := func(e *Error) { _ = sse.event(EventError, errorEvent{Type: EventError, Error: e.object()}) }
+func (h *Handler) finishStream(stream *sse.Writer, req Request, id string, res waitResult) {
+	fail := func(e *Error) { _ = stream.Event(EventError, errorEvent{Type: EventError, Error: e.object()}) }
 	switch {
 	case res.err != nil:
 		h.opts.Logger.Error().Err(res.err).Str("request_id", id).Msg("openai: wait")
@@ -317,7 +319,7 @@ func (h *Handler) finishStream(sse *sseWriter, req Request, id string, res waitR
 			return
 		}
 		for _, ev := range events {
-			if sse.event(ev.Type, ev) != nil {
+			if stream.Event(ev.Type, ev) != nil {
 				return
 			}
 		}
@@ -351,46 +353,4 @@ func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(raw)
-}
-
-// sseWriter writes "event: <type>" / "data: <json>" pairs, flushed.
-type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func startSSE(w http.ResponseWriter) (*sseWriter, error) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	s := &sseWriter{w: w, rc: http.NewResponseController(w)}
-	return s, s.flush()
-}
-
-func (s *sseWriter) flush() error {
-	if err := s.rc.Flush(); err != nil {
-		return fmt.Errorf("sse flush: %w", err)
-	}
-	return nil
-}
-
-func (s *sseWriter) event(name string, v any) error {
-	raw, err := wire.MarshalASCII(v)
-	if err != nil {
-		return err
-	}
-	return s.write("event: " + name + "\ndata: " + string(raw) + "\n\n")
-}
-
-func (s *sseWriter) comment() error { return s.write(": keep-alive\n\n") }
-
-func (s *sseWriter) write(text string) error {
-	// A stuck client must not pin the handler.
-	_ = s.rc.SetWriteDeadline(time.Now().Add(time.Minute))
-	if _, err := io.WriteString(s.w, text); err != nil {
-		return fmt.Errorf("sse write: %w", err)
-	}
-	return s.flush()
 }
