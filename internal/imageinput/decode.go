@@ -68,12 +68,9 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 	if int64(len(data)) > lim.MaxBytes {
 		return nil, tooLarge(lim)
 	}
-	format := sniff(data)
-	if format == "" {
-		if name := describe(data); name != "" {
-			return nil, newError(ErrUnsupported, nil, "%s images are not supported (use PNG, JPEG, WebP or BMP)", name)
-		}
-		return nil, newError(ErrUnsupported, nil, "not a PNG, JPEG, WebP or BMP image")
+	format, err := Sniff(data)
+	if err != nil {
+		return nil, err
 	}
 	dec := decoders[format]
 	cfg, err := dec.config(data)

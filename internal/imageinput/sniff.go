@@ -16,6 +16,18 @@ const (
 	BMP  Format = "bmp"
 )
 
+// Sniff returns the format of data from its signature, or an *Error
+// (ErrUnsupported) whose reason names a known format that is not accepted.
+func Sniff(data []byte) (Format, error) {
+	if format := sniff(data); format != "" {
+		return format, nil
+	}
+	if name := describe(data); name != "" {
+		return "", newError(ErrUnsupported, nil, "%s images are not supported (use PNG, JPEG, WebP or BMP)", name)
+	}
+	return "", newError(ErrUnsupported, nil, "not a PNG, JPEG, WebP or BMP image")
+}
+
 // sniff returns the format of data from its signature, or "".
 func sniff(data []byte) Format {
 	switch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kleinserve/kleinserve/internal/imageinput"
 	"github.com/kleinserve/kleinserve/internal/wire"
 )
 
@@ -213,14 +215,15 @@ func dataURI(fh *multipart.FileHeader) (json.RawMessage, *Error) {
 	if err != nil {
 		return nil, invalidParam("image", CodeInvalidValue, "Invalid 'image': could not read the upload %q.", fh.Filename)
 	}
-	ct := http.DetectContentType(data)
-	switch ct {
-	case "image/png", "image/jpeg", "image/webp", "image/gif":
-	default:
-		return nil, invalidParam("image", CodeInvalidValue,
-			"Invalid 'image': %q is not a PNG, JPEG or WebP image (its content looks like %s).", fh.Filename, ct)
+	// The check the job's image loading makes, here so that the client
+	// gets its answer at once.
+	format, err := imageinput.Sniff(data)
+	if err != nil {
+		var ie *imageinput.Error
+		errors.As(err, &ie)
+		return nil, invalidParam("image", CodeInvalidValue, "Invalid 'image': %q: %s.", fh.Filename, ie.Reason())
 	}
-	raw, _ := json.Marshal("data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(data))
+	raw, _ := json.Marshal("data:image/" + string(format) + ";base64," + base64.StdEncoding.EncodeToString(data))
 	return raw, nil
 }
 
