@@ -307,15 +307,13 @@ func (s *Local) DeleteOlderThan(ctx context.Context, t time.Time) (int, error) {
 			errs = append(errs, fmt.Errorf("storage: list %s: %w", dir, err))
 			continue
 		}
+		cutoff := t
+		if dir == "uploads" {
+			cutoff = uploadCutoff(t)
+		}
 		for _, e := range entries {
 			if err := ctx.Err(); err != nil {
 				return removed, err
-			}
-			cutoff := t
-			if dir == "uploads" {
-				// Unfinished uploads go after UploadExpiry, or with the
-				// files if retention is shorter.
-				cutoff = later(t, time.Now().Add(-UploadExpiry))
 			}
 			info, err := e.Info()
 			if err != nil || e.IsDir() || !info.ModTime().Before(cutoff) {
@@ -331,6 +329,22 @@ func (s *Local) DeleteOlderThan(ctx context.Context, t time.Time) (int, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// uploadCutoff is the time before which DeleteOlderThan(t) removes an
+// unfinished upload: after UploadExpiry, or with the files if retention
+// is shorter.
+func uploadCutoff(t time.Time) time.Time { return later(t, time.Now().Add(-UploadExpiry)) }
+
+// partBudget is how many bytes part n of an upload may hold: the upload's
+// limit less its other stored parts (a part written again replaces itself).
+func partBudget(limit int64, sizes map[int]int64, n int) int64 {
+	for m, size := range sizes {
+		if m != n {
+			limit -= size
+		}
+	}
+	return limit
 }
 
 // later is the later of two times.

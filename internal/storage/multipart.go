@@ -127,12 +127,7 @@ func (s *Local) PutPart(ctx context.Context, id, token string, n int, body io.Re
 	if err != nil {
 		return Part{}, err
 	}
-	left := s.maxUpload
-	for m, size := range sizes {
-		if m != n {
-			left -= size
-		}
-	}
+	left := partBudget(s.maxUpload, sizes, n)
 	h := sha256.New()
 	err = writeAtomic(s.partPath(id, n), func(f *os.File) error {
 		_, err := io.Copy(io.MultiWriter(f, h), &cappedReader{r: contextReader{ctx, body}, left: left})

@@ -440,12 +440,7 @@ func (s *S3) PutPart(ctx context.Context, id, token string, n int, body io.Reade
 	if err != nil {
 		return Part{}, err
 	}
-	left := s.maxUpload
-	for m, size := range sizes {
-		if m != n {
-			left -= size
-		}
-	}
+	left := partBudget(s.maxUpload, sizes, n)
 	h := sha256.New()
 	src := &cappedReader{r: io.TeeReader(contextReader{ctx, body}, h), left: left}
 	_, err = s.putStream(ctx, s.partName(id, n), src, minio.PutObjectOptions{ContentType: "application/octet-stream"})
@@ -634,9 +629,7 @@ func (s *S3) DeleteOlderThan(ctx context.Context, t time.Time) (int, error) {
 	for _, dir := range []string{"files/", "uploads/"} {
 		cutoff := t
 		if dir == "uploads/" {
-			// Unfinished uploads go after UploadExpiry, or with the files
-			// if retention is shorter.
-			cutoff = later(t, time.Now().Add(-UploadExpiry))
+			cutoff = uploadCutoff(t)
 		}
 		var expired []string
 		for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + dir, Recursive: true}) {
