@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kleinserve/kleinserve/internal/sampler"
 	"github.com/x448/float16"
 )
 
@@ -158,7 +159,7 @@ func fillTensor(f *os.File, t SkeletonTensor, seed uint64) error {
 			case "float16":
 				binary.LittleEndian.PutUint16(buf[2*i:], float16.Fromfloat32(v).Bits())
 			case "bfloat16":
-				binary.LittleEndian.PutUint16(buf[2*i:], bf16(v))
+				binary.LittleEndian.PutUint16(buf[2*i:], sampler.BF16Bits(v))
 			}
 		}
 		if _, err := f.WriteAt(buf[:k*size], t.Offset+done*size); err != nil {
@@ -167,13 +168,6 @@ func fillTensor(f *os.File, t SkeletonTensor, seed uint64) error {
 		done += k
 	}
 	return nil
-}
-
-// bf16 rounds to the nearest bfloat16, ties to even (finite inputs).
-func bf16(f float32) uint16 {
-	b := math.Float32bits(f)
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
 }
 
 func fillCmd(ctx context.Context, args []string, out io.Writer) (int, error) {

@@ -90,8 +90,8 @@ func placementCmd(ctx context.Context, args []string, out io.Writer) (int, error
 	code := 0
 	for _, p := range ps {
 		fmt.Fprintf(out, "%s: %d nodes on CUDA, %d shape nodes kept on CPU by ONNX Runtime, %d without a CUDA kernel\n",
-			p.Graph, p.CUDA, len(p.CPUPreferred), len(p.NoKernel)+len(p.Other))
-		for _, n := range append(append([]Node(nil), p.NoKernel...), p.Other...) {
+			p.Graph, p.CUDA, len(p.CPUPreferred), len(p.NotOnCUDA()))
+		for _, n := range p.NotOnCUDA() {
 			fmt.Fprintf(out, "  NOT ON CUDA: %s (%s)\n", n.Op, n.Name)
 		}
 		if !p.Covered() {

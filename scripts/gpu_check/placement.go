@@ -78,8 +78,11 @@ type ScopeCount struct {
 	NoKernel     int    `json:"no_cuda_kernel"` // NoKernel and Other
 }
 
+// NotOnCUDA lists the nodes that compute data and do not run on CUDA.
+func (p Placement) NotOnCUDA() []Node { return append(append([]Node(nil), p.NoKernel...), p.Other...) }
+
 // Covered says whether every node that computes data runs on CUDA.
-func (p Placement) Covered() bool { return len(p.NoKernel) == 0 && len(p.Other) == 0 }
+func (p Placement) Covered() bool { return len(p.NotOnCUDA()) == 0 }
 
 // controlFlowOps are the ops that hold subgraphs. Such a node's own
 // placement says nothing about its subgraphs' nodes: ONNX Runtime places

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,7 +159,7 @@ func verdicts(r Report) map[string]string {
 	if len(r.Placement) > 0 {
 		bad := []string{}
 		for _, p := range r.Placement {
-			for _, n := range append(append([]Node(nil), p.NoKernel...), p.Other...) {
+			for _, n := range p.NotOnCUDA() {
 				bad = append(bad, fmt.Sprintf("%s: %s (%s)", filepath.Base(p.Graph), n.Op, n.Name))
 			}
 		}
@@ -241,21 +243,11 @@ func readJSON(path string, v any) error {
 // writeMarkdown renders the report as the tables docs/gpu-check.md explains.
 func writeMarkdown(w io.Writer, r Report) {
 	fmt.Fprintf(w, "# kleinserve GPU check\n\n")
-	keys := make([]string, 0, len(r.Env))
-	for k := range r.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(r.Env)) {
 		fmt.Fprintf(w, "- %s: %v\n", k, r.Env[k])
 	}
 	fmt.Fprintf(w, "\n## Verdicts\n\n")
-	vk := make([]string, 0, len(r.Verdicts))
-	for k := range r.Verdicts {
-		vk = append(vk, k)
-	}
-	sort.Strings(vk)
-	for _, k := range vk {
+	for _, k := range slices.Sorted(maps.Keys(r.Verdicts)) {
 		fmt.Fprintf(w, "- **%s**: %s\n", k, r.Verdicts[k])
 	}
 	if len(r.Bench) > 0 {

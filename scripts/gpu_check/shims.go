@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,20 +146,11 @@ func shimSource(names []string, devices int) string {
 		switch {
 		case cudaSpecials[n] != "":
 			b.WriteString(strings.ReplaceAll(cudaSpecials[n], "DEVICES", strconv.Itoa(devices)) + "\n")
-		case contains(cudaHandleMakers, n):
+		case slices.Contains(cudaHandleMakers, n):
 			fmt.Fprintf(&b, "int %s(void **h) { *h = fake_handle; return 0; }\n", n)
 		default:
 			fmt.Fprintf(&b, "long %s(void) { return 0; }\n", n)
 		}
 	}
 	return b.String()
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }
