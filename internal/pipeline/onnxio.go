@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kleinserve/kleinserve/internal/onnxpb"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -24,21 +25,8 @@ var onnxDTypes = map[uint64]string{
 	9: "bool", 10: "float16", 11: "float64", 16: "bfloat16",
 }
 
-// Field numbers of onnx.proto used below.
-const (
-	fieldModelGraph   = 7  // ModelProto.graph
-	fieldGraphInput   = 11 // GraphProto.input
-	fieldGraphOutput  = 12 // GraphProto.output
-	fieldValueName    = 1  // ValueInfoProto.name
-	fieldValueType    = 2  // ValueInfoProto.type
-	fieldTypeTensor   = 1  // TypeProto.tensor_type
-	fieldTensorElem   = 1  // TypeProto.Tensor.elem_type
-	fieldTensorShape  = 2  // TypeProto.Tensor.shape
-	fieldShapeDim     = 1  // TensorShapeProto.dim
-	fieldDimValue     = 1  // Dimension.dim_value
-	fieldDimParam     = 2  // Dimension.dim_param
-	maxValueInfoBytes = 1 << 20
-)
+// maxValueInfoBytes bounds one declared input or output's ValueInfoProto.
+const maxValueInfoBytes = 1 << 20
 
 // readONNXInterface returns a graph's declared inputs and outputs by
 // streaming through the ModelProto and skipping everything else (weights
@@ -60,7 +48,7 @@ func readONNXInterface(path string) (inputs, outputs []onnxValue, err error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if num == fieldModelGraph && typ == protowire.BytesType {
+		if num == onnxpb.ModelGraph && typ == protowire.BytesType {
 			n, err := readVarint(r)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: graph length: %w", path, err)
@@ -92,7 +80,7 @@ func readGraphInterface(lr *io.LimitedReader) (inputs, outputs []onnxValue, err 
 		if err != nil {
 			return nil, nil, err
 		}
-		if (num == fieldGraphInput || num == fieldGraphOutput) && typ == protowire.BytesType {
+		if (num == onnxpb.GraphInput || num == onnxpb.GraphOutput) && typ == protowire.BytesType {
 			n, err := readVarint(r)
 			if err != nil {
 				return nil, nil, err
@@ -108,7 +96,7 @@ func readGraphInterface(lr *io.LimitedReader) (inputs, outputs []onnxValue, err 
 			if err != nil {
 				return nil, nil, err
 			}
-			if num == fieldGraphInput {
+			if num == onnxpb.GraphInput {
 				inputs = append(inputs, v)
 			} else {
 				outputs = append(outputs, v)
@@ -123,34 +111,34 @@ func readGraphInterface(lr *io.LimitedReader) (inputs, outputs []onnxValue, err 
 
 func parseValueInfo(b []byte) (onnxValue, error) {
 	var v onnxValue
-	err := eachField(b, func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error {
+	err := onnxpb.EachField(b, func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error {
 		switch {
-		case num == fieldValueName && typ == protowire.BytesType:
+		case num == onnxpb.ValueName && typ == protowire.BytesType:
 			v.Name = string(val)
-		case num == fieldValueType && typ == protowire.BytesType:
-			return eachField(val, func(num protowire.Number, typ protowire.Type, tensor []byte, _ uint64) error {
-				if num != fieldTypeTensor || typ != protowire.BytesType {
+		case num == onnxpb.ValueType && typ == protowire.BytesType:
+			return onnxpb.EachField(val, func(num protowire.Number, typ protowire.Type, tensor []byte, _ uint64) error {
+				if num != onnxpb.TypeTensor || typ != protowire.BytesType {
 					return nil
 				}
-				return eachField(tensor, func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error {
+				return onnxpb.EachField(tensor, func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error {
 					switch {
-					case num == fieldTensorElem && typ == protowire.VarintType:
+					case num == onnxpb.TensorElem && typ == protowire.VarintType:
 						v.DType = onnxDTypes[u]
 						if v.DType == "" {
 							v.DType = fmt.Sprintf("onnx-type-%d", u)
 						}
-					case num == fieldTensorShape && typ == protowire.BytesType:
+					case num == onnxpb.TensorShape && typ == protowire.BytesType:
 						v.Dims = []string{} // a declared shape of rank 0 stays distinct from none
-						return eachField(val, func(num protowire.Number, typ protowire.Type, dim []byte, _ uint64) error {
-							if num != fieldShapeDim || typ != protowire.BytesType {
+						return onnxpb.EachField(val, func(num protowire.Number, typ protowire.Type, dim []byte, _ uint64) error {
+							if num != onnxpb.ShapeDim || typ != protowire.BytesType {
 								return nil
 							}
 							d := "?"
-							err := eachField(dim, func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error {
+							err := onnxpb.EachField(dim, func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error {
 								switch {
-								case num == fieldDimValue && typ == protowire.VarintType:
+								case num == onnxpb.DimValue && typ == protowire.VarintType:
 									d = fmt.Sprint(int64(u))
-								case num == fieldDimParam && typ == protowire.BytesType:
+								case num == onnxpb.DimParam && typ == protowire.BytesType:
 									d = string(val)
 								}
 								return nil
@@ -166,36 +154,6 @@ func parseValueInfo(b []byte) (onnxValue, error) {
 		return nil
 	})
 	return v, err
-}
-
-// eachField calls fn for every field of an in-memory message. val holds the
-// payload of length-delimited fields, u the value of varint fields.
-func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, val []byte, u uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("bad protobuf tag: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		var val []byte
-		var u uint64
-		switch typ {
-		case protowire.VarintType:
-			u, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			val, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("bad protobuf field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := fn(num, typ, val, u); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func readVarint(r *bufio.Reader) (uint64, error) {

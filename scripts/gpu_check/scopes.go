@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/kleinserve/kleinserve/internal/onnxpb"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -21,18 +22,6 @@ const AddedScope = "added by ONNX Runtime"
 // graph of the file, so that it does not say which.
 const severalScopes = "name in several graphs"
 
-// Field numbers of onnx.proto read here.
-const (
-	pbModelGraph     = 7  // ModelProto.graph
-	pbGraphNode      = 1  // GraphProto.node
-	pbNodeName       = 3  // NodeProto.name
-	pbNodeOpType     = 4  // NodeProto.op_type
-	pbNodeAttribute  = 5  // NodeProto.attribute
-	pbAttributeName  = 1  // AttributeProto.name
-	pbAttributeGraph = 6  // AttributeProto.g
-	pbAttributeGs    = 11 // AttributeProto.graphs
-)
-
 // graphScopes reads an ONNX file's node names and the graph each belongs
 // to: the main graph and every subgraph, at any depth. ONNX Runtime logs
 // the nodes of all of them in one list, so this is what tells a branch's
@@ -44,8 +33,8 @@ func graphScopes(path string) (scopeOf map[string]string, order []string, err er
 	}
 	scopeOf = map[string]string{}
 	var graph []byte
-	err = fields(b, func(num protowire.Number, typ protowire.Type, val []byte) error {
-		if num == pbModelGraph && typ == protowire.BytesType {
+	err = onnxpb.EachField(b, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) error {
+		if num == onnxpb.ModelGraph && typ == protowire.BytesType {
 			graph = val
 		}
 		return nil
@@ -64,8 +53,8 @@ func graphScopes(path string) (scopeOf map[string]string, order []string, err er
 
 func walkGraph(graph []byte, scope string, scopeOf map[string]string, order *[]string) error {
 	*order = append(*order, scope)
-	return fields(graph, func(num protowire.Number, typ protowire.Type, node []byte) error {
-		if num != pbGraphNode || typ != protowire.BytesType {
+	return onnxpb.EachField(graph, func(num protowire.Number, typ protowire.Type, node []byte, _ uint64) error {
+		if num != onnxpb.GraphNode || typ != protowire.BytesType {
 			return nil
 		}
 		var name, op string
@@ -74,20 +63,20 @@ func walkGraph(graph []byte, scope string, scopeOf map[string]string, order *[]s
 			graph []byte
 		}
 		var subs []sub
-		err := fields(node, func(num protowire.Number, typ protowire.Type, val []byte) error {
+		err := onnxpb.EachField(node, func(num protowire.Number, typ protowire.Type, val []byte, _ uint64) error {
 			switch {
-			case num == pbNodeName && typ == protowire.BytesType:
+			case num == onnxpb.NodeName && typ == protowire.BytesType:
 				name = string(val)
-			case num == pbNodeOpType && typ == protowire.BytesType:
+			case num == onnxpb.NodeOpType && typ == protowire.BytesType:
 				op = string(val)
-			case num == pbNodeAttribute && typ == protowire.BytesType:
+			case num == onnxpb.NodeAttribute && typ == protowire.BytesType:
 				var attr string
 				var gs [][]byte
-				err := fields(val, func(num protowire.Number, typ protowire.Type, v []byte) error {
+				err := onnxpb.EachField(val, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 					switch {
-					case num == pbAttributeName && typ == protowire.BytesType:
+					case num == onnxpb.AttributeName && typ == protowire.BytesType:
 						attr = string(v)
-					case (num == pbAttributeGraph || num == pbAttributeGs) && typ == protowire.BytesType:
+					case (num == onnxpb.AttributeGraph || num == onnxpb.AttributeGraphs) && typ == protowire.BytesType:
 						gs = append(gs, v)
 					}
 					return nil
@@ -122,30 +111,4 @@ func walkGraph(graph []byte, scope string, scopeOf map[string]string, order *[]s
 		}
 		return nil
 	})
-}
-
-// fields calls fn for every field of a protobuf message; val is the payload
-// of length-delimited fields (nil for others).
-func fields(b []byte, fn func(num protowire.Number, typ protowire.Type, val []byte) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("bad protobuf tag: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		var val []byte
-		if typ == protowire.BytesType {
-			val, n = protowire.ConsumeBytes(b)
-		} else {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("bad protobuf field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := fn(num, typ, val); err != nil {
-			return err
-		}
-	}
-	return nil
 }
