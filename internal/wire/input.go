@@ -586,30 +586,40 @@ func (d *fieldDecoder) side(parent, name string) int {
 	return int(n)
 }
 
+// list decodes v, f's value, as a JSON list of f.MinItems to f.MaxItems
+// items; false, with the failure recorded, when it is not one.
+func (d *fieldDecoder) list(f *Field, v json.RawMessage) ([]json.RawMessage, bool) {
+	loc := []any{"body", f.Name}
+	var items []json.RawMessage
+	if v[0] != '[' || json.Unmarshal(v, &items) != nil {
+		d.fail(loc, "Input should be a valid list", "list_type", nil)
+		return nil, false
+	}
+	if len(items) < f.MinItems {
+		d.fail(loc, fmt.Sprintf("List should have at least %d item after validation, not %d", f.MinItems, len(items)),
+			"too_short", map[string]any{"field_type": "List", "min_length": f.MinItems, "actual_length": len(items)})
+		return nil, false
+	}
+	if len(items) > f.MaxItems {
+		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", f.MaxItems, len(items)),
+			"too_long", map[string]any{"field_type": "List", "max_length": f.MaxItems, "actual_length": len(items)})
+		return nil, false
+	}
+	return items, true
+}
+
 // imageURLs decodes a required list of 1 to MaxImageURLs image references:
 // data: URIs or absolute http(s) URLs. Whether each one can be fetched and
 // decoded is known only when the job runs.
 func (d *fieldDecoder) imageURLs(f *Field) []string {
 	name := f.Name
-	v, ok := d.fields[name]
-	loc := []any{"body", name}
-	if !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-		d.fail(loc, "Field required", "missing", nil)
+	v := d.raw(name)
+	if v == nil {
+		d.fail([]any{"body", name}, "Field required", "missing", nil)
 		return nil
 	}
-	var items []json.RawMessage
-	if len(v) == 0 || v[0] != '[' || json.Unmarshal(v, &items) != nil {
-		d.fail(loc, "Input should be a valid list", "list_type", nil)
-		return nil
-	}
-	if len(items) < f.MinItems {
-		d.fail(loc, fmt.Sprintf("List should have at least %d item after validation, not %d", f.MinItems, len(items)),
-			"too_short", map[string]any{"field_type": "List", "min_length": f.MinItems, "actual_length": len(items)})
-		return nil
-	}
-	if len(items) > f.MaxItems {
-		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", f.MaxItems, len(items)),
-			"too_long", map[string]any{"field_type": "List", "max_length": f.MaxItems, "actual_length": len(items)})
+	items, ok := d.list(f, v)
+	if !ok {
 		return nil
 	}
 	out := make([]string, 0, len(items))
@@ -647,15 +657,8 @@ func (d *fieldDecoder) loras(f *Field) []LoRAWeight {
 	if v == nil {
 		return nil
 	}
-	loc := []any{"body", f.Name}
-	var items []json.RawMessage
-	if v[0] != '[' || json.Unmarshal(v, &items) != nil {
-		d.fail(loc, "Input should be a valid list", "list_type", nil)
-		return nil
-	}
-	if len(items) > f.MaxItems {
-		d.fail(loc, fmt.Sprintf("List should have at most %d items after validation, not %d", f.MaxItems, len(items)),
-			"too_long", map[string]any{"field_type": "List", "max_length": f.MaxItems, "actual_length": len(items)})
+	items, ok := d.list(f, v)
+	if !ok {
 		return nil
 	}
 	out := make([]LoRAWeight, 0, len(items))
