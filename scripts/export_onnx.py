@@ -1750,20 +1750,28 @@ def run_reference(args) -> None:
     write_reference(model_dir, Path(args.reference_out) if args.reference_out else None, requested)
 
 
-def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant | None) -> None:
+def load_tiny(model_dir: Path, requested: kv.Variant | None = None):
+    """The tiny model of model_dir rebuilt from its seed, checked against its model.json (and against
+    requested, when given): (manifest, variant, components, diffusers pipeline). Reference cases are
+    computed from these torch modules, never from the ONNX files."""
     manifest = json.loads((model_dir / "model.json").read_text())
     variant = kv.from_manifest(manifest)
     if requested is not None and requested != variant:
         raise SystemExit(f"--variant {requested.name}: {model_dir} holds {variant.name}")
     if manifest.get("variant") != variant.tiny_variant:
-        raise SystemExit(f"--reference runs on a tiny model; {model_dir} is {manifest.get('variant')!r}")
-    ref_dir = ref_dir or Path(variant.reference_dir)
+        raise SystemExit(f"reference cases run on a tiny model; {model_dir} is {manifest.get('variant')!r}")
     comps = build_tiny(manifest["source"]["seed"], variant)
     want = manifest["source"]["state_dict_sha256"]
     got = {k: state_dict_sha256(getattr(comps, k)) for k in want}
     if got != want:
         raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json (regenerate with --tiny): {got} vs {want}")
     pipe = build_tiny_pipeline(comps, model_path(model_dir, "tokenizer", manifest), distilled=variant.distilled)
+    return manifest, variant, comps, pipe
+
+
+def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant | None) -> None:
+    manifest, variant, comps, pipe = load_tiny(model_dir, requested)
+    ref_dir = ref_dir or Path(variant.reference_dir)
     checker_graph = SafetyCheckerGraph(comps.safety_checker).eval()
 
     if ref_dir.exists():
@@ -1922,7 +1930,7 @@ def write_reference(model_dir: Path, ref_dir: Path | None, requested: kv.Variant
     index = {
         "format_version": 1,
         "model": {"dir": variant.tiny_dir, "model_json_sha256": sha256_file(model_dir / "model.json"),
-                  "state_dict_sha256": want,
+                  "state_dict_sha256": manifest["source"]["state_dict_sha256"],
                   # Absent for 4B Base, as in model.json (klein_variants.MANIFEST_KEY).
                   **({kv.MANIFEST_KEY: variant.manifest_block()} if not variant.is_default else {})},
         "generator": {

@@ -162,15 +162,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     model_dir, out = Path(args.model), Path(args.out)
-    manifest = json.loads((model_dir / "model.json").read_text())
-    if manifest.get("variant") != "tiny":
-        raise SystemExit(f"{model_dir} is not the tiny model")
-    comps = ex.build_tiny(manifest["source"]["seed"])
-    want = manifest["source"]["state_dict_sha256"]
-    got = {k: ex.state_dict_sha256(getattr(comps, k)) for k in want}
-    if got != want:
-        raise SystemExit(f"rebuilt tiny weights differ from {model_dir}/model.json: {got} vs {want}")
-    pipe = ex.build_tiny_pipeline(comps, model_dir / "tokenizer")
+    manifest, _, comps, pipe = ex.load_tiny(model_dir, ex.kv.DEFAULT)
     targets = lf.lora_targets(comps.transformer)
     if out.exists():
         for p in list(out.glob("*.bin")) + list(out.glob("*.safetensors")):
@@ -212,7 +204,7 @@ def main(argv=None) -> None:
     index = {
         "format_version": 1,
         "model": {"dir": "models/tiny", "model_json_sha256": ex.sha256_file(model_dir / "model.json"),
-                  "state_dict_sha256": want},
+                  "state_dict_sha256": manifest["source"]["state_dict_sha256"]},
         "generator": {
             "command": "scripts/reference_lora.py",
             "pipeline": "diffusers.Flux2KleinPipeline + load_lora_weights + set_adapters(adapter_weights), fp32, CPU",
