@@ -682,7 +682,7 @@ def strip_and_save(onnx_path: Path, graph: str = "") -> None:
         dims = model.graph.output[0].type.tensor_type.shape.dim
         dims[2].dim_param, dims[3].dim_param = "H/16", "W/16"
 
-    def clean_graph(graph):
+    for graph in all_graphs(model.graph):
         del graph.metadata_props[:]
         graph.doc_string = ""
         for coll in (graph.input, graph.output, graph.value_info):
@@ -695,13 +695,6 @@ def strip_and_save(onnx_path: Path, graph: str = "") -> None:
         for node in graph.node:
             del node.metadata_props[:]
             node.doc_string = ""
-            for attr in node.attribute:
-                if attr.g is not None and attr.HasField("g"):
-                    clean_graph(attr.g)
-                for g in attr.graphs:
-                    clean_graph(g)
-
-    clean_graph(model.graph)
     for fn in model.functions:
         del fn.metadata_props[:]
         for node in fn.node:
@@ -710,6 +703,17 @@ def strip_and_save(onnx_path: Path, graph: str = "") -> None:
     del model.metadata_props[:]
     model.doc_string = ""
     onnx.save(model, str(onnx_path))
+
+
+def all_graphs(graph):
+    """graph and every subgraph of its nodes (If branches, Loop and Scan bodies), at any depth."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from all_graphs(attr.g)
+            for g in attr.graphs:
+                yield from all_graphs(g)
 
 
 def graph_opset(graph: str, attention: str) -> int:
@@ -728,18 +732,11 @@ def attention_op_counts(path: Path) -> dict:
     counts = {"Attention": 0, "com.microsoft.MultiHeadAttention": 0, "com.microsoft.GroupQueryAttention": 0,
               "Softmax": 0}
 
-    def walk(graph):
+    for graph in all_graphs(model.graph):
         for node in graph.node:
             key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
             if key in counts:
                 counts[key] += 1
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    walk(attr.g)
-                for g in attr.graphs:
-                    walk(g)
-
-    walk(model.graph)
     return counts
 
 

@@ -165,9 +165,13 @@ def test_tokenizer_vocab_merges_matches_tokenizer_json():
     print(f"\n  tokenizer: {len(strings)} strings identical")
 
 
-# The LoRA inputs of a request without LoRA: a rank-1 zero pair per target.
-NO_LORA = {**lora_formats.stack(lora_formats.lora_targets(ex.build_tiny(ex.TINY_SEED).transformer), []),
-           lora_formats.ACTIVE_INPUT: np.array([False])}
+def no_lora_inputs(comps) -> dict:
+    """The LoRA inputs of a request without LoRA: a rank-1 zero pair per target."""
+    return {**lora_formats.stack(lora_formats.lora_targets(comps.transformer), []),
+            lora_formats.ACTIVE_INPUT: np.array([False])}
+
+
+NO_LORA = no_lora_inputs(ex.build_tiny(ex.TINY_SEED))
 
 
 def test_lora_transformer_branches(tiny, sessions):
@@ -713,11 +717,6 @@ def variant_sessions():
     return get
 
 
-def no_lora_inputs(comps) -> dict:
-    return {**lora_formats.stack(lora_formats.lora_targets(comps.transformer), []),
-            lora_formats.ACTIVE_INPUT: np.array([False])}
-
-
 def test_variant_table():
     """The four published checkpoints, their fal endpoints and defaults, and the configuration
     facts the sizes rest on (docs/variants.md)."""
@@ -985,18 +984,10 @@ def initializers(path: Path) -> dict:
     model = onnx.load(str(path))
     out = {}
 
-    def walk(graph):
+    for graph in ex.all_graphs(model.graph):
         for t in graph.initializer:
             a = numpy_helper.to_array(t)
             out[t.name] = (a.dtype.str, a.shape, a.tobytes())
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    walk(attr.g)
-                for g in attr.graphs:
-                    walk(g)
-
-    walk(model.graph)
     return out
 
 
