@@ -1024,10 +1024,10 @@ def skeleton_graph(out: Path, graph: str, facts: dict) -> list:
         n = int(np.prod(init.dims)) if len(init.dims) else 1
         if dtype is None or n < SKELETON_MIN_ELEMENTS:
             continue
-        if init.data_location == onnx.TensorProto.EXTERNAL:
+        if lora_formats.is_external(init):
             # Read from the exporter's .data file in place: a full-size graph's weights are never
             # all in memory at once.
-            ext = {e.key: e.value for e in init.external_data}
+            ext = lora_formats.external_info(init)
             values = np.memmap(out / ext["location"], dtype=np_types[dtype], mode="r",
                                offset=int(ext.get("offset", 0)), shape=(n,))
         else:
@@ -1040,13 +1040,7 @@ def skeleton_graph(out: Path, graph: str, facts: dict) -> list:
                         "mean": float(np.mean(values, dtype=np.float64)),
                         "std": float(np.std(values, dtype=np.float64))})
         del values
-        for field in ("raw_data", "float_data", "int32_data"):
-            init.ClearField(field)
-        del init.external_data[:]
-        init.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(length))):
-            entry = init.external_data.add()
-            entry.key, entry.value = key, value
+        lora_formats.set_external(init, data_name, offset, length)
         offset += length
     stale = out / data_name
     if stale.exists():

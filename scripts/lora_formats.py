@@ -283,8 +283,19 @@ def append_external(t, src_dir: Path, dst, dst_name: str, buf: bytearray) -> Non
     offset = dst.seek(0, os.SEEK_END)
     for chunk in tensor_chunks(t, src_dir, buf):
         dst.write(chunk)
+    set_external(t, dst_name, offset, dst.tell() - offset)
+
+
+def set_external(t, location: str, offset: int, length: int) -> None:
+    """Point a TensorProto at length bytes of the data file `location` from offset, in place of
+    whatever held its values."""
+    import onnx
+
+    for field in ("raw_data", "float_data", "int32_data"):
+        t.ClearField(field)
+    t.data_location = onnx.TensorProto.EXTERNAL
     del t.external_data[:]
-    for key, value in (("location", dst_name), ("offset", offset), ("length", dst.tell() - offset)):
+    for key, value in (("location", location), ("offset", offset), ("length", length)):
         entry = t.external_data.add()
         entry.key, entry.value = key, str(value)
 
