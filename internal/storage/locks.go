@@ -80,4 +80,3 @@ func (e *noSpaceError) Error() string   { return ErrNoSpace.Error() }
 func (e *noSpaceError) Unwrap() []error { return []error{ErrNoSpace, e.cause} }
 
 // Cause is the underlying error, for logs.
-func (e *noSpaceError) Cause() error { return e.cause }
