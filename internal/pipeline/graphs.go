@@ -142,17 +142,16 @@ func openGraph(dir, name string, m *Manifest, floatT string, s sessionSettings) 
 			gs.outputs = append(gs.outputs, out.Name)
 		}
 	}
+	// A GPU provider that cannot start fails here, when its options load
+	// it, or when the first session creates it.
 	opts, err := newSessionOptions(s)
 	if err != nil {
-		return nil, fmt.Errorf("graph %s: %w", name, err)
+		return nil, fmt.Errorf("graph %s: %w", name, startError(s.Provider, err))
 	}
 	defer opts.Destroy()
 	sess, err := ort.NewDynamicAdvancedSession(m.Path(dir, g.File), gs.inputs, gs.outputs, opts)
 	if err != nil {
-		if pe := providerStartError(s.Provider, err); pe != nil {
-			err = pe
-		}
-		return nil, fmt.Errorf("graph %s: create session: %w", name, err)
+		return nil, fmt.Errorf("graph %s: create session: %w", name, startError(s.Provider, err))
 	}
 	gs.sess = sess
 	return gs, nil

@@ -207,9 +207,6 @@ func appendCUDA(opts *ort.SessionOptions, deviceID int) error {
 	// libraries); setting device_id counts the devices.
 	cuda, err := ort.NewCUDAProviderOptions()
 	if err != nil {
-		if pe := providerStartError(ProviderCUDA, err); pe != nil {
-			return pe
-		}
 		return fmt.Errorf("cuda options: %w", err)
 	}
 	defer cuda.Destroy()
@@ -222,15 +219,9 @@ func appendCUDA(opts *ort.SessionOptions, deviceID int) error {
 		"do_copy_in_default_stream":    "1",
 		"cudnn_conv_use_max_workspace": "1",
 	}); err != nil {
-		if pe := providerStartError(ProviderCUDA, err); pe != nil {
-			return pe
-		}
 		return fmt.Errorf("cuda options: %w", err)
 	}
 	if err := opts.AppendExecutionProviderCUDA(cuda); err != nil {
-		if pe := providerStartError(ProviderCUDA, err); pe != nil {
-			return pe
-		}
 		return fmt.Errorf("cuda execution provider: %w", err)
 	}
 	return nil
@@ -269,6 +260,15 @@ var missingLibrary = regexp.MustCompile(`([A-Za-z0-9_.+-]+\.so[0-9.]*): cannot o
 
 // cudaFailure finds the CUDA runtime error of a failed CUDA call.
 var cudaFailure = regexp.MustCompile(`CUDA failure (\d+): ([^;]*)`)
+
+// startError is err as a *ProviderStartError when it is one of the ways a
+// GPU provider fails to start, else err unchanged.
+func startError(provider string, err error) error {
+	if pe := providerStartError(provider, err); pe != nil {
+		return pe
+	}
+	return err
+}
 
 // providerStartError recognises the ways a GPU provider fails to start on a
 // host without a usable GPU (ONNX Runtime reports them when the provider is
