@@ -26,6 +26,32 @@ import (
 // the LoRA inputs).
 const baseTinyEnv = "KLEINSERVE_BASE_TINY"
 
+// pairTimes collects an alternating comparison of a and b: wall and thread
+// CPU time of each run.
+type pairTimes struct{ wallA, wallB, cpuA, cpuB []time.Duration }
+
+// run times fa, then fb.
+func (p *pairTimes) run(b *testing.B, fa, fb func() error) {
+	for k, f := range []func() error{fa, fb} {
+		start, cpu := time.Now(), threadCPU(b)
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		wall, used := time.Since(start), threadCPU(b)-cpu
+		if k == 0 {
+			p.wallA, p.cpuA = append(p.wallA, wall), append(p.cpuA, used)
+		} else {
+			p.wallB, p.cpuB = append(p.wallB, wall), append(p.cpuB, used)
+		}
+	}
+}
+
+// generate runs req on e and drops the result.
+func generate(e *Engine, req engine.Request) error {
+	_, err := e.Generate(context.Background(), req, nil)
+	return err
+}
+
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -97,24 +123,13 @@ func BenchmarkLoRANoLoRAOverhead(b *testing.B) {
 			vl, vb := make([]float32, len(x)), make([]float32, len(x))
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			var tl, tb, cl, cb []time.Duration
+			var p pairTimes
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				for k, f := range []VelocityFunc{fl, fb} {
-					dst := []([]float32){vl, vb}[k]
-					start, cpu := time.Now(), threadCPU(b)
-					if err := f(ctx, x, 0.5, dst); err != nil {
-						b.Fatal(err)
-					}
-					wall, used := time.Since(start), threadCPU(b)-cpu
-					if k == 0 {
-						tl, cl = append(tl, wall), append(cl, used)
-					} else {
-						tb, cb = append(tb, wall), append(cb, used)
-					}
-				}
+				p.run(b, func() error { return fl(ctx, x, 0.5, vl) }, func() error { return fb(ctx, x, 0.5, vb) })
 			}
 			b.StopTimer()
+			tl, tb, cl, cb := p.wallA, p.wallB, p.cpuA, p.cpuB
 			if !slices.Equal(vl, vb) {
 				b.Fatalf("the LoRA graph without LoRA differs from the base graph (relative %.3g)", relErr(vl, vb))
 			}
@@ -145,22 +160,12 @@ func BenchmarkLoRANoLoRARequest(b *testing.B) {
 				Height: size.h, NumImages: 1, EnableSafetyChecker: true, OutputFormat: engine.FormatPNG}
 			runtime.LockOSThread() // Generate runs ONNX Runtime on this thread: threadCPU counts it
 			defer runtime.UnlockOSThread()
-			var tl, tb, cl, cb []time.Duration
+			var p pairTimes
 			for i := 0; i < b.N; i++ {
 				req.Seed = int64(i)
-				for k, e := range []*Engine{withLoRA, base} {
-					start, cpu := time.Now(), threadCPU(b)
-					if _, err := e.Generate(context.Background(), req, nil); err != nil {
-						b.Fatal(err)
-					}
-					wall, used := time.Since(start), threadCPU(b)-cpu
-					if k == 0 {
-						tl, cl = append(tl, wall), append(cl, used)
-					} else {
-						tb, cb = append(tb, wall), append(cb, used)
-					}
-				}
+				p.run(b, func() error { return generate(withLoRA, req) }, func() error { return generate(base, req) })
 			}
+			tl, tb, cl, cb := p.wallA, p.wallB, p.cpuA, p.cpuB
 			b.ReportMetric(float64(median(cb).Milliseconds()), "cpu-ms-base")
 			b.ReportMetric(float64(median(cl).Milliseconds()), "cpu-ms-lora-graph")
 			b.ReportMetric(float64(median(cl))/float64(median(cb)), "cpu-ratio")
@@ -247,23 +252,13 @@ func BenchmarkLoRARank32(b *testing.B) {
 			}
 			runtime.LockOSThread() // Generate runs ONNX Runtime on this thread: threadCPU counts it
 			defer runtime.UnlockOSThread()
-			var tl, tn, cl, cn []time.Duration
+			var p pairTimes
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				for k, r := range []engine.Request{req, withL} {
-					start, cpu := time.Now(), threadCPU(b)
-					if _, err := e.Generate(context.Background(), r, nil); err != nil {
-						b.Fatal(err)
-					}
-					wall, used := time.Since(start), threadCPU(b)-cpu
-					if k == 0 {
-						tn, cn = append(tn, wall), append(cn, used)
-					} else {
-						tl, cl = append(tl, wall), append(cl, used)
-					}
-				}
+				p.run(b, func() error { return generate(e, req) }, func() error { return generate(e, withL) })
 			}
 			b.StopTimer()
+			tn, tl, cn, cl := p.wallA, p.wallB, p.cpuA, p.cpuB
 			b.ReportMetric(float64(median(cl))/float64(median(cn)), "cpu-ratio")
 			S := (size.w / 16) * (size.h / 16)
 			a := e.Architecture()
