@@ -395,26 +395,18 @@ def merge_branches(base_path: Path, lora_path: Path, out_path: Path, external: b
             m.input[:] = [ren(x) for x in n.input]
             m.output[:] = [ren(x) for x in n.output]
             nodes.append(m)
-        inits = []
-        for t in local_inits:
-            c = onnx.TensorProto()
-            c.CopyFrom(t)
-            c.name = ren(t.name)
-            inits.append(c)
-        outputs = []
-        for o in g.output:
-            v = onnx.ValueInfoProto()
-            v.CopyFrom(o)
-            v.name = ren(o.name)
-            outputs.append(v)
-        infos = []
-        for vi in g.value_info:
-            v = onnx.ValueInfoProto()
-            v.CopyFrom(vi)
-            v.name = ren(vi.name)
-            infos.append(v)
-        sub = helper.make_graph(nodes, prefix.rstrip("/"), [], outputs, initializer=inits)
-        sub.value_info.extend(infos)
+        def renamed(protos, cls):
+            out = []
+            for p in protos:
+                c = cls()
+                c.CopyFrom(p)
+                c.name = ren(p.name)
+                out.append(c)
+            return out
+
+        sub = helper.make_graph(nodes, prefix.rstrip("/"), [], renamed(g.output, onnx.ValueInfoProto),
+                                initializer=renamed(local_inits, onnx.TensorProto))
+        sub.value_info.extend(renamed(g.value_info, onnx.ValueInfoProto))
         return sub
 
     for stale in (out_path, out_path.with_name(data_name)):
