@@ -95,7 +95,9 @@ func (s *referenceSet) write(t *floatTensor, off int) {
 
 // resolveReferences checks a request's reference images and gives a zero
 // output width or height the first reference's processed one. It runs
-// before checkRequest, which then checks the size like any other.
+// before engine.Request.Check, which then checks the size like any other;
+// a size taken from a reference is checked here too, so that its error
+// can say where the size came from.
 func resolveReferences(req *engine.Request) error {
 	if len(req.References) == 0 {
 		return nil
