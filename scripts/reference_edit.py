@@ -177,19 +177,25 @@ def tensor_to_u8(t) -> np.ndarray:
     return u8
 
 
+def write_images(out: Path, table) -> tuple[dict, list]:
+    """Writes the test images of a (name, width, height, seed, noise) table as NAME.png in out:
+    their pixels by name, and their index entries."""
+    pixels, index = {}, []
+    for name, w, h, seed, noise in table:
+        pix = test_image(w, h, seed, noise)
+        save_png(out / f"{name}.png", pix)
+        pixels[name] = pix
+        index.append({"name": name, "file": f"{name}.png", "width": w, "height": h})
+    return pixels, index
+
+
 def write_resample_fixtures(out: Path) -> None:
     from diffusers.pipelines.flux2.image_processor import Flux2ImageProcessor
 
     out.mkdir(parents=True, exist_ok=True)
     for p in list(out.glob("*.png")) + list(out.glob("*.bin")):
         p.unlink()
-    sources = {}
-    index_sources = []
-    for name, w, h, seed, noise in RESAMPLE_SOURCES:
-        pix = test_image(w, h, seed, noise)
-        save_png(out / f"{name}.png", pix)
-        sources[name] = pix
-        index_sources.append({"name": name, "file": f"{name}.png", "width": w, "height": h})
+    sources, index_sources = write_images(out, RESAMPLE_SOURCES)
 
     blob = bytearray()
     cases = []
@@ -313,13 +319,7 @@ def write_edit_cases(pipe, out: Path) -> None:
     for p in list(out.glob("*.bin")) + list(out.glob("*.png")):
         p.unlink()
     writer = ArrayWriter(out)
-    refs = {}
-    index_refs = []
-    for name, w, h, seed, noise in EDIT_REFERENCES:
-        pix = test_image(w, h, seed, noise)
-        save_png(out / f"{name}.png", pix)
-        refs[name] = pix
-        index_refs.append({"name": name, "file": f"{name}.png", "width": w, "height": h})
+    refs, index_refs = write_images(out, EDIT_REFERENCES)
 
     calls: list[dict] = []
 
